@@ -1,0 +1,242 @@
+"""What the CLI's `sync`, `push`, `demo` and `dev` commands do: wire the environment, the sandbox process,
+the Dagster instance and the definitions together. No business logic lives here."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import httpx
+
+from orderspace_pipelines.settings import OrderspaceSettings, data_dir
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULT_DAGSTER_YAML = PACKAGE_DIR / "dagster_home" / "dagster.yaml"
+DEMO_MARKER = ".orderspace-demo"
+SAMPLES_DIR = PACKAGE_DIR.parent / "data" / "samples"
+
+
+def ensure_dagster_home(default: Path) -> Path:
+    """Use $DAGSTER_HOME, or `default`; give it our dagster.yaml (pools, no welcome dialog) if it has none."""
+    home = Path(os.environ.get("DAGSTER_HOME") or default).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        shutil.copyfile(DEFAULT_DAGSTER_YAML, home / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def _instance():
+    """The persistent Dagster instance when $DAGSTER_HOME is set (runs are recorded there), else None."""
+    if not os.environ.get("DAGSTER_HOME"):
+        return None
+    import dagster as dg
+
+    return dg.DagsterInstance.get()
+
+
+def sync_command(*, since: date | None, select: list[str] | None) -> int:
+    OrderspaceSettings.from_env()  # fail early, naming the missing variable
+    from orderspace_pipelines.definitions import build_resources
+    from orderspace_pipelines.defs.sync import run_sync
+
+    result = run_sync(since=since, select=select, instance=_instance(), resources=build_resources())
+    print(result.describe() if hasattr(result, "describe") else result)
+    return 0 if result.success else 1
+
+
+def push_command(path: Path) -> int:
+    if not path.is_file():
+        print(f"orderspace-pipelines push: no such file: {path}", file=sys.stderr)
+        return 2
+    OrderspaceSettings.from_env()
+    from orderspace_pipelines.definitions import build_resources
+    from orderspace_pipelines.defs.push_jobs import run_push
+
+    result = run_push(path, instance=_instance(), resources=build_resources())
+    print(result.describe() if hasattr(result, "describe") else result)
+    return 0 if result.success else 1
+
+
+# --- the sandbox as a child process -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SandboxProcess:
+    process: subprocess.Popen
+    api_url: str
+    token_url: str
+    base_url: str
+
+    def stats(self) -> dict:
+        return httpx.get(f"{self.base_url}/_sandbox/stats", timeout=10).json()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+@contextmanager
+def sandbox_process(*args: str, timeout: float = 120.0) -> Iterator[SandboxProcess]:
+    """Start `orderspace-pipelines sandbox ARGS` and wait until it listens."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ready = Path(tmp) / "ready.json"
+        command = [sys.executable, "-m", "orderspace_pipelines.sandbox", *args, "--ready-file", str(ready)]
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while not ready.exists():
+            if process.poll() is not None:
+                raise RuntimeError(f"the sandbox exited with code {process.returncode} before it was ready")
+            if time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"the sandbox was not ready after {timeout:.0f} s")
+            time.sleep(0.05)
+        time.sleep(0.05)  # the file is written in one go, but give the writer a moment to close it
+        info = json.loads(ready.read_text())
+        handle = SandboxProcess(
+            process=process,
+            api_url=info["api_url"],
+            token_url=info["token_url"],
+            base_url=info["api_url"].rsplit("/v1", 1)[0],
+        )
+        try:
+            yield handle
+        finally:
+            handle.stop()
+
+
+def point_environment_at(sandbox: SandboxProcess, *, rate_limit: int, rate_window: float) -> None:
+    """The contract's variables, set for the sandbox account (its default credentials)."""
+    os.environ.update(
+        {
+            "ORDERSPACE_CLIENT_ID": "sandbox-client",
+            "ORDERSPACE_CLIENT_SECRET": "sandbox-secret",
+            "ORDERSPACE_API_URL": sandbox.api_url,
+            "ORDERSPACE_TOKEN_URL": sandbox.token_url,
+            "ORDERSPACE_REQUESTS_PER_MINUTE": str(rate_limit),
+            "ORDERSPACE_RATE_WINDOW_SECONDS": str(rate_window),
+        }
+    )
+
+
+# --- demo -----------------------------------------------------------------------------------------------------
+
+
+def _prepare_demo_data_dir(root: Path) -> None:
+    """The demo owns its data dir: it starts clean, but never wipes a folder holding someone's real data."""
+    marker = root / DEMO_MARKER
+    has_content = root.exists() and any(p.name not in {"README.md", "samples", DEMO_MARKER} for p in root.iterdir())
+    if has_content and not marker.exists():
+        raise SystemExit(
+            f"orderspace-pipelines demo: {root} holds data the demo did not write. "
+            "Point ORDERSPACE_DATA_DIR at an empty folder for the demo."
+        )
+    for name in ("parquet", "warehouse", "orderspace.duckdb", "orderspace.duckdb.wal"):
+        target = root / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+    root.mkdir(parents=True, exist_ok=True)
+    marker.write_text("This folder was written by `orderspace-pipelines demo`; the demo may clear it.\n")
+
+
+def demo_command(*, scale: str, rate_limit: int, rate_window: float) -> int:
+    root = data_dir()
+    _prepare_demo_data_dir(root)
+    ensure_dagster_home(root / "dagster_home")
+    started = time.monotonic()
+    print(f"Starting the sandbox Orderspace API (scale {scale}, {rate_limit} requests per {rate_window:g} s)...")
+    with sandbox_process("--port", "0", "--scale", scale, "--seed", "42",
+                         "--rate-limit", str(rate_limit), "--rate-window", str(rate_window)) as sandbox:
+        point_environment_at(sandbox, rate_limit=rate_limit, rate_window=rate_window)
+        # A fresh throttle bucket: the demo's budget is the demo sandbox's, not a real account's.
+        os.environ["ORDERSPACE_THROTTLE_DB"] = str(root / "dagster_home" / "demo-throttle.sqlite")
+        from orderspace_pipelines.definitions import build_resources
+        from orderspace_pipelines.defs.push_jobs import run_push
+        from orderspace_pipelines.defs.sync import run_sync
+        from orderspace_pipelines.lake import summary
+
+        print("Pulling every resource through Dagster (the full history, one sweep per resource)...")
+        sync_result = run_sync(since=None, select=None, instance=_instance(), resources=build_resources())
+        pull_requests = sandbox.stats().get("requests", 0)
+        if not sync_result.success:
+            print("The pull failed; see the run's logs in the Dagster UI (make dev).", file=sys.stderr)
+            return 1
+
+        print("Pushing the sample warehouse files...")
+        inbox = root / "warehouse" / "inbox"
+        inbox.mkdir(parents=True, exist_ok=True)
+        push_results = []
+        for sample in sorted(SAMPLES_DIR.glob("*.csv")):
+            dropped = inbox / sample.name
+            shutil.copyfile(sample, dropped)
+            push_results.append(run_push(dropped, instance=_instance(), resources=build_resources()))
+        stats = sandbox.stats()
+
+    print()
+    print("=" * 72)
+    print("Orderspace demo: summary")
+    print("=" * 72)
+    print(f"{'table':<28}{'rows':>12}")
+    for table, rows in summary(root):
+        print(f"{table:<28}{rows:>12,}")
+    print("-" * 72)
+    for result in push_results:
+        print(result.describe() if hasattr(result, "describe") else result)
+    print("-" * 72)
+    print(f"API requests used: {stats.get('requests', 0)} ({pull_requests} for the pull), "
+          f"429 responses: {stats.get('rate_limited', 0)}")
+    print(f"Parquet (source of truth): {root / 'parquet'}")
+    print(f"DuckDB catalog:            {root / 'orderspace.duckdb'}")
+    print(f"Warehouse folders:         {root / 'warehouse'}")
+    print(f"Dagster run history:       {os.environ['DAGSTER_HOME']}  (see it with `make dev`)")
+    print(f"Done in {time.monotonic() - started:.0f} s.")
+    return 0 if all(getattr(r, "success", True) for r in push_results) else 1
+
+
+# --- dev ------------------------------------------------------------------------------------------------------
+
+
+def dev_command(*, port: int, scale: str) -> int:
+    """The Dagster UI with its daemon (schedules and sensors live) against a sandbox with today's data."""
+    root = data_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    home = ensure_dagster_home(root / "dagster_home")
+    with sandbox_process("--port", "0", "--scale", scale, "--seed", "42", "--end-date", "today") as sandbox:
+        point_environment_at(sandbox, rate_limit=60, rate_window=60.0)
+        os.environ.setdefault("ORDERSPACE_THROTTLE_DB", str(home / "dev-throttle.sqlite"))
+        os.environ["ORDERSPACE_DATA_DIR"] = str(root)
+        dagster = str(Path(sys.executable).with_name("dagster"))
+        module = ["-m", "orderspace_pipelines.definitions"]
+        # Turn the schedules on so the daily pull and the hourly snapshot run while the UI is up.
+        subprocess.run([dagster, "schedule", "start", "--start-all", *module], check=False)
+        print(f"Sandbox API: {sandbox.api_url}   Data: {root}   DAGSTER_HOME: {home}")
+        print(f"Dagster UI:  http://127.0.0.1:{port}  (Ctrl-C stops everything)")
+        ui = subprocess.Popen([dagster, "dev", *module, "-h", "127.0.0.1", "-p", str(port)], start_new_session=True)
+        try:
+            return ui.wait()
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            if ui.poll() is None:
+                os.killpg(ui.pid, signal.SIGINT)
+                try:
+                    ui.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(ui.pid, signal.SIGKILL)

@@ -1,0 +1,86 @@
+"""Shared fixtures: a real sandbox Orderspace API on 127.0.0.1 and the environment pointing at it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from orderspace_pipelines.sandbox import SandboxConfig, SandboxServer
+from orderspace_pipelines.settings import OrderspaceSettings
+
+# Fast time knobs: tests must not wait real minutes. The budget is generous so only the
+# rate-limit tests, which set their own, ever wait on it.
+FAST_RATE_LIMIT = 6000
+FAST_RATE_WINDOW = 60.0
+
+
+@pytest.fixture
+def sandbox_factory() -> Iterator:
+    """Start sandboxes with custom knobs; every one is stopped at the end of the test."""
+    started: list[SandboxServer] = []
+
+    def start(**overrides) -> SandboxServer:
+        config = SandboxConfig(
+            port=0,
+            scale=overrides.pop("scale", "tiny"),
+            rate_limit=overrides.pop("rate_limit", FAST_RATE_LIMIT),
+            rate_window=overrides.pop("rate_window", FAST_RATE_WINDOW),
+            **overrides,
+        )
+        server = SandboxServer(config).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def sandbox(sandbox_factory) -> SandboxServer:
+    """A fresh tiny sandbox for one test (starts in well under a second)."""
+    return sandbox_factory()
+
+
+@pytest.fixture
+def throttle_db(tmp_path: Path) -> Path:
+    """A per-test throttle bucket so tests never share (or wait on) each other's budget."""
+    return tmp_path / "throttle.sqlite"
+
+
+def settings_for(server: SandboxServer, *, requests_per_minute: int | None = None) -> OrderspaceSettings:
+    return OrderspaceSettings(
+        client_id=server.config.client_id,
+        client_secret=server.config.client_secret,
+        api_url=server.api_url,
+        token_url=server.token_url,
+        requests_per_minute=requests_per_minute or server.config.rate_limit,
+        rate_window_seconds=server.config.rate_window,
+    )
+
+
+@pytest.fixture
+def settings(sandbox: SandboxServer) -> OrderspaceSettings:
+    return settings_for(sandbox)
+
+
+@pytest.fixture
+def orderspace_env(monkeypatch: pytest.MonkeyPatch, sandbox: SandboxServer, tmp_path: Path, throttle_db: Path):
+    """Point the contract's environment variables at the sandbox and a temporary data dir."""
+    data_dir = tmp_path / "data"
+    values = {
+        "ORDERSPACE_CLIENT_ID": sandbox.config.client_id,
+        "ORDERSPACE_CLIENT_SECRET": sandbox.config.client_secret,
+        "ORDERSPACE_API_URL": sandbox.api_url,
+        "ORDERSPACE_TOKEN_URL": sandbox.token_url,
+        "ORDERSPACE_REQUESTS_PER_MINUTE": str(sandbox.config.rate_limit),
+        "ORDERSPACE_RATE_WINDOW_SECONDS": str(sandbox.config.rate_window),
+        "ORDERSPACE_DATA_DIR": str(data_dir),
+        "ORDERSPACE_THROTTLE_DB": str(throttle_db),
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return dict(os.environ) | values
