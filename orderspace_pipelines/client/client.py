@@ -1,0 +1,547 @@
+"""`OrderspaceClient`: authenticated, throttled, retrying access to every Orderspace endpoint.
+
+Built to survive the API's drift from its documentation: list responses without `has_more` (keep paging until
+an empty page), a list under an unexpected key (accepted when it is the only list), single records wrapped or
+not, and error bodies that are JSON, HTML, plain text or empty (see `errors.py`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any, Self
+from urllib.parse import quote
+
+import httpx
+
+from orderspace_pipelines.client.auth import ClientCredentialsAuth
+from orderspace_pipelines.client.errors import (
+    APIError,
+    ConfigurationError,
+    OrderspaceError,
+    ResponseFormatError,
+    display_url,
+    error_from_response,
+    truncate,
+)
+from orderspace_pipelines.client.throttle import RequestThrottle, default_throttle_path
+from orderspace_pipelines.client.transport import RequestStats, ThrottledRetryTransport
+from orderspace_pipelines.settings import OrderspaceSettings
+
+logger = logging.getLogger("orderspace_pipelines.client")
+
+INVENTORY_BATCH_LIMIT = 200
+# Send small requests at once rather than waiting on Nagle's algorithm (a 40 ms stall per request otherwise).
+NO_DELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+MAX_PAGE_SIZE = 100
+# Endpoints documented as returning everything in one response (no `limit` is sent; `has_more: true` is still
+# followed, in case the API starts paginating them).
+UNPAGINATED_RESOURCES = frozenset(
+    {"customer_groups", "price_lists", "payment_terms", "tax_rates", "preorder_windows", "webhooks"}
+)
+CURSOR_FIELDS = {"inventory_levels": "sku"}
+SINGULAR = {
+    "customers": "customer",
+    "orders": "order",
+    "dispatches": "dispatch",
+    "products": "product",
+    "invoices": "invoice",
+    "webhooks": "webhook",
+    "inventory_levels": "inventory_level",
+}
+
+DateLike = date | datetime | str
+
+
+@dataclass(frozen=True)
+class Page:
+    """One list response: its records, the API's `has_more` (None when it was not sent) and the cursor to
+    resume after it (the last record's `id`, or `sku` for inventory levels)."""
+
+    records: list[dict[str, Any]]
+    has_more: bool | None
+    cursor: str | None
+
+
+def cursor_field(resource: str) -> str:
+    return CURSOR_FIELDS.get(resource, "id")
+
+
+def format_since(value: DateLike) -> str:
+    """`created_since` as the API expects it: `YYYY-MM-DD`, or an ISO 8601 UTC time."""
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value.replace(microsecond=0).isoformat() + "Z"
+    if isinstance(value, date):
+        return value.isoformat()
+    text = str(value).strip()
+    if not text:
+        raise ValueError("created_since must not be empty")
+    return text
+
+
+def _coerce_has_more(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    if isinstance(value, int):
+        return bool(value)
+    return None
+
+
+def _path_id(kind: str, value: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{kind} id must be a non-empty string, got {value!r}")
+    return quote(value.strip(), safe="")
+
+
+class OrderspaceClient:
+    """A client for one Orderspace account. Thread-safe; use as a context manager or call `close()`.
+
+    `transport` replaces the innermost HTTP transport (tests: `httpx.MockTransport`); throttling, retries and
+    auth still wrap it. `min_429_wait` defaults to the settings' rate window (60 s on the real API). `stats`
+    counts this client's API requests, retries, 429s and throttle waits.
+    """
+
+    def __init__(
+        self,
+        settings: OrderspaceSettings,
+        *,
+        page_size: int = MAX_PAGE_SIZE,
+        timeout: float = 30.0,
+        max_retries: int = 5,
+        throttle_db: str | None = None,
+        min_429_wait: float | None = None,
+        transport: httpx.BaseTransport | None = None,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+    ) -> None:
+        _check_settings(settings)
+        if not 1 <= page_size <= 1000:
+            raise ConfigurationError(f"page_size must be between 1 and 1000, got {page_size}")
+        self.settings = settings
+        self.page_size = page_size
+        self.stats = RequestStats()
+        path = throttle_db or default_throttle_path(settings.api_url, settings.client_id)
+        self.throttle = RequestThrottle(
+            path, limit=settings.requests_per_minute, window_seconds=settings.rate_window_seconds
+        )
+        inner = transport if transport is not None else httpx.HTTPTransport(socket_options=NO_DELAY)
+        wait_429 = settings.rate_window_seconds if min_429_wait is None else min_429_wait
+        self._transport = ThrottledRetryTransport(
+            inner,
+            throttle=self.throttle,
+            stats=self.stats,
+            max_retries=max_retries,
+            min_429_wait=wait_429,
+            backoff_base=backoff_base,
+            backoff_cap=backoff_cap,
+        )
+        token_transport = ThrottledRetryTransport(
+            inner,
+            throttle=None,
+            stats=RequestStats(),
+            max_retries=min(max_retries, 3),
+            min_429_wait=min(wait_429, 5.0),
+            backoff_base=backoff_base,
+            backoff_cap=backoff_cap,
+            retry_unsafe_methods=True,
+            close_inner=False,
+        )
+        self.auth = ClientCredentialsAuth(
+            settings.token_url,
+            settings.client_id,
+            settings.client_secret,
+            transport=token_transport,
+            timeout=timeout,
+        )
+        self._http = httpx.Client(
+            base_url=settings.api_url.rstrip("/") + "/",
+            auth=self.auth,
+            transport=self._transport,
+            timeout=timeout,
+            headers={"Accept": "application/json", "User-Agent": "orderspace-pipelines"},
+        )
+
+    @classmethod
+    def from_settings(cls, settings: OrderspaceSettings, **kwargs: Any) -> Self:
+        return cls(settings, **kwargs)
+
+    def __repr__(self) -> str:
+        return (
+            f"OrderspaceClient(api_url={self.settings.api_url!r}, client_id={self.settings.client_id!r}, "
+            f"requests_per_minute={self.settings.requests_per_minute})"
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+        self.auth.close()
+        self.throttle.close()
+
+    # -- requests ----------------------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+    ) -> Any:
+        """Send one API request and return its parsed JSON body; raises a typed error otherwise."""
+        self.stats.token_requests = self.auth.tokens_fetched
+        try:
+            response = self._http.request(
+                method,
+                path.lstrip("/"),
+                params={k: v for k, v in (params or {}).items() if v is not None} or None,
+                json=json_body,
+            )
+        except OrderspaceError:
+            raise
+        except httpx.HTTPError as exc:  # not expected past the transport, but never leak a bare httpx error
+            raise OrderspaceError(f"{method} /{path.lstrip('/')} failed: {type(exc).__name__}") from None
+        finally:
+            self.stats.token_requests = self.auth.tokens_fetched
+        if response.status_code >= 300:
+            hint = None
+            if response.status_code == 401:
+                hint = "The API rejected a freshly issued access token; check the app's access"
+            raise error_from_response(response, hint=hint, secrets=self.auth.secrets)
+        where = f"{response.status_code} from {method} {display_url(response.request.url)}"
+        if not response.content.strip():
+            raise ResponseFormatError(f"{where}: empty body where JSON was expected")
+        try:
+            return response.json()
+        except (ValueError, UnicodeDecodeError):
+            kind = response.headers.get("content-type", "unknown content type")
+            snippet = truncate(response.text, 80)
+            raise ResponseFormatError(f"{where}: body is not JSON ({kind}): {snippet!r}") from None
+
+    # -- lists -------------------------------------------------------------------------------------------
+
+    def iter_pages(
+        self,
+        resource: str,
+        *,
+        page_size: int | None = None,
+        starting_after: str | None = None,
+        created_since: DateLike | None = None,
+        **params: Any,
+    ) -> Iterator[Page]:
+        """Every page of a list endpoint, oldest request first, empty pages skipped.
+
+        Pages by `limit`/`starting_after` (cursor: the last record's `id`, `sku` for inventory levels).
+        `has_more` is trusted when sent; without it paging continues until an empty page (a short page is not
+        the end: the server may cap the page size). A cursor that does not advance raises
+        `ResponseFormatError`.
+        """
+        resource = resource.strip().strip("/")
+        paginated = resource not in UNPAGINATED_RESOURCES
+        field = cursor_field(resource)
+        limit = page_size or self.page_size
+        if not 1 <= limit <= 1000:
+            raise ValueError(f"page_size must be between 1 and 1000, got {limit}")
+        query: dict[str, Any] = dict(params)
+        if created_since is not None:
+            query["created_since"] = format_since(created_since)
+        cursor = starting_after
+        seen_cursors: set[str] = set() if cursor is None else {cursor}
+        while True:
+            page_query = dict(query)
+            if paginated:
+                page_query["limit"] = limit
+            if cursor is not None:
+                page_query["starting_after"] = cursor
+            body = self.request("GET", resource, params=page_query)
+            records, has_more = _extract_list(body, resource)
+            if not records:
+                if has_more:
+                    raise ResponseFormatError(
+                        f"GET /{resource} after {cursor!r} returned no records but has_more=true: "
+                        "pagination stuck"
+                    )
+                return
+            next_cursor = [_record_cursor(record, resource, field, i) for i, record in enumerate(records)][-1]
+            if next_cursor in seen_cursors:
+                raise ResponseFormatError(
+                    f"GET /{resource} pagination did not advance: the page after {cursor!r} ends at "
+                    f"{next_cursor!r}, which an earlier page already ended at"
+                )
+            seen_cursors.add(next_cursor)
+            yield Page(records=records, has_more=has_more, cursor=next_cursor)
+            if has_more is False or (not paginated and has_more is not True):
+                return
+            cursor = next_cursor
+
+    def iter_records(self, resource: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Every record of a list endpoint (see `iter_pages` for the arguments)."""
+        for page in self.iter_pages(resource, **kwargs):
+            yield from page.records
+
+    def _list(self, resource: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        return self.iter_records(resource, **kwargs)
+
+    def _get(self, resource: str, record_id: str) -> dict[str, Any]:
+        body = self.request("GET", f"{resource}/{_path_id(SINGULAR[resource], record_id)}")
+        return _unwrap(body, SINGULAR[resource], f"GET /{resource}/{record_id}")
+
+    def _create(self, resource: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+        key = SINGULAR[resource]
+        body = self.request("POST", resource, json_body=_wrap(payload, key))
+        return _unwrap(body, key, f"POST /{resource}")
+
+    def _update(self, resource: str, record_id: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+        key = SINGULAR[resource]
+        path = f"{resource}/{_path_id(key, record_id)}"
+        body = self.request("PUT", path, json_body=_wrap(payload, key))
+        return _unwrap(body, key, f"PUT /{path}")
+
+    # -- endpoint map ------------------------------------------------------------------------------------
+
+    def list_customers(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        return self._list("customers", **kwargs)
+
+    def get_customer(self, customer_id: str) -> dict[str, Any]:
+        return self._get("customers", customer_id)
+
+    def create_customer(self, customer: Mapping[str, Any]) -> dict[str, Any]:
+        return self._create("customers", customer)
+
+    def update_customer(self, customer_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+        return self._update("customers", customer_id, changes)
+
+    def list_orders(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        return self._list("orders", **kwargs)
+
+    def get_order(self, order_id: str) -> dict[str, Any]:
+        return self._get("orders", order_id)
+
+    def create_order(self, order: Mapping[str, Any]) -> dict[str, Any]:
+        return self._create("orders", order)
+
+    def list_dispatches(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        return self._list("dispatches", **kwargs)
+
+    def get_dispatch(self, dispatch_id: str) -> dict[str, Any]:
+        return self._get("dispatches", dispatch_id)
+
+    def create_dispatch(self, dispatch: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a dispatch. Never retried once it may have been processed: on `TransportError` with
+        `maybe_processed`, or `ServerError`, look for the dispatch before sending it again."""
+        return self._create("dispatches", dispatch)
+
+    def list_products(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        return self._list("products", **kwargs)
+
+    def get_product(self, product_id: str) -> dict[str, Any]:
+        return self._get("products", product_id)
+
+    def create_product(self, product: Mapping[str, Any]) -> dict[str, Any]:
+        return self._create("products", product)
+
+    def update_product(self, product_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+        return self._update("products", product_id, changes)
+
+    def list_inventory_levels(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        return self._list("inventory_levels", **kwargs)
+
+    def update_inventory_levels(self, levels: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Set stock levels in requests of at most `INVENTORY_BATCH_LIMIT` (200); returns every updated level.
+
+        Each level needs a `sku` and one of `on_hand` / `available`. Chunks are sent in order and each one is
+        applied by the API as it lands: if chunk k fails, chunks 1..k-1 were already applied. The error raised
+        (the failing chunk's own type) says which chunk and skus failed and carries `applied_levels` (the
+        levels the API confirmed before the failure) and `failed_skus`.
+        """
+        items = [_check_level(level, index) for index, level in enumerate(levels)]
+        chunks = [
+            items[start : start + INVENTORY_BATCH_LIMIT]
+            for start in range(0, len(items), INVENTORY_BATCH_LIMIT)
+        ]
+        updated: list[dict[str, Any]] = []
+        for number, chunk in enumerate(chunks, start=1):
+            try:
+                body = self.request("POST", "inventory_levels", json_body={"inventory_levels": chunk})
+                records, _ = _extract_list(body, "inventory_levels")
+            except OrderspaceError as exc:
+                skus = [level["sku"] for level in chunk]
+                prefix = (
+                    f"inventory update chunk {number} of {len(chunks)} ({len(chunk)} levels, skus "
+                    f"{skus[0]} .. {skus[-1]}) failed; {number - 1} earlier chunk(s) with {len(updated)} "
+                    "levels were already applied"
+                )
+                raise exc.with_prefix(prefix, applied_levels=list(updated), failed_skus=skus) from exc
+            updated.extend(records)
+        return updated
+
+    def list_invoices(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        return self._list("invoices", **kwargs)
+
+    def get_invoice(self, invoice_id: str) -> dict[str, Any]:
+        return self._get("invoices", invoice_id)
+
+    def list_categories(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        return self._list("categories", **kwargs)
+
+    def list_customer_groups(self) -> Iterator[dict[str, Any]]:
+        return self._list("customer_groups")
+
+    def list_price_lists(self) -> Iterator[dict[str, Any]]:
+        return self._list("price_lists")
+
+    def list_payment_terms(self) -> Iterator[dict[str, Any]]:
+        return self._list("payment_terms")
+
+    def list_tax_rates(self) -> Iterator[dict[str, Any]]:
+        return self._list("tax_rates")
+
+    def list_preorder_windows(self) -> Iterator[dict[str, Any]]:
+        return self._list("preorder_windows")
+
+    def list_webhooks(self) -> Iterator[dict[str, Any]]:
+        return self._list("webhooks")
+
+    def get_webhook(self, webhook_id: str) -> dict[str, Any]:
+        return self._get("webhooks", webhook_id)
+
+    def create_webhook(self, webhook: Mapping[str, Any]) -> dict[str, Any]:
+        return self._create("webhooks", webhook)
+
+    def update_webhook(self, webhook_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+        return self._update("webhooks", webhook_id, changes)
+
+    def delete_webhook(self, webhook_id: str) -> dict[str, Any]:
+        path = f"webhooks/{_path_id('webhook', webhook_id)}"
+        body = self.request("DELETE", path)
+        if body is None:
+            return {"id": webhook_id, "deleted": True}
+        return _unwrap(body, "webhook", f"DELETE /{path}")
+
+
+# -- helpers ---------------------------------------------------------------------------------------------
+
+
+def _check_settings(settings: OrderspaceSettings) -> None:
+    for variable, value in (
+        ("ORDERSPACE_CLIENT_ID", settings.client_id),
+        ("ORDERSPACE_CLIENT_SECRET", settings.client_secret),
+    ):
+        if not value or not str(value).strip():
+            raise ConfigurationError(f"{variable} is empty: the Orderspace client needs it to authenticate")
+    for variable, url in (
+        ("ORDERSPACE_API_URL", settings.api_url),
+        ("ORDERSPACE_TOKEN_URL", settings.token_url),
+    ):
+        try:
+            parsed = httpx.URL(url)
+        except (httpx.InvalidURL, TypeError):
+            parsed = None
+        if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+            raise ConfigurationError(f"{variable} must be an http(s) URL, got {url!r}")
+    if settings.requests_per_minute < 1:
+        raise ConfigurationError(
+            f"ORDERSPACE_REQUESTS_PER_MINUTE must be at least 1, got {settings.requests_per_minute}"
+        )
+    if settings.rate_window_seconds <= 0:
+        raise ConfigurationError(
+            f"ORDERSPACE_RATE_WINDOW_SECONDS must be greater than zero, got {settings.rate_window_seconds}"
+        )
+
+
+def _describe(body: Any) -> str:
+    if isinstance(body, dict):
+        return f"an object with keys {sorted(body)}"
+    return f"a JSON {type(body).__name__}"
+
+
+def _extract_list(body: Any, resource: str) -> tuple[list[dict[str, Any]], bool | None]:
+    """The records and `has_more` of a list response, tolerating a differently named (but single) list key."""
+    if isinstance(body, list):
+        records = body
+        has_more = None
+    elif isinstance(body, dict):
+        has_more = _coerce_has_more(body.get("has_more"))
+        if isinstance(body.get(resource), list):
+            records = body[resource]
+        else:
+            lists = [key for key, value in body.items() if isinstance(value, list)]
+            if len(lists) != 1:
+                raise ResponseFormatError(
+                    f"GET /{resource}: expected a {resource!r} list in the response, got {_describe(body)}"
+                )
+            logger.warning("GET /%s: records arrived under %r instead of %r", resource, lists[0], resource)
+            records = body[lists[0]]
+    else:
+        raise ResponseFormatError(f"GET /{resource}: expected a JSON object, got {_describe(body)}")
+    bad = next((index for index, record in enumerate(records) if not isinstance(record, dict)), None)
+    if bad is not None:
+        raise ResponseFormatError(
+            f"GET /{resource}: record {bad} is {_describe(records[bad])}, not an object"
+        )
+    return records, has_more
+
+
+def _record_cursor(record: Mapping[str, Any], resource: str, field: str, index: int) -> str:
+    value = record.get(field)
+    if value is None or (isinstance(value, str) and not value.strip()) or isinstance(value, dict | list):
+        raise ResponseFormatError(
+            f"GET /{resource}: record {index} has no {field!r} (needed as the pagination cursor); it has "
+            f"{sorted(record)}"
+        )
+    return str(value)
+
+
+def _wrap(payload: Mapping[str, Any], key: str) -> dict[str, Any]:
+    if not isinstance(payload, Mapping):
+        raise TypeError(f"the {key} payload must be a mapping, got {type(payload).__name__}")
+    if set(payload) == {key} and isinstance(payload[key], Mapping):
+        return {key: dict(payload[key])}
+    try:
+        json.dumps(payload)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"the {key} payload is not JSON serialisable: {exc}") from None
+    return {key: dict(payload)}
+
+
+def _unwrap(body: Any, key: str, where: str) -> dict[str, Any]:
+    """The record of a single-record response: `{"customer": {...}}`, or an unwrapped record."""
+    if isinstance(body, dict):
+        if isinstance(body.get(key), dict):
+            return body[key]
+        if "id" in body or "sku" in body:
+            return body
+        objects = [name for name, value in body.items() if isinstance(value, dict)]
+        if len(objects) == 1 and len(body) == 1:
+            return body[objects[0]]
+    raise ResponseFormatError(f"{where}: expected a {key!r} object in the response, got {_describe(body)}")
+
+
+def _check_level(level: Mapping[str, Any], index: int) -> dict[str, Any]:
+    if not isinstance(level, Mapping):
+        raise ValueError(f"inventory level {index} must be a mapping, got {type(level).__name__}")
+    sku = level.get("sku")
+    if not isinstance(sku, str) or not sku.strip():
+        raise ValueError(f"inventory level {index} has no sku: {dict(level)!r}")
+    quantities = [name for name in ("on_hand", "available") if level.get(name) is not None]
+    if len(quantities) != 1:
+        raise ValueError(
+            f"inventory level {index} (sku {sku!r}) must set exactly one of on_hand or available, got "
+            f"{quantities or 'neither'}"
+        )
+    return dict(level)
+
+
+__all__ = ["INVENTORY_BATCH_LIMIT", "APIError", "OrderspaceClient", "Page"]

@@ -1,0 +1,168 @@
+"""The account's request budget, shared by every process on the machine.
+
+One pyrate-limiter `SQLiteBucket` with a file lock holds a log of request timestamps in a SQLite file every
+process opens (`ORDERSPACE_THROTTLE_DB`, or a path under the temp directory keyed by API URL + client id).
+Two rates apply:
+
+- spacing: at most one request every `window / limit` seconds, so requests are spread out, never burst;
+- budget: at most `limit` requests in any `window + margin` seconds. The margin (2% of the window, at least
+  100 ms) absorbs the jitter between taking a slot here and the request reaching the server, so a 61st request
+  can never land inside the server's 60 s window.
+
+A second table in the same file holds a "paused until" time: a 429 seen by any process pauses all of them.
+Timestamps are wall-clock milliseconds, which every process on one machine shares.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sqlite3
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from pyrate_limiter import Limiter, Rate, RateItem, SQLiteBucket
+
+logger = logging.getLogger("orderspace_pipelines.client")
+
+THROTTLE_DB_ENV = "ORDERSPACE_THROTTLE_DB"
+BUCKET_TABLE = "orderspace_requests"
+PAUSE_TABLE = "orderspace_pause"
+ITEM_NAME = "orderspace-api"
+MIN_MARGIN_SECONDS = 0.1
+MARGIN_FRACTION = 0.02
+LOCK_POLL_SECONDS = 0.002  # retry delay when another process holds the file lock for its few microseconds
+LOG_WAITS_FROM_SECONDS = 1.0  # throttle waits at least this long are logged at INFO, shorter ones at DEBUG
+
+
+def default_throttle_path(api_url: str, client_id: str) -> Path:
+    """`$ORDERSPACE_THROTTLE_DB` if set, else
+    `<tempdir>/orderspace-throttle-<sha256(api_url + client_id)[:12]>.sqlite`."""
+    configured = os.environ.get(THROTTLE_DB_ENV, "").strip()
+    if configured:
+        return Path(configured)
+    digest = hashlib.sha256((api_url + client_id).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"orderspace-throttle-{digest}.sqlite"
+
+
+def budget_rates(limit: int, window_seconds: float) -> list[Rate]:
+    """The two pyrate-limiter rates for `limit` requests per `window_seconds` (see the module docstring)."""
+    if limit < 1:
+        raise ValueError(f"the request budget must be at least 1 per window, got {limit}")
+    if window_seconds <= 0:
+        raise ValueError(f"the rate window must be longer than zero, got {window_seconds}")
+    margin = max(MIN_MARGIN_SECONDS, MARGIN_FRACTION * window_seconds)
+    budget = Rate(limit, round((window_seconds + margin) * 1000))
+    if limit == 1:
+        return [budget]
+    spacing_ms = max(1, round(window_seconds * 1000 / limit))
+    spacing = Rate(1, spacing_ms)
+    if spacing.interval >= budget.interval or 1 / spacing.interval < limit / budget.interval:
+        return [budget]
+    return [spacing, budget]
+
+
+class RequestThrottle:
+    """Cross-process request slots: `acquire()` blocks until this process may send one API request.
+
+    Thread-safe and process-safe. `pause_all(seconds)` makes every process sharing the file wait.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, limit: int, window_seconds: float) -> None:
+        self.path = Path(path)
+        self.limit = limit
+        self.window_seconds = window_seconds
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.rates = budget_rates(limit, window_seconds)
+        self._bucket = SQLiteBucket.init_from_file(
+            self.rates, table=BUCKET_TABLE, db_path=str(self.path), use_file_lock=True
+        )
+        self._limiter = Limiter(self._bucket, buffer_ms=0)
+        self._local_lock = threading.Lock()
+        self._pause_db = sqlite3.connect(
+            str(self.path), timeout=30, check_same_thread=False, isolation_level=None
+        )
+        self._pause_lock = threading.Lock()
+        with self._pause_lock:
+            self._pause_db.execute(
+                f"CREATE TABLE IF NOT EXISTS {PAUSE_TABLE} "
+                "(id INTEGER PRIMARY KEY CHECK (id = 1), until REAL NOT NULL, reason TEXT)"
+            )
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"RequestThrottle(path={str(self.path)!r}, limit={self.limit}, window={self.window_seconds} s)"
+
+    def paused_until(self) -> float:
+        """Wall-clock time (epoch seconds) until which every process must hold off; 0 when not paused."""
+        with self._pause_lock:
+            row = self._pause_db.execute(f"SELECT until FROM {PAUSE_TABLE} WHERE id = 1").fetchone()
+        return float(row[0]) if row else 0.0
+
+    def pause_all(self, seconds: float, reason: str = "") -> float:
+        """Pause every process sharing this budget for at least `seconds`; returns its end (epoch s)."""
+        until = time.time() + max(0.0, seconds)
+        with self._pause_lock:
+            self._pause_db.execute(
+                f"INSERT INTO {PAUSE_TABLE} (id, until, reason) VALUES (1, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET until = max(until, excluded.until), reason = excluded.reason",
+                (until, reason),
+            )
+        logger.info("Pausing all Orderspace API requests for %.1f s: %s", seconds, reason or "requested")
+        return until
+
+    def _try_take_slot(self) -> float:
+        """One attempt at a slot: 0.0 when taken, else a hint of how long to sleep before the next attempt."""
+        with self._local_lock:
+            if self._limiter.try_acquire(ITEM_NAME, blocking=True, timeout=0):
+                return 0.0
+            hint_ms = self._bucket.waiting(RateItem(ITEM_NAME, self._bucket.now()))
+        if not isinstance(hint_ms, int) or hint_ms <= 0:
+            return LOCK_POLL_SECONDS
+        return hint_ms / 1000 + LOCK_POLL_SECONDS
+
+    def acquire(self) -> float:
+        """Block until a request may be sent (honouring any shared pause); returns the seconds waited."""
+        if self._closed:
+            raise RuntimeError("the request throttle is closed")
+        started = time.monotonic()
+        paused_logged = False
+        while True:
+            pause_left = self.paused_until() - time.time()
+            if pause_left > 0:
+                if not paused_logged:
+                    logger.info("Orderspace API paused after a 429: waiting %.1f s", pause_left)
+                    paused_logged = True
+                time.sleep(pause_left)
+                continue
+            sleep_for = self._try_take_slot()
+            if sleep_for == 0.0:
+                # A pause set while we were taking the slot wins: give the slot up and wait it out.
+                if self.paused_until() > time.time():
+                    continue
+                break
+            time.sleep(sleep_for)
+        waited = time.monotonic() - started
+        if waited >= LOG_WAITS_FROM_SECONDS:
+            logger.info(
+                "Waited %.2f s for an Orderspace API request slot (budget %d per %.0f s)",
+                waited,
+                self.limit,
+                self.window_seconds,
+            )
+        elif waited > 0.0005:
+            logger.debug("Waited %.3f s for an Orderspace API request slot", waited)
+        return waited
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._limiter.close()
+        finally:
+            with self._pause_lock:
+                self._pause_db.close()

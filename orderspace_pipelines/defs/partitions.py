@@ -1,0 +1,88 @@
+"""Daily partitions of the date-partitioned pull assets (orders, invoices, dispatches and their lines).
+
+One partition per UTC day, keyed `YYYY-MM-DD`, from `$ORDERSPACE_START_DATE` (default 2015-01-01) to today
+inclusive (`end_offset=1`). Records older than the start date are still landed by a full pull, in their
+own date folders (the asset warns); see `lake/sweep.py`.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, date, datetime, timedelta
+
+import dagster as dg
+
+from orderspace_pipelines.settings import SettingsError
+
+START_DATE_ENV = "ORDERSPACE_START_DATE"
+LOOKBACK_ENV = "ORDERSPACE_LOOKBACK_DAYS"
+DEFAULT_START_DATE = date(2015, 1, 1)
+DEFAULT_LOOKBACK_DAYS = 7
+PARTITION_FORMAT = "%Y-%m-%d"
+
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+def start_date() -> date:
+    """The first daily partition: `$ORDERSPACE_START_DATE` (YYYY-MM-DD) or 2015-01-01."""
+    raw = os.environ.get(START_DATE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_START_DATE
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise SettingsError(f"{START_DATE_ENV} must be a date as YYYY-MM-DD, got {raw!r}") from None
+
+
+def lookback_days() -> int:
+    """How many days before today the daily pull re-reads (orders change after creation): env, default 7."""
+    raw = os.environ.get(LOOKBACK_ENV, "").strip()
+    if not raw:
+        return DEFAULT_LOOKBACK_DAYS
+    try:
+        days = int(raw)
+    except ValueError:
+        raise SettingsError(f"{LOOKBACK_ENV} must be a whole number of days, got {raw!r}") from None
+    if days < 0:
+        raise SettingsError(f"{LOOKBACK_ENV} must not be negative, got {raw!r}")
+    return days
+
+
+DAILY_PARTITIONS = dg.DailyPartitionsDefinition(
+    start_date=start_date().strftime(PARTITION_FORMAT),
+    end_offset=1,
+    timezone="UTC",
+    fmt=PARTITION_FORMAT,
+)
+
+
+def today_utc() -> date:
+    return datetime.now(UTC).date()
+
+
+def first_partition_day() -> date:
+    return date.fromisoformat(DAILY_PARTITIONS.get_first_partition_key())  # type: ignore[arg-type]
+
+
+def last_partition_day(now: datetime | None = None) -> date:
+    """The newest partition (today, UTC, at `now`)."""
+    if now is not None:  # end_offset=1: the partition of `now`'s own day is the last one
+        return now.astimezone(UTC).date()
+    key = DAILY_PARTITIONS.get_last_partition_key()
+    return date.fromisoformat(key) if key else today_utc()
+
+
+def clamp_to_partitions(day: date, now: datetime | None = None) -> date:
+    """`day` moved inside [first partition, last partition]."""
+    return min(max(day, first_partition_day()), last_partition_day(now))
+
+
+def range_tags(start: date, end: date) -> dict[str, str]:
+    """Run tags for ONE run over the partitions start..end (single-run backfill policy)."""
+    return {RANGE_START_TAG: start.strftime(PARTITION_FORMAT), RANGE_END_TAG: end.strftime(PARTITION_FORMAT)}
+
+
+def window_days(start: datetime, end: datetime) -> tuple[date, date]:
+    """A partition time window [start, end) as the inclusive days it covers."""
+    return start.date(), (end - timedelta(days=1)).date()

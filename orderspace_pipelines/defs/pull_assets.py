@@ -1,0 +1,308 @@
+"""The pull assets: every Orderspace resource landed in the lake (Parquet partitions + DuckDB catalog).
+
+- One multi-asset per API resource; child tables come out of the same request stream as their parent
+  (`orders` + `order_lines`, `invoices` + `invoice_lines` + `invoice_payments`, `dispatches` +
+  `dispatch_lines`, `products` + `product_variants`). Asset keys are the lake's table names.
+- `orders`, `invoices` and `dispatches` (and their lines) are daily-partitioned by creation day (invoices:
+  invoice date) with a single-run backfill policy: a run over any range of days is ONE newest-first sweep
+  that seeks past newer history with `starting_after` (the last-listed id of the nearest stored day after
+  the range) and stops once it passes the range's first day. A range that reaches the first partition
+  is open below (older records land too); one that reaches today is open above.
+- The reference tables, customers and products are refreshed whole; `inventory_levels` adds a snapshot
+  (history in `inventory_level_snapshots`, the catalog's `inventory_levels` view shows the latest).
+- Every step that calls the API runs in the `orderspace_api` concurrency pool on top of the client's
+  cross-process throttle, so concurrent runs share the one request budget.
+- Each materialization reports rows, column schema, a preview, the API requests it spent, the time it
+  waited on the rate limit, retries and 429s, what the sweep did, and any values that did not fit their
+  declared type. After writing, the asset refreshes its tables' views in the DuckDB catalog.
+"""
+
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import dagster as dg
+import pyarrow as pa
+
+from orderspace_pipelines.client import BadRequestError, NotFoundError, OrderspaceClient
+from orderspace_pipelines.defs.partitions import (
+    DAILY_PARTITIONS,
+    first_partition_day,
+    last_partition_day,
+    window_days,
+)
+from orderspace_pipelines.defs.resources import ORDERSPACE_API_POOL, LakeResource, OrderspaceResource
+from orderspace_pipelines.lake import refresh_catalog
+from orderspace_pipelines.lake.schemas import (
+    INVENTORY_LEVELS_VIEW,
+    INVENTORY_SNAPSHOTS,
+    RESOURCES,
+    ResourceSpec,
+    table_spec,
+)
+from orderspace_pipelines.lake.sweep import LandingReport, PartitionedLanding, WholeLanding
+
+GROUP = "orderspace_pull"
+PREVIEW_COLUMNS = 8
+
+PARTITIONED_RESOURCES = ("orders", "invoices", "dispatches")
+WHOLE_RESOURCES = (
+    "customers",
+    "products",
+    "categories",
+    "customer_groups",
+    "price_lists",
+    "payment_terms",
+    "tax_rates",
+    "preorder_windows",
+)
+
+_DESCRIPTIONS = {
+    "customers": "Customers (companies ordering), refreshed whole.",
+    "orders": "Orders, one partition per creation day (UTC).",
+    "order_lines": "Order lines of the orders created that day; key (id, order_id).",
+    "invoices": "Invoices, one partition per invoice date.",
+    "invoice_lines": "Invoice lines, numbered by position; key (invoice_id, line_number).",
+    "invoice_payments": "Payments recorded on invoices, numbered by position; key (invoice_id, line_number).",
+    "dispatches": "Dispatches, one partition per creation day (UTC).",
+    "dispatch_lines": "Dispatch lines, numbered by position; key (dispatch_id, line_number).",
+    "products": "Products, refreshed whole.",
+    "product_variants": "Product variants (SKUs) of each product; key (id, product_id).",
+    INVENTORY_LEVELS_VIEW: "Inventory levels per SKU. Each materialization adds a timestamped snapshot "
+    "(inventory_level_snapshots); the catalog's inventory_levels view shows the latest.",
+}
+
+
+def _table_names(spec: ResourceSpec) -> list[str]:
+    return [spec.table, *(child.table for child in spec.children)]
+
+
+def _asset_key_of(table: str) -> str:
+    return INVENTORY_LEVELS_VIEW if table == INVENTORY_SNAPSHOTS else table
+
+
+# --- metadata --------------------------------------------------------------------------------------------------
+
+
+def _column_schema(schema: pa.Schema) -> dg.TableSchema:
+    return dg.TableSchema(columns=[dg.TableColumn(name=f.name, type=str(f.type)) for f in schema])
+
+
+def _cell(value: Any) -> str:
+    text = "" if value is None else str(value)
+    text = text.replace("|", "\\|").replace("\n", " ")
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _preview_markdown(rows: list[dict[str, Any]], schema: pa.Schema | None) -> str:
+    if not rows:
+        return "_no rows_"
+    names = (schema.names if schema is not None else list(rows[0]))[:PREVIEW_COLUMNS]
+    lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
+    lines += ["| " + " | ".join(_cell(row.get(name)) for name in names) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _request_metadata(client: OrderspaceClient) -> dict[str, Any]:
+    stats = client.stats
+    return {
+        "api_requests": dg.MetadataValue.int(stats.requests),
+        "rate_limit_wait_seconds": dg.MetadataValue.float(round(stats.throttle_wait_seconds, 3)),
+        "retries": dg.MetadataValue.int(stats.retries),
+        "rate_limited_429s": dg.MetadataValue.int(stats.rate_limited),
+    }
+
+
+def _metadata(
+    table: str, report: LandingReport, requests: dict[str, Any], lake: LakeResource, extra: dict[str, Any]
+) -> dict[str, Any]:
+    schema = report.schemas.get(table) or table_spec(table).schema
+    metadata: dict[str, Any] = {
+        "dagster/row_count": dg.MetadataValue.int(report.rows.get(table, 0)),
+        "dagster/column_schema": _column_schema(schema),
+        "preview": dg.MetadataValue.md(_preview_markdown(report.preview.get(table, []), schema)),
+        "path": dg.MetadataValue.path(str(lake.root / "parquet" / table)),
+        **requests,
+        "pages": dg.MetadataValue.int(report.pages),
+        "records_seen": dg.MetadataValue.int(report.records),
+        **extra,
+    }
+    if table == report_parent(report):
+        if report.duplicates:
+            metadata["duplicates_skipped"] = dg.MetadataValue.int(report.duplicates)
+        if report.undated:
+            metadata["undated_records_skipped"] = dg.MetadataValue.int(report.undated)
+    if report.coercions.counts:
+        metadata["values_not_of_declared_type"] = dg.MetadataValue.json(report.coercions.summary())
+    return metadata
+
+
+def report_parent(report: LandingReport) -> str:
+    return RESOURCES[report.resource].table
+
+
+# --- the two kinds of pull --------------------------------------------------------------------------------------
+
+
+def pull_partitioned(
+    context: dg.AssetExecutionContext, orderspace: OrderspaceResource, lake: LakeResource, resource: str
+) -> Iterator[dg.MaterializeResult]:
+    """One newest-first sweep over the run's partition range, landed day by day."""
+    spec = RESOURCES[resource]
+    window = context.partition_time_window
+    start, end = window_days(window.start, window.end)
+    first, last = first_partition_day(), last_partition_day()
+    lower = None if start <= first else start
+    upper = None if end >= last else end
+    landing = PartitionedLanding(
+        lake.root,
+        spec,
+        start=lower,
+        end=upper,
+        loaded_at=datetime.now(UTC),
+        partitions_start=first,
+        partitions_end=last,
+        logger=context.log,
+    )
+    anchor = landing.seek_id()
+    since: date | None = None if lower is None else lower - timedelta(days=spec.order_slack_days)
+    context.log.info(
+        "%s: sweeping %s..%s (%s), created_since=%s, starting_after=%s",
+        resource,
+        start,
+        end,
+        "open-ended" if lower is None or upper is None else "bounded",
+        since,
+        anchor,
+    )
+    with orderspace.get_client() as client:
+        try:
+            _sweep(client, resource, landing, anchor, since)
+        except (BadRequestError, NotFoundError) as error:
+            if anchor is None or landing.report.pages:
+                raise
+            # The stored anchor record no longer exists in the account: fall back to paging from the top.
+            context.log.warning("%s: seek from %s refused (%s); paging from the newest record", resource, anchor, error)
+            landing.report.seek_from = None
+            _sweep(client, resource, landing, None, since)
+        report = landing.finish()
+        requests = _request_metadata(client)
+    catalog = refresh_catalog(lake.root, _table_names(spec), logger=context.log)
+    sweep_meta = {
+        "range": dg.MetadataValue.text(f"{start}..{end}"),
+        "days_written": dg.MetadataValue.int(len(report.days_written)),
+        "days_removed": dg.MetadataValue.int(len(report.days_removed)),
+        "seek_starting_after": dg.MetadataValue.text(report.seek_from or "(from the newest record)"),
+        "records_outside_partitions": dg.MetadataValue.int(report.outside_partitions),
+        "catalog_views_updated": dg.MetadataValue.bool(not catalog.locked),
+    }
+    for table in _table_names(spec):
+        yield dg.MaterializeResult(asset_key=table, metadata=_metadata(table, report, requests, lake, sweep_meta))
+
+
+def _sweep(
+    client: OrderspaceClient, resource: str, landing: PartitionedLanding, anchor: str | None, since: date | None
+) -> None:
+    pages = client.iter_pages(resource, starting_after=anchor, created_since=since)
+    try:
+        for page in pages:
+            if not landing.add_page(page.records):
+                break
+    finally:
+        pages.close()
+
+
+def pull_whole(
+    context: dg.AssetExecutionContext, orderspace: OrderspaceResource, lake: LakeResource, resource: str
+) -> Iterator[dg.MaterializeResult]:
+    """Page through a whole resource, streaming it into fresh files that replace the old ones at the end."""
+    spec = RESOURCES[resource]
+    now = datetime.now(UTC)
+    snapshot_at = now if spec.table == INVENTORY_SNAPSHOTS else None
+    with orderspace.get_client() as client:
+        with WholeLanding(lake.root, spec, loaded_at=now, snapshot_at=snapshot_at, logger=context.log) as landing:
+            for page in client.iter_pages(resource):
+                landing.add_page(page.records)
+            report = landing.finish()
+        requests = _request_metadata(client)
+    catalog = refresh_catalog(lake.root, _table_names(spec), logger=context.log)
+    extra: dict[str, Any] = {"catalog_views_updated": dg.MetadataValue.bool(not catalog.locked)}
+    if snapshot_at is not None:
+        extra["snapshot_at"] = dg.MetadataValue.timestamp(snapshot_at)
+    for table in _table_names(spec):
+        yield dg.MaterializeResult(
+            asset_key=_asset_key_of(table), metadata=_metadata(table, report, requests, lake, extra)
+        )
+
+
+# --- asset definitions -------------------------------------------------------------------------------------------
+
+
+def _specs(spec: ResourceSpec) -> list[dg.AssetSpec]:
+    parent_key = _asset_key_of(spec.table)
+    specs = [dg.AssetSpec(parent_key, group_name=GROUP, description=_DESCRIPTIONS.get(parent_key), kinds={"parquet"})]
+    for child in spec.children:
+        specs.append(
+            dg.AssetSpec(
+                child.table,
+                group_name=GROUP,
+                description=_DESCRIPTIONS.get(child.table),
+                deps=[parent_key],
+                kinds={"parquet"},
+            )
+        )
+    return specs
+
+
+def _partitioned_asset(resource: str) -> dg.AssetsDefinition:
+    @dg.multi_asset(
+        name=f"pull_{resource}",
+        specs=_specs(RESOURCES[resource]),
+        partitions_def=DAILY_PARTITIONS,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool=ORDERSPACE_API_POOL,
+        description=f"Pull {resource} for the run's days in one paginated sweep.",
+    )
+    def _pull(
+        context: dg.AssetExecutionContext, orderspace: OrderspaceResource, lake: LakeResource
+    ) -> Iterator[dg.MaterializeResult]:
+        yield from pull_partitioned(context, orderspace, lake, resource)
+
+    return _pull
+
+
+def _whole_asset(resource: str) -> dg.AssetsDefinition:
+    @dg.multi_asset(
+        name=f"pull_{resource}",
+        specs=_specs(RESOURCES[resource]),
+        pool=ORDERSPACE_API_POOL,
+        description=f"Pull every {resource} record and replace the stored table.",
+    )
+    def _pull(
+        context: dg.AssetExecutionContext, orderspace: OrderspaceResource, lake: LakeResource
+    ) -> Iterator[dg.MaterializeResult]:
+        yield from pull_whole(context, orderspace, lake, resource)
+
+    return _pull
+
+
+PARTITIONED_ASSETS: list[dg.AssetsDefinition] = [_partitioned_asset(name) for name in PARTITIONED_RESOURCES]
+WHOLE_ASSETS: list[dg.AssetsDefinition] = [_whole_asset(name) for name in WHOLE_RESOURCES]
+INVENTORY_ASSET: dg.AssetsDefinition = _whole_asset("inventory_levels")
+
+PULL_ASSETS: list[dg.AssetsDefinition] = [*PARTITIONED_ASSETS, *WHOLE_ASSETS, INVENTORY_ASSET]
+
+# Asset keys (= table names) the pull produces, and the resource whose asset produces each.
+PULL_ASSET_KEYS: dict[str, str] = {
+    _asset_key_of(table): resource for resource, spec in RESOURCES.items() for table in _table_names(spec)
+}
+PARTITIONED_KEYS: frozenset[str] = frozenset(
+    key for key, resource in PULL_ASSET_KEYS.items() if resource in PARTITIONED_RESOURCES
+)
+
+
+def describe_assets() -> str:
+    """A one-line-per-asset listing, for `--select` help and errors."""
+    return json.dumps(sorted(PULL_ASSET_KEYS))

@@ -1,0 +1,285 @@
+"""Atomic Parquet files: the lake's source of truth.
+
+Layout under `<data_dir>/parquet/`:
+
+- `<table>/date=YYYY-MM-DD/part.parquet`: one file per day of a date-partitioned table;
+- `<table>/part.parquet`: whole-refresh tables;
+- `inventory_level_snapshots/date=YYYY-MM-DD/snapshot-<YYYYmmddTHHMMSSffffffZ>.parquet`: inventory history.
+
+Every write goes to a temporary file in the destination folder (`.<name>.<random>.tmp`, which no
+`*.parquet` glob matches), is flushed and fsynced, and only then moved into place with `os.replace`.
+When one write covers several tables (orders and order_lines of one day) all temporary files are
+written first and then moved, so a failure before the moves leaves every old file as it was, and a
+reader always sees a whole old file or a whole new one. A table with no rows for a partition has its
+file removed, so a re-pull of a day that lost its records leaves nothing stale behind.
+
+Rows inside a partition file keep the API's listing order (newest first). The last row of a stored day
+is therefore the oldest record of that day in listing order: the pull uses it as `starting_after` to
+seek straight to older days without paging through newer history.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Mapping
+from datetime import date, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from orderspace_pipelines.lake.schemas import INVENTORY_SNAPSHOTS, PARTITION_COLUMN
+
+PART_FILE = "part.parquet"
+PARQUET_DIR = "parquet"
+_COMPRESSION = "zstd"
+
+
+def parquet_root(data_dir: Path) -> Path:
+    return Path(data_dir) / PARQUET_DIR
+
+
+def table_dir(data_dir: Path, table: str) -> Path:
+    return parquet_root(data_dir) / table
+
+
+def partition_dir(data_dir: Path, table: str, day: date) -> Path:
+    return table_dir(data_dir, table) / f"{PARTITION_COLUMN}={day.isoformat()}"
+
+
+def partition_file(data_dir: Path, table: str, day: date) -> Path:
+    return partition_dir(data_dir, table, day) / PART_FILE
+
+
+def whole_file(data_dir: Path, table: str) -> Path:
+    return table_dir(data_dir, table) / PART_FILE
+
+
+def _write_temp(path: Path, table: pa.Table) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        with open(temp, "wb") as handle:
+            pq.write_table(table, handle, compression=_COMPRESSION)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+        raise
+    return temp
+
+
+def _remove(path: Path) -> bool:
+    """Remove a data file and its folder if that is left empty; True if a file was removed."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    with contextlib.suppress(OSError):
+        path.parent.rmdir()  # only succeeds when empty
+    return True
+
+
+def write_files(files: Mapping[Path, pa.Table | None]) -> dict[Path, int]:
+    """Replace several files as one step: write every temp file, then move them all into place.
+
+    A `None` or zero-row table removes that file instead. Returns {path: rows written (0 = removed)}.
+    """
+    temps: dict[Path, Path] = {}
+    try:
+        for path, table in files.items():
+            if table is not None and table.num_rows > 0:
+                temps[path] = _write_temp(path, table)
+    except BaseException:
+        for temp in temps.values():
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+        raise
+    written: dict[Path, int] = {}
+    for path, temp in temps.items():
+        os.replace(temp, path)
+        written[path] = files[path].num_rows  # type: ignore[union-attr]
+    for path in files:
+        if path not in temps:
+            _remove(path)
+            written[path] = 0
+    return written
+
+
+def write_partition(data_dir: Path, day: date, tables: Mapping[str, pa.Table | None]) -> dict[str, int]:
+    """Replace one day of one or more date-partitioned tables at once. Returns {table: rows}."""
+    paths = {table: partition_file(data_dir, table, day) for table in tables}
+    written = write_files({paths[table]: data for table, data in tables.items()})
+    return {table: written[path] for table, path in paths.items()}
+
+
+def write_whole(data_dir: Path, tables: Mapping[str, pa.Table | None]) -> dict[str, int]:
+    """Replace whole-refresh tables at once. Returns {table: rows}."""
+    paths = {table: whole_file(data_dir, table) for table in tables}
+    written = write_files({paths[table]: data for table, data in tables.items()})
+    return {table: written[path] for table, path in paths.items()}
+
+
+def snapshot_file(data_dir: Path, snapshot_at: datetime) -> Path:
+    stamp = snapshot_at.strftime("%Y%m%dT%H%M%S%fZ")
+    return partition_dir(data_dir, INVENTORY_SNAPSHOTS, snapshot_at.date()) / f"snapshot-{stamp}.parquet"
+
+
+def write_snapshot(data_dir: Path, snapshot_at: datetime, table: pa.Table) -> Path:
+    """Add one inventory snapshot (kept forever, alongside the earlier ones)."""
+    path = snapshot_file(data_dir, snapshot_at)
+    write_files({path: table})
+    return path
+
+
+def remove_partition(data_dir: Path, table: str, day: date) -> bool:
+    """Remove one stored day of a table (its day now has no records). True if there was a file."""
+    return _remove(partition_file(data_dir, table, day))
+
+
+def stored_days(data_dir: Path, table: str) -> list[date]:
+    """The days of a date-partitioned table that have a file, oldest first."""
+    root = table_dir(data_dir, table)
+    if not root.is_dir():
+        return []
+    days = []
+    prefix = f"{PARTITION_COLUMN}="
+    for entry in root.iterdir():
+        if entry.name.startswith(prefix) and (entry / PART_FILE).is_file():
+            try:
+                days.append(date.fromisoformat(entry.name[len(prefix) :]))
+            except ValueError:
+                continue
+    return sorted(days)
+
+
+def read_partition(data_dir: Path, table: str, day: date) -> pa.Table | None:
+    """One stored day of a table, or None when there is none."""
+    path = partition_file(data_dir, table, day)
+    try:
+        return pq.read_table(path)
+    except FileNotFoundError:
+        return None
+
+
+def last_listed_id(data_dir: Path, table: str, day: date) -> str | None:
+    """The id of the last row of a stored day (the oldest in API listing order), or None."""
+    path = partition_file(data_dir, table, day)
+    if not path.is_file():
+        return None
+    ids = pq.read_table(path, columns=["id"]).column("id")
+    for index in range(len(ids) - 1, -1, -1):
+        value = ids[index].as_py()
+        if value:
+            return str(value)
+    return None
+
+
+def _align(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table` with exactly `schema`'s columns, in order; columns it lacks are nulls."""
+    columns = [
+        table.column(name)
+        if name in table.column_names
+        else pa.nulls(table.num_rows, type=schema.field(name).type)
+        for name in schema.names
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+class StreamingFileWriter:
+    """Write one Parquet file page by page without holding the whole table in memory, then swap it in.
+
+    Each page goes to a temporary chunk file in the destination folder; `commit` streams the chunks,
+    aligned to the union of their columns, into one temporary file and moves it into place. Until then
+    the old file is untouched; `abort` (or an exception inside `with`) removes every temporary file.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.rows = 0
+        self._chunks: list[Path] = []
+        self._fields: dict[str, pa.Field] = {}
+
+    def __enter__(self) -> StreamingFileWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is not None:
+            self.abort()
+
+    @property
+    def schema(self) -> pa.Schema:
+        return pa.schema(list(self._fields.values()))
+
+    def write(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            for schema_field in table.schema:
+                self._fields.setdefault(schema_field.name, schema_field)
+            return
+        chunk = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:12]}.chunk.tmp")
+        chunk.parent.mkdir(parents=True, exist_ok=True)
+        self._chunks.append(chunk)
+        pq.write_table(table, chunk, compression=_COMPRESSION)
+        for schema_field in table.schema:
+            self._fields.setdefault(schema_field.name, schema_field)
+        self.rows += table.num_rows
+
+    def prepare(self) -> Path | None:
+        """Merge the chunks into one fsynced temporary file; returns it (None when there are no rows)."""
+        if self.rows == 0:
+            self._drop_chunks()
+            return None
+        schema = self.schema
+        temp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:12]}.tmp")
+        try:
+            with open(temp, "wb") as handle:
+                with pq.ParquetWriter(handle, schema, compression=_COMPRESSION) as writer:
+                    for chunk in self._chunks:
+                        writer.write_table(_align(pq.read_table(chunk), schema))
+                handle.flush()
+                os.fsync(handle.fileno())
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+            raise
+        finally:
+            self._drop_chunks()
+        return temp
+
+    def _drop_chunks(self) -> None:
+        for chunk in self._chunks:
+            with contextlib.suppress(FileNotFoundError):
+                chunk.unlink()
+        self._chunks = []
+
+    def abort(self) -> None:
+        self._drop_chunks()
+
+
+def commit_streams(writers: Mapping[str, StreamingFileWriter]) -> dict[str, int]:
+    """Swap in several streamed files as one step (all temporary files first, then the moves)."""
+    temps: dict[str, Path | None] = {}
+    try:
+        for name, writer in writers.items():
+            temps[name] = writer.prepare()
+    except BaseException:
+        for temp in temps.values():
+            if temp is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    temp.unlink()
+        for writer in writers.values():
+            writer.abort()
+        raise
+    written: dict[str, int] = {}
+    for name, writer in writers.items():
+        temp = temps[name]
+        if temp is None:
+            _remove(writer.path)
+            written[name] = 0
+        else:
+            os.replace(temp, writer.path)
+            written[name] = writer.rows
+    return written

@@ -1,0 +1,79 @@
+"""The sandbox's knobs: one dataclass, validated on creation so bad values fail with a clear message."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+SCALES = ("tiny", "small", "large")
+
+FAULT_KINDS = (
+    "500_html",
+    "502_html",
+    "503_empty",
+    "500_json",
+    "slow",
+    "drop",
+    "429",
+    "401_empty",
+    "400_html",
+)
+
+
+def parse_fault_spec(spec: str) -> tuple[str, int]:
+    """`"500_html:3"` -> `("500_html", 3)`, `"drop"` -> `("drop", 1)`; ValueError naming the problem."""
+    kind, _, count_text = spec.strip().partition(":")
+    if kind not in FAULT_KINDS:
+        raise ValueError(f"unknown fault kind {kind!r} in {spec!r}; known kinds: {', '.join(FAULT_KINDS)}")
+    if not count_text:
+        return kind, 1
+    try:
+        count = int(count_text)
+    except ValueError:
+        raise ValueError(f"fault count must be a whole number in {spec!r}, got {count_text!r}") from None
+    if count < 1:
+        raise ValueError(f"fault count must be at least 1 in {spec!r}, got {count}")
+    return kind, count
+
+
+@dataclass
+class SandboxConfig:
+    """Everything that shapes one sandbox account and its server.
+
+    `rate_window` and `token_ttl` are the time knobs: tests shrink them so nothing waits real minutes.
+    `client_secret` is kept out of the repr.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0  # 0 = an ephemeral port chosen by the OS
+    seed: int = 42
+    scale: str = "tiny"
+    rate_limit: int = 60  # requests allowed in any `rate_window` seconds
+    rate_window: float = 60.0
+    token_ttl: float = 1800.0
+    client_id: str = "sandbox-client"
+    client_secret: str = field(default="sandbox-secret", repr=False)
+    max_page_size: int = 100
+    end_date: date = date(2026, 11, 20)
+    faults: list[str] = field(default_factory=list)  # startup faults, e.g. ["500_html:3", "drop"]
+    latency: float = 0.0  # seconds added to every API request
+    verbose: bool = False  # log every request to stderr
+
+    def __post_init__(self) -> None:
+        if self.scale not in SCALES:
+            raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {self.scale!r}")
+        if not 0 <= int(self.port) <= 65535:
+            raise ValueError(f"port must be between 0 and 65535, got {self.port}")
+        if int(self.rate_limit) < 1:
+            raise ValueError(f"rate_limit must be at least 1, got {self.rate_limit}")
+        for name in ("rate_window", "token_ttl"):
+            if float(getattr(self, name)) <= 0:
+                raise ValueError(f"{name} must be greater than zero, got {getattr(self, name)}")
+        if self.latency < 0:
+            raise ValueError(f"latency must be zero or more, got {self.latency}")
+        if int(self.max_page_size) < 1:
+            raise ValueError(f"max_page_size must be at least 1, got {self.max_page_size}")
+        if not self.client_id or not self.client_secret:
+            raise ValueError("client_id and client_secret must not be empty")
+        for spec in self.faults:
+            parse_fault_spec(spec)

@@ -1,0 +1,878 @@
+"""The in-memory account behind the sandbox: records in API shape, list pagination and the business rules.
+
+One lock guards everything. Handlers call the store's methods, which take the lock, and serialise responses
+while holding it (`render_*`), so a reader never sees a record half-way through a dispatch.
+
+Choices where the reference is silent (all documented here, the tests pin them):
+- default page size 20, larger `limit` clamped to `max_page_size` (100); `limit` < 1 or not a number -> 400;
+- `starting_after` naming no record of that list -> 400 with a message (inventory: a SKU that does not exist);
+- `created_since` (YYYY-MM-DD or ISO 8601 datetime) keeps records created at or after it; invoices compare by
+  `invoice_date`, products and webhooks by their (hidden) creation time; categories and inventory ignore it;
+- dispatching reduces both `on_hand` and `available` of each SKU and may take them below zero (backorders);
+- order statuses: new, processing, part_dispatched, fulfilled, cancelled;
+- the invoices list has no `has_more`, as in the reference (the real API's drift); other paginated
+  lists have it.
+"""
+
+from __future__ import annotations
+
+import calendar
+import copy
+import json
+import re
+import threading
+import time
+from bisect import bisect_left, bisect_right, insort
+from datetime import date, datetime
+from typing import Any
+
+from orderspace_pipelines.sandbox.data import (
+    WEBHOOK_EVENTS,
+    dispatch_record,
+    generate_account,
+    iso_time,
+    money,
+)
+
+# Resources in the store, with the singular key of their get/create/update responses.
+SINGULAR = {
+    "customers": "customer",
+    "orders": "order",
+    "dispatches": "dispatch",
+    "products": "product",
+    "inventory_levels": "inventory_level",
+    "invoices": "invoice",
+    "categories": "category",
+    "customer_groups": "customer_group",
+    "price_lists": "price_list",
+    "payment_terms": "payment_terms",
+    "tax_rates": "tax_rate",
+    "preorder_windows": "preorder_window",
+    "webhooks": "webhook",
+}
+RESOURCES = tuple(SINGULAR)
+NEWEST_FIRST = ("customers", "orders", "dispatches", "products", "invoices", "webhooks")
+UNPAGINATED = ("customer_groups", "price_lists", "payment_terms", "tax_rates", "preorder_windows")
+WITHOUT_HAS_MORE = ("invoices",)
+DEFAULT_PAGE_SIZE = 20
+MAX_INVENTORY_UPDATE = 200
+BOTH_LEVELS_MESSAGE = (
+    "On Hand and Available can not be updated at the same time because one is automatically calculated "
+    "from the other"
+)
+
+
+class ApiError(Exception):
+    """An error answer: HTTP status and the `message` of its JSON body."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _whole(value: Any) -> int | None:
+    """`value` as an int if it is a whole number (5 or 5.0, not True or "5"), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def parse_since(text: str) -> int:
+    """`created_since` as epoch seconds: a date means its midnight UTC; a datetime without zone is UTC."""
+    text = text.strip()
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            return calendar.timegm(date.fromisoformat(text).timetuple())
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ApiError(
+            400, f"created_since must be a date (YYYY-MM-DD) or an ISO 8601 date and time, got {text!r}"
+        ) from None
+    if moment.tzinfo is None:
+        return calendar.timegm(moment.timetuple())
+    return int(moment.timestamp())
+
+
+def _body_object(body: Any, key: str) -> dict[str, Any]:
+    if not isinstance(body, dict) or not isinstance(body.get(key), dict):
+        raise ApiError(400, f"The request body must be a JSON object with a {key!r} object")
+    return body[key]
+
+
+class _Collection:
+    """Records of one resource in creation order (oldest first), their creation times and an id index."""
+
+    def __init__(self, records: list[dict[str, Any]], created: list[int]) -> None:
+        self.records = records
+        self.created = created
+        self.position = {record["id"]: i for i, record in enumerate(records)}
+
+    def append(self, record: dict[str, Any], created: int) -> None:
+        self.position[record["id"]] = len(self.records)
+        self.records.append(record)
+        self.created.append(created)
+
+    def remove(self, record_id: str) -> dict[str, Any]:
+        index = self.position[record_id]
+        record = self.records.pop(index)
+        self.created.pop(index)
+        self.position = {r["id"]: i for i, r in enumerate(self.records)}
+        return record
+
+    def get(self, record_id: str) -> dict[str, Any] | None:
+        index = self.position.get(record_id)
+        return None if index is None else self.records[index]
+
+
+class Store:
+    """The sandbox account. Thread-safe: every public method takes the store's lock."""
+
+    def __init__(self, seed: int, scale: str, end_date: date, max_page_size: int = 100) -> None:
+        account, self._ids, self._rng = generate_account(seed, scale, end_date)
+        self.lock = threading.RLock()
+        self.max_page_size = max_page_size
+        self._collections = {
+            name: _Collection(account.records[name], account.created[name])
+            for name in RESOURCES
+            if name != "inventory_levels"
+        }
+        self._inventory = account.inventory
+        self._skus = sorted(self._inventory)
+        self._next_order_number = account.next_order_number
+        self._variant_by_sku: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        for product in self._collections["products"].records:
+            for variant in product["product_variants"]:
+                self._variant_by_sku[variant["sku"]] = (product, variant)
+        self._emails = {
+            buyer.get("email_address")
+            for customer in self._collections["customers"].records
+            for buyer in customer.get("buyers") or []
+        }
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    def all(self, resource: str) -> list[dict[str, Any]]:
+        """Every record of `resource` in the list endpoint's order, as independent copies."""
+        with self.lock:
+            return json.loads(json.dumps(self._ordered(resource)))
+
+    def count(self, resource: str) -> int:
+        with self.lock:
+            return (
+                len(self._inventory)
+                if resource == "inventory_levels"
+                else len(self._collection(resource).records)
+            )
+
+    def get(self, resource: str, record_id: str) -> dict[str, Any] | None:
+        """One record by id (a copy), or None."""
+        with self.lock:
+            record = self._collection(resource).get(record_id)
+            return None if record is None else copy.deepcopy(record)
+
+    def _collection(self, resource: str) -> _Collection:
+        if resource not in self._collections:
+            raise KeyError(f"unknown resource {resource!r}; known: {', '.join(RESOURCES)}")
+        return self._collections[resource]
+
+    def _ordered(self, resource: str) -> list[dict[str, Any]]:
+        if resource == "inventory_levels":
+            return [self._inventory[sku] for sku in self._skus]
+        records = self._collection(resource).records
+        return records[::-1] if resource in NEWEST_FIRST else list(records)
+
+    def find(self, resource: str, record_id: str) -> dict[str, Any]:
+        """The stored record (not a copy; call with the lock held) or a 404."""
+        record = self._collection(resource).get(record_id)
+        if record is None:
+            raise ApiError(404, f"No {SINGULAR[resource].replace('_', ' ')} found with id {record_id!r}")
+        return record
+
+    def page(
+        self, resource: str, limit: str | None, starting_after: str | None, created_since: str | None
+    ) -> tuple[list[dict[str, Any]], bool | None]:
+        """One page of a list endpoint: (records, has_more); has_more is None where the list has none.
+
+        Call with the lock held and serialise the records before releasing it.
+        """
+        if resource in UNPAGINATED:
+            return list(self._collection(resource).records), None
+        size = DEFAULT_PAGE_SIZE
+        if limit is not None:
+            try:
+                size = int(limit)
+            except ValueError:
+                raise ApiError(400, f"limit must be a whole number, got {limit!r}") from None
+            if size < 1:
+                raise ApiError(400, f"limit must be at least 1, got {size}")
+            size = min(size, self.max_page_size)
+        since = None if created_since in (None, "") else parse_since(created_since)
+        if resource == "inventory_levels":
+            start = 0
+            if starting_after:
+                if starting_after not in self._inventory:
+                    raise ApiError(400, f"starting_after: no inventory level with SKU {starting_after!r}")
+                start = bisect_right(self._skus, starting_after)
+            skus = self._skus[start : start + size]
+            return [self._inventory[sku] for sku in skus], start + size < len(self._skus)
+        collection = self._collection(resource)
+        records = collection.records
+        after_index: int | None = None
+        if starting_after:
+            after_index = collection.position.get(starting_after)
+            if after_index is None:
+                raise ApiError(
+                    400,
+                    f"starting_after: no {SINGULAR[resource].replace('_', ' ')} with id {starting_after!r}",
+                )
+        if resource not in NEWEST_FIRST:  # categories: sort order, oldest position first
+            start = 0 if after_index is None else after_index + 1
+            return records[start : start + size], start + size < len(records)
+        low = 0
+        if since is not None:
+            if resource == "invoices":  # invoices carry a date only: compare whole days
+                since -= since % 86400
+            low = bisect_left(collection.created, since)
+        high = len(records) if after_index is None else after_index
+        chosen = records[max(low, high - size) : max(low, high)][::-1]
+        return chosen, high - size > low
+
+    # --- customers -------------------------------------------------------------------------------
+
+    CUSTOMER_FIELDS = (
+        "company_name", "status", "reference", "internal_note", "buyers", "phone", "email_addresses",
+        "tax_number", "tax_rate_id", "addresses", "minimum_spend", "payment_terms_id", "customer_group_id",
+        "price_list_id",
+    )  # fmt: skip
+
+    def _check_customer(self, fields: dict[str, Any], existing: dict[str, Any] | None) -> None:
+        problems = []
+        name = fields.get("company_name", existing["company_name"] if existing else None)
+        if not isinstance(name, str) or not name.strip():
+            problems.append("Company name can't be blank")
+        if "status" in fields and fields["status"] not in ("active", "inactive"):
+            problems.append("Status must be active or inactive")
+        own = {b.get("email_address") for b in (existing or {}).get("buyers") or []}
+        buyers = fields.get("buyers")
+        if buyers is not None:
+            if not isinstance(buyers, list) or not all(isinstance(b, dict) for b in buyers):
+                problems.append("Buyers must be a list of objects with name and email_address")
+            elif any(b.get("email_address") in self._emails - own for b in buyers if b.get("email_address")):
+                problems.append("Email address has already been taken")
+        for key, resource in [
+            ("payment_terms_id", "payment_terms"),
+            ("customer_group_id", "customer_groups"),
+            ("price_list_id", "price_lists"),
+            ("tax_rate_id", "tax_rates"),
+        ]:
+            value = fields.get(key)
+            if value is not None and self._collections[resource].get(value) is None:
+                problems.append(f"{key} {value!r} does not exist")
+        for key in ("addresses",):
+            if key in fields and not (
+                isinstance(fields[key], list) and all(isinstance(a, dict) for a in fields[key])
+            ):
+                problems.append("Addresses must be a list of objects")
+        if "email_addresses" in fields and not isinstance(fields["email_addresses"], dict):
+            problems.append("Email addresses must be an object with orders, dispatches and invoices")
+        if "minimum_spend" in fields and _number(fields["minimum_spend"]) is None:
+            problems.append("Minimum spend must be a number")
+        if problems:
+            raise ApiError(422, "Validation failed: " + ", ".join(problems))
+
+    def create_customer(self, body: Any) -> dict[str, Any]:
+        fields = {k: v for k, v in _body_object(body, "customer").items() if k in self.CUSTOMER_FIELDS}
+        with self.lock:
+            self._check_customer(fields, None)
+            collection = self._collections["customers"]
+            created = self._now(collection)
+            customer = {
+                "id": self._ids.new("cu"),
+                "company_name": fields["company_name"],
+                "created_at": iso_time(created),
+                "status": "active",
+                "reference": "",
+                "internal_note": "",
+                "buyers": [],
+                "phone": "",
+                "email_addresses": {"orders": "", "dispatches": "", "invoices": ""},
+                "tax_number": "",
+                "tax_rate_id": None,
+                "addresses": [],
+                "minimum_spend": 0.0,
+                "payment_terms_id": None,
+                "customer_group_id": None,
+                "price_list_id": None,
+            } | fields
+            collection.append(customer, created)
+            self._emails.update(b.get("email_address") for b in customer["buyers"])
+            return copy.deepcopy(customer)
+
+    def update_customer(self, customer_id: str, body: Any) -> dict[str, Any]:
+        fields = {k: v for k, v in _body_object(body, "customer").items() if k in self.CUSTOMER_FIELDS}
+        with self.lock:
+            customer = self.find("customers", customer_id)
+            self._check_customer(fields, customer)
+            self._emails.difference_update(b.get("email_address") for b in customer["buyers"])
+            customer.update(fields)
+            self._emails.update(b.get("email_address") for b in customer["buyers"])
+            return copy.deepcopy(customer)
+
+    # --- orders ----------------------------------------------------------------------------------
+
+    def create_order(self, body: Any) -> dict[str, Any]:
+        fields = _body_object(body, "order")
+        with self.lock:
+            customer_id = fields.get("customer_id")
+            if not customer_id:
+                raise ApiError(422, "Validation failed: Customer can't be blank (customer_id is required)")
+            customer = self._collections["customers"].get(customer_id)
+            if customer is None:
+                raise ApiError(422, f"Validation failed: Customer {customer_id!r} does not exist")
+            number = fields.get("number")
+            if number is not None:
+                number = _whole(number)
+                if number is None or number < 1:
+                    raise ApiError(422, "Validation failed: Number must be a whole number of at least 1")
+                if any(o["number"] == number for o in self._collections["orders"].records):
+                    raise ApiError(422, f"Validation failed: Number {number} has already been taken")
+            delivery_date = fields.get("delivery_date") or ""
+            if delivery_date:
+                try:
+                    date.fromisoformat(str(delivery_date))
+                except ValueError:
+                    raise ApiError(
+                        422, f"Validation failed: delivery_date must be YYYY-MM-DD, got {delivery_date!r}"
+                    ) from None
+            lines = self._order_lines(customer, fields.get("order_lines"))
+            address = (customer.get("addresses") or [{}])[0]
+            for key in ("shipping_address", "billing_address"):
+                if key in fields and not isinstance(fields[key], dict):
+                    raise ApiError(422, f"Validation failed: {key} must be an object")
+            collection = self._collections["orders"]
+            created = self._now(collection)
+            if number is None:
+                number = self._next_order_number
+            self._next_order_number = max(self._next_order_number, number + 1)
+            net_total = money(sum(line["sub_total"] for line in lines))
+            shipping_lines = [line for line in lines if line["shipping"]]
+            order = {
+                "id": self._ids.new("or"),
+                "number": number,
+                "created": iso_time(created),
+                "status": "new",
+                "customer_id": customer["id"],
+                "company_name": customer["company_name"],
+                "phone": customer.get("phone", ""),
+                "email_addresses": copy.deepcopy(customer.get("email_addresses")),
+                "delivery_date": delivery_date,
+                "reference": str(fields.get("reference") or ""),
+                "internal_note": str(fields.get("internal_note") or ""),
+                "customer_po_number": str(fields.get("customer_po_number") or ""),
+                "customer_note": str(fields.get("customer_note") or ""),
+                "standing_order_id": None,
+                "shipping_type": shipping_lines[0]["name"] if shipping_lines else "",
+                "shipping_address": fields.get("shipping_address") or copy.deepcopy(address),
+                "billing_address": fields.get("billing_address") or copy.deepcopy(address),
+                "order_lines": lines,
+                "currency": self._currency(customer),
+                "net_total": net_total,
+                "gross_total": money(net_total + sum(line["tax_amount"] for line in lines)),
+            }
+            collection.append(order, created)
+            return copy.deepcopy(order)
+
+    def _currency(self, customer: dict[str, Any]) -> str:
+        price_list = self._collections["price_lists"].get(customer.get("price_list_id") or "")
+        return price_list["currency"] if price_list else "GBP"
+
+    def _order_lines(self, customer: dict[str, Any], raw_lines: Any) -> list[dict[str, Any]]:
+        if not isinstance(raw_lines, list) or not raw_lines:
+            raise ApiError(422, "Validation failed: Order lines can't be blank")
+        tax_rates = self._collections["tax_rates"]
+        standard = tax_rates.records[0]
+        customer_tax = tax_rates.get(customer.get("tax_rate_id") or "")
+        price_list_id = customer.get("price_list_id")
+        unknown: list[str] = []
+        problems: list[str] = []
+        lines = []
+        for position, raw in enumerate(raw_lines, start=1):
+            if not isinstance(raw, dict):
+                problems.append(f"order line {position} must be an object")
+                continue
+            sku = raw.get("sku") or ""
+            shipping = raw.get("shipping") is True
+            quantity = _whole(raw.get("quantity", 1))
+            if quantity is None or quantity < 1:
+                problems.append(f"order line {position}: quantity must be a whole number of at least 1")
+                continue
+            tax = customer_tax
+            if raw.get("tax_rate_id"):
+                tax = tax_rates.get(raw["tax_rate_id"])
+                if tax is None:
+                    problems.append(
+                        f"order line {position}: tax_rate_id {raw['tax_rate_id']!r} does not exist"
+                    )
+                    continue
+            grouping = None
+            if sku:
+                found = self._variant_by_sku.get(sku)
+                if found is None:
+                    unknown.append(f"{sku} - No longer available")
+                    continue
+                product, variant = found
+                unit_price = next(
+                    (p["unit_price"] for p in variant["price_list_prices"] if p["id"] == price_list_id),
+                    variant["unit_price"],
+                )
+                name = product["name"]
+                options = ", ".join(f"{k}: {v}" for k, v in (variant.get("options") or {}).items())
+                category = self._collections["categories"].get(product.get("grouping_category_id") or "")
+                grouping = {"id": category["id"], "name": category["name"]} if category else None
+                tax = tax or standard
+            else:
+                name = raw.get("name")
+                if not isinstance(name, str) or not name.strip():
+                    problems.append(f"order line {position} needs a sku, or a name for a custom item")
+                    continue
+                unit_price = _number(raw.get("unit_price"))
+                if unit_price is None or unit_price < 0:
+                    problems.append(
+                        f"order line {position} ({name}): unit_price must be a number of zero or more"
+                    )
+                    continue
+                options = ""
+                tax = tax or standard
+            if "unit_price" in raw and sku:
+                override = _number(raw["unit_price"])
+                if override is None or override < 0:
+                    problems.append(
+                        f"order line {position} ({sku}): unit_price must be a number of zero or more"
+                    )
+                    continue
+                unit_price = override
+            sub_total = money(quantity * unit_price)
+            lines.append(
+                {
+                    "id": self._ids.new("ol"),
+                    "sku": sku,
+                    "name": name,
+                    "options": options,
+                    "grouping_category": grouping,
+                    "shipping": shipping,
+                    "quantity": quantity,
+                    "unit_price": unit_price,
+                    "sub_total": sub_total,
+                    "tax_rate_id": tax["id"],
+                    "tax_name": tax["name"],
+                    "tax_rate": tax["rate"],
+                    "tax_amount": money(sub_total * tax["rate"] / 100),
+                    "preorder_window_id": "",
+                    "on_hold": False,
+                    "invoiced": 0,
+                    "paid": 0,
+                    "dispatched": 0,
+                }
+            )
+        if unknown:
+            raise ApiError(422, ",".join(unknown))
+        if problems:
+            raise ApiError(422, "Validation failed: " + "; ".join(problems))
+        return lines
+
+    # --- dispatches ------------------------------------------------------------------------------
+
+    def create_dispatch(self, body: Any) -> dict[str, Any]:
+        """Dispatch items of an order: all checks first, then every change at once (nothing half-applied)."""
+        fields = _body_object(body, "dispatch")
+        with self.lock:
+            order_id = fields.get("order_id")
+            if not order_id or not isinstance(order_id, str):
+                raise ApiError(422, "Validation failed: Order can't be blank (order_id is required)")
+            order = self._collections["orders"].get(order_id)
+            if order is None:
+                raise ApiError(422, f"Validation failed: Order {order_id!r} does not exist")
+            if order["status"] == "fulfilled":
+                raise ApiError(422, "The order has already been fulfilled")
+            if order["status"] == "cancelled":
+                raise ApiError(422, f"Order {order['number']} has been cancelled and can not be dispatched")
+            raw_lines = fields.get("dispatch_lines")
+            if not isinstance(raw_lines, list) or not raw_lines:
+                raise ApiError(422, "Validation failed: Dispatch lines can't be blank")
+            goods = [line for line in order["order_lines"] if not line.get("shipping")]
+            planned: dict[str, int] = {}  # order line id -> quantity in this dispatch
+            for position, raw in enumerate(raw_lines, start=1):
+                self._plan_dispatch_line(order, goods, raw, position, planned)
+            dispatch_lines = []
+            for line in goods:
+                quantity = planned.get(line["id"])
+                if not quantity:
+                    continue
+                line["dispatched"] += quantity
+                level = self._inventory.get(line["sku"])
+                if level is not None:
+                    level["on_hand"] -= quantity
+                    level["available"] -= quantity
+                dispatch_lines.append(
+                    {
+                        "order_line_id": line["id"],
+                        "sku": line["sku"],
+                        "name": line["name"],
+                        "options": line["options"],
+                        "quantity": quantity,
+                    }
+                )
+            done = all(line["dispatched"] >= line["quantity"] for line in goods)
+            order["status"] = "fulfilled" if done else "part_dispatched"
+            collection = self._collections["dispatches"]
+            created = self._now(collection)
+            comments = fields.get("comments")
+            dispatch = dispatch_record(
+                self._ids.new("di"),
+                order,
+                iso_time(created),
+                comments if isinstance(comments, str) else "",
+                dispatch_lines,
+            )
+            dispatch = copy.deepcopy(dispatch)
+            collection.append(dispatch, created)
+            return copy.deepcopy(dispatch)
+
+    @staticmethod
+    def _plan_dispatch_line(
+        order: dict[str, Any],
+        goods: list[dict[str, Any]],
+        raw: Any,
+        position: int,
+        planned: dict[str, int],
+    ) -> None:
+        if not isinstance(raw, dict):
+            raise ApiError(422, f"Validation failed: dispatch line {position} must be an object")
+        quantity = _whole(raw.get("quantity"))
+        label = raw.get("sku") or raw.get("order_line_id") or f"line {position}"
+        if quantity is None or quantity < 1:
+            raise ApiError(
+                422, f"Validation failed: quantity for {label} must be a whole number of at least 1, "
+                f"got {raw.get('quantity')!r}"
+            )  # fmt: skip
+        if raw.get("order_line_id"):
+            candidates = [line for line in goods if line["id"] == raw["order_line_id"]]
+            if not candidates:
+                raise ApiError(
+                    422,
+                    f"Validation failed: order line {raw['order_line_id']!r} "
+                    f"is not on order {order['number']}",
+                )
+        elif raw.get("sku"):
+            candidates = [line for line in goods if line["sku"] == raw["sku"]]
+            if not candidates:
+                raise ApiError(
+                    422, f"Validation failed: SKU {raw['sku']!r} is not on order {order['number']}"
+                )
+        else:
+            raise ApiError(
+                422, f"Validation failed: dispatch line {position} needs a sku or an order_line_id"
+            )
+        remaining = quantity
+        outstanding_total = 0
+        for line in candidates:
+            outstanding = line["quantity"] - line["dispatched"] - planned.get(line["id"], 0)
+            outstanding_total += outstanding
+        if quantity > outstanding_total:
+            raise ApiError(
+                422,
+                f"Validation failed: cannot dispatch {quantity} of {label} on order {order['number']}: "
+                f"only {max(outstanding_total, 0)} outstanding",
+            )
+        for line in candidates:
+            outstanding = line["quantity"] - line["dispatched"] - planned.get(line["id"], 0)
+            take = min(outstanding, remaining)
+            if take > 0:
+                planned[line["id"]] = planned.get(line["id"], 0) + take
+                remaining -= take
+
+    # --- inventory -------------------------------------------------------------------------------
+
+    def update_inventory(self, body: Any) -> list[dict[str, Any]]:
+        """Bulk update: every item is checked before any is applied."""
+        if not isinstance(body, dict) or "inventory_levels" not in body:
+            raise ApiError(400, "The request body must be a JSON object with an 'inventory_levels' list")
+        items = body["inventory_levels"]
+        if not isinstance(items, list):
+            raise ApiError(422, "Validation failed: inventory_levels must be a list")
+        if not items:
+            raise ApiError(422, "Validation failed: inventory_levels can't be empty")
+        if len(items) > MAX_INVENTORY_UPDATE:
+            raise ApiError(
+                422,
+                f"A maximum of {MAX_INVENTORY_UPDATE} inventory levels can be updated per request, "
+                f"got {len(items)}",
+            )
+        with self.lock:
+            changes: list[tuple[str, str, int]] = []
+            for position, item in enumerate(items, start=1):
+                if not isinstance(item, dict):
+                    raise ApiError(422, f"Validation failed: inventory level {position} must be an object")
+                sku = item.get("sku")
+                if not isinstance(sku, str) or not sku:
+                    raise ApiError(422, f"Validation failed: inventory level {position} has no sku")
+                if "on_hand" in item and "available" in item:
+                    raise ApiError(422, BOTH_LEVELS_MESSAGE)
+                if sku not in self._inventory:
+                    raise ApiError(422, f"Validation failed: SKU {sku!r} does not exist")
+                field_name = "on_hand" if "on_hand" in item else "available" if "available" in item else None
+                if field_name is None:
+                    raise ApiError(422, f"Validation failed: SKU {sku!r} needs on_hand or available")
+                value = _whole(item[field_name])
+                if value is None or value < 0:
+                    raise ApiError(
+                        422,
+                        f"Validation failed: {field_name} for SKU {sku!r} must be a whole number "
+                        f"of zero or more, "
+                        f"got {item[field_name]!r}",
+                    )
+                changes.append((sku, field_name, value))
+            updated = []
+            for sku, field_name, value in changes:
+                level = self._inventory[sku]
+                other = "available" if field_name == "on_hand" else "on_hand"
+                level[other] += value - level[field_name]
+                level[field_name] = value
+                updated.append(dict(level))
+            return updated
+
+    # --- products --------------------------------------------------------------------------------
+
+    PRODUCT_FIELDS = (
+        "code", "name", "description", "active", "tariff_code", "country_of_origin", "composition",
+        "variant_options", "grouping_category_id",
+    )  # fmt: skip
+    VARIANT_FIELDS = (
+        "sku",
+        "barcode",
+        "options",
+        "unit_price",
+        "rrp",
+        "backorder",
+        "minimum",
+        "multiple",
+        "weight",
+    )
+
+    def create_product(self, body: Any) -> dict[str, Any]:
+        fields = _body_object(body, "product")
+        with self.lock:
+            collection = self._collections["products"]
+            product = {
+                "id": "",
+                "code": "",
+                "name": "",
+                "description": "",
+                "active": True,
+                "tariff_code": "",
+                "country_of_origin": "",
+                "composition": "",
+                "variant_options": [],
+                "product_variants": [],
+                "categories": [],
+                "grouping_category_id": None,
+            }
+            new_skus = self._apply_product_fields(product, fields, creating=True)
+            product["id"] = self._ids.new("pr")
+            for variant in product["product_variants"]:
+                if not variant["id"]:
+                    variant["id"] = self._ids.new("pv")
+            collection.append(product, self._now(collection))
+            self._commit_skus(product, new_skus, {})
+            return copy.deepcopy(product)
+
+    def update_product(self, product_id: str, body: Any) -> dict[str, Any]:
+        fields = _body_object(body, "product")
+        with self.lock:
+            collection = self._collections["products"]
+            current = self.find("products", product_id)
+            product = copy.deepcopy(current)
+            old_skus = {v["id"]: v["sku"] for v in current["product_variants"]}
+            new_skus = self._apply_product_fields(product, fields, creating=False)
+            for variant in product["product_variants"]:
+                if not variant["id"]:
+                    variant["id"] = self._ids.new("pv")
+            collection.records[collection.position[product_id]] = product
+            self._commit_skus(product, new_skus, old_skus)
+            return copy.deepcopy(product)
+
+    def _commit_skus(self, product: dict[str, Any], new_skus: list[str], old_skus: dict[str, str]) -> None:
+        """Index the product's variants; renamed SKUs keep their stock, new SKUs start at zero."""
+        for variant in product["product_variants"]:
+            old = old_skus.get(variant["id"])
+            if old is not None and old != variant["sku"]:
+                level = self._inventory.pop(old)
+                self._skus.remove(old)
+                self._variant_by_sku.pop(old, None)
+                level["sku"] = variant["sku"]
+                self._inventory[variant["sku"]] = level
+                insort(self._skus, variant["sku"])
+            self._variant_by_sku[variant["sku"]] = (product, variant)
+        for sku in new_skus:
+            if sku not in self._inventory:
+                self._inventory[sku] = {"sku": sku, "on_hand": 0, "available": 0}
+                insort(self._skus, sku)
+
+    def _apply_product_fields(
+        self, product: dict[str, Any], fields: dict[str, Any], *, creating: bool
+    ) -> list[str]:
+        """Validate `fields`, apply them to `product` (a fresh or copied record); returns SKUs to create."""
+        problems: list[str] = []
+        for key in self.PRODUCT_FIELDS:
+            if key in fields:
+                product[key] = fields[key]
+        if not isinstance(product["code"], str) or not product["code"].strip():
+            problems.append("Product Code can't be blank")
+        elif any(
+            p["code"] == product["code"] and p["id"] != product["id"]
+            for p in self._collections["products"].records
+        ):
+            problems.append("Product Code must be unique")
+        if not isinstance(product["name"], str) or not product["name"].strip():
+            problems.append("Name can't be blank")
+        categories = self._collections["categories"]
+        if "categories" in fields:
+            if not isinstance(fields["categories"], list):
+                problems.append("categories must be a list of {id} objects")
+            else:
+                resolved = []
+                for entry in fields["categories"]:
+                    category = categories.get(entry.get("id", "")) if isinstance(entry, dict) else None
+                    if category is None:
+                        problems.append(f"Category {entry!r} does not exist")
+                    else:
+                        resolved.append({"id": category["id"], "name": category["name"]})
+                product["categories"] = resolved
+        if (
+            product["grouping_category_id"] is not None
+            and categories.get(product["grouping_category_id"]) is None
+        ):
+            problems.append(f"Grouping category {product['grouping_category_id']!r} does not exist")
+        new_skus: list[str] = []
+        if "product_variants" in fields:
+            raw_variants = fields["product_variants"]
+            if not isinstance(raw_variants, list) or not all(isinstance(v, dict) for v in raw_variants):
+                raise ApiError(422, "Validation failed: product_variants must be a list of objects")
+            by_id = {v["id"]: v for v in product["product_variants"]}
+            for raw in raw_variants:
+                if raw.get("id"):
+                    variant = by_id.get(raw["id"])
+                    if variant is None:
+                        problems.append(f"Product variant {raw['id']!r} is not on this product")
+                        continue
+                else:
+                    variant = {
+                        "id": "", "sku": "", "barcode": "", "options": {}, "unit_price": 0.0,
+                        "price_list_prices": [], "rrp": None, "backorder": False, "minimum": None,
+                        "multiple": None, "weight": 0.0,
+                    }  # fmt: skip
+                    product["product_variants"].append(variant)
+                    if isinstance(raw.get("sku"), str):
+                        new_skus.append(raw["sku"])
+                for key in self.VARIANT_FIELDS:
+                    if key in raw:
+                        variant[key] = raw[key]
+                if "price_list_prices" in raw:
+                    prices = raw["price_list_prices"]
+                    if not isinstance(prices, list):
+                        problems.append(f"price_list_prices of {variant['sku']!r} must be a list")
+                    else:
+                        kept = []
+                        for price in prices:
+                            if not isinstance(price, dict) or price.get("unit_price") is None:
+                                continue  # {"id": ..., "unit_price": null} removes that price
+                            if self._collections["price_lists"].get(price.get("id", "")) is None:
+                                problems.append(f"Price list {price.get('id')!r} does not exist")
+                            elif _number(price["unit_price"]) is None:
+                                problems.append(f"unit_price for price list {price['id']!r} must be a number")
+                            else:
+                                kept.append({"id": price["id"], "unit_price": float(price["unit_price"])})
+                        variant["price_list_prices"] = kept
+                if _number(variant["unit_price"]) is None:
+                    problems.append(f"unit_price of {variant['sku']!r} must be a number")
+        skus = [v["sku"] for v in product["product_variants"]]
+        if creating and not skus:
+            problems.append("Product variants can't be blank")
+        for sku in skus:
+            if not isinstance(sku, str) or not sku.strip():
+                problems.append("SKU can't be blank")
+            elif skus.count(sku) > 1:
+                problems.append(f"SKU {sku!r} appears more than once")
+            else:
+                owner = self._variant_by_sku.get(sku)
+                if owner is not None and owner[0]["id"] != product["id"]:
+                    problems.append(f"SKU {sku!r} has already been taken")
+        if problems:
+            raise ApiError(422, "Validation failed: " + ", ".join(dict.fromkeys(problems)))
+        return new_skus
+
+    # --- webhooks --------------------------------------------------------------------------------
+
+    def _check_webhook(self, webhook: dict[str, Any]) -> None:
+        problems = []
+        endpoint = webhook.get("endpoint")
+        if not isinstance(endpoint, str) or not endpoint.strip():
+            problems += ["Endpoint can't be blank", "Endpoint must be a https url"]
+        elif not endpoint.startswith("https://"):
+            problems.append("Endpoint must be a https url")
+        events = webhook.get("events")
+        if not isinstance(events, list) or not events:
+            problems.append("Events can't be blank")
+        else:
+            unknown = [e for e in events if e not in WEBHOOK_EVENTS]
+            if unknown:
+                problems.append(f"Events {unknown!r} are not known events")
+        if problems:
+            raise ApiError(422, "Validation failed: " + ", ".join(problems))
+
+    def create_webhook(self, body: Any) -> dict[str, Any]:
+        fields = _body_object(body, "webhook")
+        with self.lock:
+            webhook = {"id": "", "endpoint": fields.get("endpoint"), "events": fields.get("events")}
+            self._check_webhook(webhook)
+            webhook["id"] = self._ids.new("wh")
+            webhook["signing_key"] = "".join(
+                self._rng.choices("ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz0123456789", k=40)
+            )
+            collection = self._collections["webhooks"]
+            collection.append(webhook, self._now(collection))
+            return copy.deepcopy(webhook)
+
+    def update_webhook(self, webhook_id: str, body: Any) -> dict[str, Any]:
+        fields = _body_object(body, "webhook")
+        with self.lock:
+            webhook = self.find("webhooks", webhook_id)
+            changed = webhook | {k: fields[k] for k in ("endpoint", "events") if k in fields}
+            self._check_webhook(changed)
+            webhook.update(changed)
+            return copy.deepcopy(webhook)
+
+    def delete_webhook(self, webhook_id: str) -> dict[str, Any]:
+        with self.lock:
+            self.find("webhooks", webhook_id)
+            self._collections["webhooks"].remove(webhook_id)
+            return {"id": webhook_id, "deleted": True}
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _now(collection: _Collection) -> int:
+        """Creation time for a new record: the clock, but always after the newest record of its list."""
+        latest = collection.created[-1] if collection.created else 0
+        return max(int(time.time()), latest + 1)

@@ -1,0 +1,224 @@
+"""The outbox/ledger: what was sent to Orderspace for which file row, so every push happens once.
+
+SQLite in WAL mode with `synchronous=FULL`, at `warehouse/ledger.sqlite`. Every state change is one committed
+transaction, written *before* the request it announces (pending) and *after* its response (confirmed), so a
+process killed at any moment leaves either nothing, or a `pending` row the next run reconciles against
+Orderspace before sending anything again.
+
+Tables:
+
+* `files(sha256)`: a file's content hash, the name it first came under, `in_progress` or `done`, and its
+  outcome. A `done` hash dropped again is a duplicate: nothing is sent.
+* `dispatches(file_sha256, group_key)`: one row per dispatch (the rows of one order in one file):
+  `pending` (the exact request body and its marker recorded, the POST may or may not have landed),
+  `confirmed` (the dispatch id is known), `refused` (the API answered 422: definitive, nothing created).
+* `inventory_rows(file_sha256, line)`: one row per file line sent: `pending`, `confirmed` or `refused`.
+  Levels are absolute, so resending a pending row is harmless; confirmed rows are not resent.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    sha256 TEXT PRIMARY KEY,
+    first_name TEXT NOT NULL,
+    kind TEXT,
+    state TEXT NOT NULL,
+    outcome TEXT,
+    final_path TEXT,
+    started_at TEXT NOT NULL,
+    finished_at TEXT
+);
+CREATE TABLE IF NOT EXISTS dispatches (
+    file_sha256 TEXT NOT NULL,
+    group_key TEXT NOT NULL,
+    order_id TEXT NOT NULL,
+    marker TEXT NOT NULL,
+    body TEXT NOT NULL,
+    state TEXT NOT NULL,
+    dispatch_id TEXT,
+    message TEXT,
+    pending_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (file_sha256, group_key)
+);
+CREATE TABLE IF NOT EXISTS inventory_rows (
+    file_sha256 TEXT NOT NULL,
+    line INTEGER NOT NULL,
+    sku TEXT NOT NULL,
+    value INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    message TEXT,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (file_sha256, line)
+);
+"""
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    sha256: str
+    first_name: str
+    kind: str | None
+    state: str
+    outcome: str | None
+    final_path: str | None
+    started_at: str
+    finished_at: str | None
+
+
+@dataclass(frozen=True)
+class DispatchRecord:
+    file_sha256: str
+    group_key: str
+    order_id: str
+    marker: str
+    body: dict[str, Any]
+    state: str
+    dispatch_id: str | None
+    message: str | None
+    pending_at: str
+
+
+class Ledger:
+    """One connection to the ledger file; use as a context manager or call `close()`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # files ---------------------------------------------------------------------------------------------
+
+    def file(self, sha256: str) -> FileRecord | None:
+        row = self._db.execute("SELECT * FROM files WHERE sha256 = ?", (sha256,)).fetchone()
+        return FileRecord(**dict(row)) if row else None
+
+    def begin_file(self, sha256: str, name: str, kind: str | None) -> FileRecord:
+        """Register a file (or return its existing record: `done` means duplicate, `in_progress` resume)."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO files (sha256, first_name, kind, state, started_at) "
+                "VALUES (?, ?, ?, 'in_progress', ?)",
+                (sha256, name, kind, utc_now()),
+            )
+        record = self.file(sha256)
+        assert record is not None
+        return record
+
+    def finish_file(self, sha256: str, outcome: str, final_path: str) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE files SET state = 'done', outcome = ?, final_path = ?, finished_at = ? "
+                "WHERE sha256 = ?",
+                (outcome, final_path, utc_now(), sha256),
+            )
+
+    # dispatches ----------------------------------------------------------------------------------------
+
+    def dispatch(self, sha256: str, group_key: str) -> DispatchRecord | None:
+        row = self._db.execute(
+            "SELECT * FROM dispatches WHERE file_sha256 = ? AND group_key = ?", (sha256, group_key)
+        ).fetchone()
+        if row is None:
+            return None
+        data = dict(row)
+        data.pop("updated_at")
+        data["body"] = json.loads(data["body"])
+        return DispatchRecord(**data)
+
+    def dispatch_pending(
+        self, sha256: str, group_key: str, order_id: str, marker: str, body: dict[str, Any]
+    ) -> DispatchRecord:
+        """Record the exact body about to be POSTed (committed before the request leaves)."""
+        now = utc_now()
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO dispatches (file_sha256, group_key, order_id, marker, body, state, pending_at, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?) "
+                "ON CONFLICT (file_sha256, group_key) DO UPDATE SET state = 'pending', body = excluded.body, "
+                "order_id = excluded.order_id, marker = excluded.marker, updated_at = excluded.updated_at",
+                (sha256, group_key, order_id, marker, json.dumps(body, sort_keys=True), now, now),
+            )
+        record = self.dispatch(sha256, group_key)
+        assert record is not None
+        return record
+
+    def dispatch_confirmed(self, sha256: str, group_key: str, dispatch_id: str) -> None:
+        self._set_dispatch(sha256, group_key, "confirmed", dispatch_id=dispatch_id)
+
+    def dispatch_refused(self, sha256: str, group_key: str, message: str) -> None:
+        self._set_dispatch(sha256, group_key, "refused", message=message)
+
+    def _set_dispatch(
+        self,
+        sha256: str,
+        group_key: str,
+        state: str,
+        *,
+        dispatch_id: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE dispatches SET state = ?, dispatch_id = COALESCE(?, dispatch_id), message = ?, "
+                "updated_at = ? WHERE file_sha256 = ? AND group_key = ?",
+                (state, dispatch_id, message, utc_now(), sha256, group_key),
+            )
+
+    # inventory -----------------------------------------------------------------------------------------
+
+    def inventory_states(self, sha256: str) -> dict[int, tuple[str, str | None]]:
+        rows = self._db.execute(
+            "SELECT line, state, message FROM inventory_rows WHERE file_sha256 = ?", (sha256,)
+        ).fetchall()
+        return {row["line"]: (row["state"], row["message"]) for row in rows}
+
+    def mark_inventory(
+        self, sha256: str, rows: Iterable[tuple[int, str, int]], state: str, message: str | None = None
+    ) -> None:
+        """Set the state of (line, sku, value) rows in one transaction."""
+        now = utc_now()
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO inventory_rows (file_sha256, line, sku, value, state, message, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (file_sha256, line) DO UPDATE SET "
+                "state = excluded.state, message = excluded.message, updated_at = excluded.updated_at",
+                [(sha256, line, sku, value, state, message, now) for line, sku, value in rows],
+            )

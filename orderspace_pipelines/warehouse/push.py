@@ -1,0 +1,204 @@
+"""Push one warehouse file end to end: claim, read, validate, send, report, file away.
+
+`push_file` is what the Dagster op runs (and nothing else does the work): it takes an API client and the data
+directory, so it can also be driven without Dagster. Steps:
+
+1. Hash the file and take a per-content lock (`.locks/<sha16>.lock`), so two runs never push the same bytes at
+   once; move the file from the inbox into `work/` (a path that is gone is looked up there: re-executing a
+   crashed run resumes it).
+2. The ledger knows the hash: `done` -> duplicate (nothing sent, the report says of which file);
+   `in_progress` -> a crashed attempt, resumed (confirmed rows are not resent, pending ones reconciled).
+3. Parse by header; push inventory or dispatches (see `inventory.py`, `dispatches.py`).
+4. Write the report beside the file's destination, record the outcome in the ledger, move the file.
+   Outcome `rejected` when the file could not be read as a warehouse file or no row of it was usable
+   (every row rejected/refused); `processed` otherwise, bad rows reported.
+
+An exception (API down, outcome of a dispatch unknown) leaves the file claimed in `work/` and the ledger as it
+was, and propagates: the run fails and a re-run picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock
+
+from orderspace_pipelines.warehouse import dispatches, inventory
+from orderspace_pipelines.warehouse.files import (
+    FileMissingError,
+    WarehouseFolders,
+    free_destination,
+    original_name,
+    sha256_of,
+    work_name,
+)
+from orderspace_pipelines.warehouse.ledger import Ledger
+from orderspace_pipelines.warehouse.parsing import FileKind, parse_bytes
+from orderspace_pipelines.warehouse.protocols import PushClient, PushLog
+from orderspace_pipelines.warehouse.report import BAD_STATUSES, PushResult, RowResult, write_report
+
+DEFAULT_SNAPSHOT_MAX_AGE_SECONDS = 900.0
+
+
+@dataclass(frozen=True)
+class PushOptions:
+    """Knobs of the push (defaults suit production)."""
+
+    snapshot_max_age_seconds: float = DEFAULT_SNAPSHOT_MAX_AGE_SECONDS
+    batch_size: int = inventory.API_BATCH_LIMIT
+
+
+def locate(path: Path, folders: WarehouseFolders, sha256: str | None = None) -> Path:
+    """The file to push: `path` itself, or (when it is gone) its claimed copy in `work/`."""
+    path = Path(path).resolve()
+    if path.is_file():
+        return path
+    pattern = f"{sha256[:16] if sha256 else '*'}__{path.name}"
+    matches = sorted(p for p in folders.work.glob(pattern) if p.is_file())
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise FileMissingError(
+            f"{path} is gone and {len(matches)} claimed copies of {path.name!r} are in {folders.work}; "
+            "push one of them by its path"
+        )
+    raise FileMissingError(f"{path} does not exist (and no claimed copy of it is in {folders.work})")
+
+
+def push_file(
+    path: Path,
+    *,
+    client: PushClient,
+    data_dir: Path,
+    sha256: str | None = None,
+    options: PushOptions | None = None,
+    log: PushLog | None = None,
+) -> PushResult:
+    """Push one warehouse file (see the module docstring); returns what happened to each row."""
+    options = options or PushOptions()
+    log = log or logging.getLogger(__name__)
+    folders = WarehouseFolders.under(data_dir).ensure()
+    source = locate(path, folders, sha256)
+    digest = sha256_of(source)
+    baseline = (client.stats.requests, client.stats.throttle_wait_seconds)
+    with FileLock(str(folders.locks / f"{digest[:16]}.lock")):
+        if not source.exists():  # another run finished this very file while we waited for the lock
+            source = locate(path, folders, digest)
+            digest = sha256_of(source)
+        claimed = folders.work / work_name(digest, original_name(source))
+        if source != claimed:
+            if claimed.exists():
+                source.unlink()  # the same bytes are already claimed (resumed below)
+            else:
+                os.replace(source, claimed)
+        mover = _FileAway(folders, client, baseline)
+        result = _push_claimed(
+            claimed, digest, mover=mover, client=client, data_dir=data_dir, options=options, log=log
+        )
+    log.info(result.summary())
+    return result
+
+
+def _push_claimed(
+    claimed: Path,
+    digest: str,
+    *,
+    mover: _FileAway,
+    client: PushClient,
+    data_dir: Path,
+    options: PushOptions,
+    log: PushLog,
+) -> PushResult:
+    folders = mover.folders
+    name = original_name(claimed)
+    parsed = parse_bytes(claimed.read_bytes())
+    kind = parsed.kind.value if parsed.kind else None
+    with Ledger(folders.ledger_path) as ledger:
+        record = ledger.begin_file(digest, name, kind)
+        if record.state == "done" and record.final_path and not Path(record.final_path).exists():
+            # Crashed between recording the outcome and moving the file: finish the move.
+            final = Path(record.final_path)
+            os.replace(claimed, final)
+            result = PushResult(file=name, sha256=digest, kind=kind, outcome=record.outcome or "processed")
+            result.final_path = str(final)
+            result.report_path = str(final.with_name(final.name + ".report.json"))
+            return result
+        result = PushResult(file=name, sha256=digest, kind=kind, outcome="processed")
+        result.rows_read = len(parsed.rows) + len(parsed.bad_rows)
+        if record.state == "done":
+            result.duplicate_of = record.first_name
+            reason = (
+                f"duplicate of {record.first_name} (same content, already {record.outcome}); nothing sent"
+            )
+            result.rows = [RowResult(row.line, "duplicate", reason) for row in parsed.rows] + [
+                RowResult(bad.line, "duplicate", reason) for bad in parsed.bad_rows
+            ]
+            log.info(f"{name}: {reason}")
+            return mover(result, claimed, ledger=None, outcome=record.outcome or "processed")
+        if record.state == "in_progress" and ledger.inventory_states(digest):
+            log.info(f"{name}: resuming an earlier attempt")
+        if parsed.file_error:
+            result.file_error = parsed.file_error
+            lines = sorted([row.line for row in parsed.rows] + [bad.line for bad in parsed.bad_rows])
+            result.rows = [
+                RowResult(line, "rejected", f"file rejected: {parsed.file_error}") for line in lines
+            ]
+            log.warning(f"{name}: rejected: {parsed.file_error}")
+            return mover(result, claimed, ledger=ledger, outcome="rejected")
+        rows = [RowResult(bad.line, "rejected", bad.reason) for bad in parsed.bad_rows]
+        log.info(f"{name}: {kind} file, {len(parsed.rows)} rows to check, {len(parsed.bad_rows)} unreadable")
+        if parsed.kind is FileKind.INVENTORY:
+            rows += inventory.push_inventory(
+                parsed,
+                sha256=digest,
+                client=client,
+                ledger=ledger,
+                data_dir=data_dir,
+                log=log,
+                snapshot_max_age_seconds=options.snapshot_max_age_seconds,
+                batch_size=options.batch_size,
+            )
+        else:
+            rows += dispatches.push_dispatches(
+                parsed, sha256=digest, client=client, ledger=ledger, data_dir=data_dir, log=log
+            )
+        result.rows = sorted(rows, key=lambda r: r.line)
+        result.levels_updated = sum(r.status == "updated" for r in result.rows)
+        result.levels_unchanged = sum(r.status == "unchanged" for r in result.rows)
+        result.dispatches_created = len({r.dispatch_id for r in result.rows if r.status == "dispatched"})
+        result.rows_rejected = sum(r.status in BAD_STATUSES for r in result.rows)
+        usable = any(r.status not in BAD_STATUSES for r in result.rows)
+        return mover(result, claimed, ledger=ledger, outcome="processed" if usable else "rejected")
+
+
+class _FileAway:
+    """Finishes a file: counts, report beside the destination, outcome in the ledger, then the move.
+
+    In that order, so a crash at any point resumes cleanly: before the ledger write the file is redone (its
+    rows already confirmed are not resent); after it, only the move is left to do.
+    """
+
+    def __init__(self, folders: WarehouseFolders, client: PushClient, baseline: tuple[int, float]) -> None:
+        self.folders = folders
+        self.client = client
+        self.baseline = baseline
+
+    def __call__(
+        self, result: PushResult, claimed: Path, *, ledger: Ledger | None, outcome: str
+    ) -> PushResult:
+        result.outcome = outcome
+        result.requests = self.client.stats.requests - self.baseline[0]
+        result.throttle_wait_seconds = round(self.client.stats.throttle_wait_seconds - self.baseline[1], 3)
+        if result.file_error:
+            result.rows_rejected = result.rows_read
+        folder = self.folders.processed if outcome == "processed" else self.folders.rejected
+        destination = free_destination(folder, result.file, result.sha256)
+        result.final_path = str(destination)
+        write_report(result, destination)
+        if ledger is not None:
+            ledger.finish_file(result.sha256, outcome, str(destination))
+        os.replace(claimed, destination)
+        return result

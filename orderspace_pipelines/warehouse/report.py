@@ -1,0 +1,124 @@
+"""What happened to each row of a warehouse file, and the report written beside it.
+
+Row statuses:
+
+* inventory: `updated` (sent and accepted), `unchanged` (already at that level in fresh pulled or live
+  data, not sent), `superseded` (a later row of the same SKU wins), `rejected` (failed validation, not sent),
+  `refused` (the API refused that row; isolated by splitting the request).
+* dispatches: `dispatched` (part of a created dispatch), `rejected` (not sendable: unknown order, SKU not on
+  the order, more than is outstanding, ...), `refused` (the API refused the dispatch).
+* any kind: `duplicate` (the same content was pushed before; nothing sent).
+
+Every row of the file appears once, in file order. The report is written twice, as JSON (the whole
+result) and as CSV (one line per row), both atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from orderspace_pipelines.warehouse.files import atomic_write_text
+
+SENT_STATUSES = frozenset({"updated", "dispatched"})
+BAD_STATUSES = frozenset({"rejected", "refused"})
+
+
+@dataclass
+class RowResult:
+    """One row's fate. `reference` is the SKU (inventory) or the order reference (dispatches)."""
+
+    line: int
+    status: str
+    reason: str = ""
+    sku: str = ""
+    value: str = ""
+    order: str = ""
+    dispatch_id: str = ""
+
+
+@dataclass
+class PushResult:
+    """The outcome of pushing one file: what the CLI prints and the Dagster run shows."""
+
+    file: str
+    sha256: str
+    kind: str | None
+    outcome: str  # "processed" or "rejected"
+    final_path: str = ""
+    report_path: str = ""
+    file_error: str | None = None
+    duplicate_of: str | None = None
+    rows_read: int = 0
+    levels_updated: int = 0
+    levels_unchanged: int = 0
+    dispatches_created: int = 0
+    rows_rejected: int = 0
+    requests: int = 0
+    throttle_wait_seconds: float = 0.0
+    rows: list[RowResult] = field(default_factory=list)
+
+    def status_counts(self) -> dict[str, int]:
+        return dict(Counter(r.status for r in self.rows))
+
+    def summary(self) -> str:
+        """One line for logs and the demo."""
+        if self.file_error:
+            return f"{self.file}: rejected ({self.file_error})"
+        if self.duplicate_of:
+            return f"{self.file}: duplicate of {self.duplicate_of}, nothing sent"
+        parts = [f"{self.file} ({self.kind}): {self.outcome}", f"{self.rows_read} rows read"]
+        if self.kind == "inventory":
+            parts.append(f"{self.levels_updated} levels updated, {self.levels_unchanged} unchanged")
+        else:
+            parts.append(f"{self.dispatches_created} dispatches created")
+        parts.append(f"{self.rows_rejected} rows rejected, {self.requests} API requests")
+        return ", ".join(parts)
+
+    @property
+    def success(self) -> bool:
+        """True when the file was processed (its bad rows, if any, reported); False when rejected."""
+        return self.outcome == "processed"
+
+    def describe(self, max_problems: int = 5) -> str:
+        """A few lines for the CLI and the demo: the summary, the first problems, where the report is."""
+        lines = [self.summary()]
+        problems = [row for row in self.rows if row.status in BAD_STATUSES]
+        for row in problems[:max_problems]:
+            lines.append(f"  line {row.line}: {row.status}: {row.reason}")
+        if len(problems) > max_problems:
+            lines.append(f"  ... and {len(problems) - max_problems} more rows not pushed")
+        if self.report_path:
+            lines.append(f"  report: {self.report_path}")
+        return "\n".join(lines)
+
+    def to_json(self) -> str:
+        payload = asdict(self)
+        payload["status_counts"] = self.status_counts()
+        return json.dumps(payload, indent=2, sort_keys=False) + "\n"
+
+    def to_csv(self) -> str:
+        buffer = io.StringIO(newline="")
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["line", "status", "sku", "value", "order", "dispatch_id", "reason"])
+        if self.file_error:
+            writer.writerow(["", "rejected", "", "", "", "", self.file_error])
+        for row in self.rows:
+            writer.writerow(
+                [row.line, row.status, row.sku, row.value, row.order, row.dispatch_id, row.reason]
+            )
+        return buffer.getvalue()
+
+
+def write_report(result: PushResult, beside: Path) -> Path:
+    """Write `<file>.report.json` and `<file>.report.csv` next to `beside`; return the JSON path."""
+    json_path = beside.with_name(beside.name + ".report.json")
+    csv_path = beside.with_name(beside.name + ".report.csv")
+    result.report_path = str(json_path)
+    atomic_write_text(csv_path, result.to_csv())
+    atomic_write_text(json_path, result.to_json())
+    return json_path

@@ -1,0 +1,277 @@
+"""The lake layer on its own: flattening, typed schemas, atomic partitions, streaming, seeking and the catalog."""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from orderspace_pipelines.lake import catalog, storage
+from orderspace_pipelines.lake.flatten import CoercionLog, rows_to_arrow, split_record
+from orderspace_pipelines.lake.schemas import RESOURCES, TABLES
+from orderspace_pipelines.lake.sweep import PartitionedLanding, WholeLanding, seek_anchor
+
+LOADED = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+def order(number: int, created: str, *, lines: int = 2, **extra) -> dict:
+    order_id = f"or_{number:05d}"
+    record = {
+        "id": order_id,
+        "number": number,
+        "created": created,
+        "status": "new",
+        "customer_id": "cu_1",
+        "email_addresses": {"orders": "a@example.com", "dispatches": "d@example.com", "invoices": "i@example.com"},
+        "delivery_date": created[:10],
+        "shipping_address": {"line1": "1 Road", "postal_code": "BA1 2FJ", "country": "GB"},
+        "order_lines": [
+            {
+                "id": f"ol_{number:05d}_{n}",
+                "sku": f"SKU-{n}",
+                "quantity": n + 1,
+                "unit_price": 10.0,
+                "sub_total": 10.0 * (n + 1),
+                "grouping_category": {"id": "ca_1", "name": "Dresses"},
+            }
+            for n in range(lines)
+        ],
+        "currency": "GBP",
+        "net_total": sum(10.0 * (n + 1) for n in range(lines)),
+        "gross_total": 1.2 * sum(10.0 * (n + 1) for n in range(lines)),
+    }
+    record.update(extra)
+    return record
+
+
+def test_split_record_flattens_nested_objects_and_makes_child_rows() -> None:
+    parent, children = split_record(RESOURCES["orders"], order(1, "2026-11-01T10:00:00Z"))
+    assert parent["email_addresses_orders"] == "a@example.com"
+    assert parent["shipping_address_postal_code"] == "BA1 2FJ"
+    assert "order_lines" not in parent
+    lines = children["order_lines"]
+    assert [line["order_id"] for line in lines] == ["or_00001", "or_00001"]
+    assert lines[0]["grouping_category_name"] == "Dresses"
+
+
+def test_child_lines_without_ids_get_line_numbers() -> None:
+    invoice = {
+        "id": "iv_1",
+        "invoice_date": "2026-11-02",
+        "deposit": {"percentage": 25.0, "due_date": "2026-11-03"},
+        "orders": [{"id": "or_1", "number": 1}],
+        "invoice_lines": [{"sku": "A", "sub_total": 1.0}, {"sku": "B", "sub_total": 2.0}],
+        "payments": [{"amount": 3.0, "payment_date": "2026-11-05"}],
+    }
+    parent, children = split_record(RESOURCES["invoices"], invoice)
+    table = rows_to_arrow(TABLES["invoices"], [parent], loaded_at=LOADED)
+    row = table.to_pylist()[0]
+    assert row["deposit_percentage"] == 25.0
+    assert row["deposit_due_date"] == date(2026, 11, 3)
+    assert row["orders"] == '[{"id": "or_1", "number": 1}]'
+    assert [(r["invoice_id"], r["line_number"]) for r in children["invoice_lines"]] == [("iv_1", 0), ("iv_1", 1)]
+    assert children["invoice_payments"][0]["invoice_id"] == "iv_1"
+
+
+def test_declared_types_extras_as_strings_and_unfit_values_kept_raw(caplog: pytest.LogCaptureFixture) -> None:
+    rows = [
+        {"id": "or_1", "number": "12", "created": "2026-11-01T10:00:00Z", "net_total": 5, "brand_new": 7},
+        {"id": "or_2", "number": "lots", "created": "2026-11-01T09:00:00", "loyalty": {"tier": "gold"}},
+        {"id": "or_3", "delivery_date": ""},
+    ]
+    coercions = CoercionLog()
+    with caplog.at_level(logging.WARNING):
+        table = rows_to_arrow(TABLES["orders"], rows, loaded_at=LOADED, coercions=coercions)
+    schema = table.schema
+    assert schema.field("number").type == "int64"
+    assert str(schema.field("created").type) == "timestamp[us, tz=UTC]"
+    assert schema.field("brand_new").type == "string"
+    assert schema.field("loyalty").type == "string"
+    # Declared columns keep their order; extras follow, sorted; `_loaded_at` is last.
+    assert schema.names[: len(TABLES["orders"].columns)] == list(TABLES["orders"].column_names)
+    assert schema.names[-1] == "_loaded_at"
+    data = table.to_pylist()
+    assert data[0]["number"] == 12 and data[0]["net_total"] == 5.0 and data[0]["brand_new"] == "7"
+    assert data[1]["number"] is None and data[1]["_raw_number"] == "lots"
+    assert data[1]["loyalty"] == '{"tier": "gold"}'
+    assert data[1]["created"] == datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+    assert data[2]["delivery_date"] is None and data[2]["created"] is None
+    assert coercions.counts == {("orders", "number"): 1}
+    assert "orders.number" in caplog.text and "lots" in caplog.text
+
+
+def land(tmp_path: Path, pages: list[list[dict]], start: date | None, end: date | None, resource: str = "orders"):
+    landing = PartitionedLanding(tmp_path, RESOURCES[resource], start=start, end=end, loaded_at=LOADED)
+    pages_used = 0
+    for page in pages:
+        pages_used += 1
+        if not landing.add_page(page):
+            break
+    return landing.finish(), pages_used
+
+
+def newest_first(*orders: dict) -> list[dict]:
+    return sorted(orders, key=lambda record: record["created"], reverse=True)
+
+
+def test_partitioned_landing_writes_days_stops_past_start_and_seeks(tmp_path: Path) -> None:
+    records = newest_first(
+        order(1, "2026-11-01T08:00:00Z"),
+        order(2, "2026-11-01T09:00:00Z"),
+        order(3, "2026-11-02T10:00:00Z", lines=0),
+        order(4, "2026-11-04T10:00:00Z"),
+        order(5, "2026-11-05T10:00:00Z"),
+    )
+    report, _ = land(tmp_path, [records[:2], records[2:4], records[4:]], None, None)
+    assert report.days_written == [date(2026, 11, d) for d in (1, 2, 4, 5)]
+    assert report.rows == {"orders": 5, "order_lines": 8}
+    stored = storage.read_partition(tmp_path, "orders", date(2026, 11, 1))
+    # Rows keep the API's listing order: the last row is the oldest of the day.
+    assert stored.column("id").to_pylist() == ["or_00002", "or_00001"]
+    assert storage.read_partition(tmp_path, "order_lines", date(2026, 11, 2)) is None
+    # Seeking for a range ending on the 2nd starts after the last-listed order of the 4th.
+    assert seek_anchor(tmp_path, RESOURCES["orders"], date(2026, 11, 2)) == "or_00004"
+    assert seek_anchor(tmp_path, RESOURCES["orders"], date(2026, 11, 5)) is None
+
+    # Re-pulling [2nd, 4th] from that anchor: order 4 is gone from the account, order 6 is new on the 2nd.
+    newer = newest_first(order(6, "2026-11-02T11:00:00Z"), order(3, "2026-11-02T10:00:00Z", lines=0))
+    report, pages_used = land(tmp_path, [newer, [order(2, "2026-11-01T09:00:00Z")], [{"id": "never"}]],
+                              date(2026, 11, 2), date(2026, 11, 4))
+    assert pages_used == 2  # stopped at the first record older than the start
+    assert report.days_written == [date(2026, 11, 2)]
+    assert report.days_removed == [date(2026, 11, 4)]
+    assert storage.stored_days(tmp_path, "orders") == [date(2026, 11, d) for d in (1, 2, 5)]
+    assert storage.read_partition(tmp_path, "orders", date(2026, 11, 2)).column("id").to_pylist() == [
+        "or_00006",
+        "or_00003",
+    ]
+
+
+def test_loose_order_rewrites_a_day_and_stops_after_a_whole_older_page(tmp_path: Path) -> None:
+    def invoice(number: int, day: str) -> dict:
+        return {"id": f"iv_{number}", "invoice_date": day, "invoice_lines": [{"sku": "A", "sub_total": 1.0}]}
+
+    pages = [
+        [invoice(1, "2026-11-20"), invoice(2, "2026-11-10")],
+        [invoice(3, "2026-11-21"), invoice(4, "2026-11-01")],  # 11-21 arrives after 11-20..11-10 were passed
+        [invoice(5, "2026-10-01")],
+        [invoice(6, "2026-09-01")],
+    ]
+    report, pages_used = land(tmp_path, pages, date(2026, 11, 1), None, resource="invoices")
+    assert pages_used == 3
+    assert report.rows["invoices"] == 4
+    assert sorted(storage.stored_days(tmp_path, "invoices")) == [date(2026, 11, d) for d in (1, 10, 20, 21)]
+
+
+def test_late_record_for_a_written_day_is_added_not_lost(tmp_path: Path) -> None:
+    def invoice(number: int, day: str) -> dict:
+        return {"id": f"iv_{number}", "invoice_date": day}
+
+    pages = [[invoice(1, "2026-11-20"), invoice(2, "2026-11-01")], [invoice(3, "2026-11-20")]]
+    report, _ = land(tmp_path, pages, None, None, resource="invoices")
+    assert report.late_rewrites == 1
+    ids = storage.read_partition(tmp_path, "invoices", date(2026, 11, 20)).column("id").to_pylist()
+    assert ids == ["iv_1", "iv_3"]
+
+
+def test_crash_before_replace_leaves_the_old_partition(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    land(tmp_path, [[order(1, "2026-11-01T08:00:00Z")]], None, None)
+    before = {t: pq.read_table(storage.partition_file(tmp_path, t, date(2026, 11, 1))) for t in ("orders", "order_lines")}
+    original_write = pq.write_table
+    calls = {"n": 0}
+
+    def crash_on_second_file(table, where, **kwargs):
+        calls["n"] += 1
+        original_write(table.slice(0, 1), where, **kwargs)  # part of the data reaches the temp file...
+        if calls["n"] == 2:
+            raise OSError("disk full")  # ...then the writer dies
+
+    monkeypatch.setattr(pq, "write_table", crash_on_second_file)
+    with pytest.raises(OSError, match="disk full"):
+        land(tmp_path, [[order(1, "2026-11-01T08:00:00Z", lines=5, status="shipped")]], None, None)
+    monkeypatch.undo()
+    for table, old in before.items():
+        assert pq.read_table(storage.partition_file(tmp_path, table, date(2026, 11, 1))).equals(old)
+    leftovers = [p for p in (tmp_path / "parquet").rglob("*") if p.is_file() and not p.name.endswith(".parquet")]
+    assert leftovers == []
+
+
+def test_whole_landing_streams_pages_and_unions_columns(tmp_path: Path) -> None:
+    product = {
+        "id": "pr_1",
+        "name": "Dress",
+        "variant_options": ["Size"],
+        "product_variants": [{"id": "pv_1", "sku": "D-10", "options": {"Size": "10"}, "unit_price": 3}],
+    }
+    with WholeLanding(tmp_path, RESOURCES["products"], loaded_at=LOADED) as landing:
+        landing.add_page([product])
+        landing.add_page([{**product, "id": "pr_2", "season": "SS27", "product_variants": []}, product])
+        report = landing.finish()
+    assert report.rows == {"products": 2, "product_variants": 1}
+    assert report.duplicates == 1
+    table = pq.read_table(storage.whole_file(tmp_path, "products"))
+    assert table.column("season").to_pylist() == [None, "SS27"]
+    variants = pq.read_table(storage.whole_file(tmp_path, "product_variants")).to_pylist()
+    assert variants[0]["options"] == '{"Size": "10"}' and variants[0]["product_id"] == "pr_1"
+    assert [p.name for p in storage.table_dir(tmp_path, "products").iterdir()] == ["part.parquet"]
+
+
+def test_catalog_views_typed_empty_views_and_inventory_history(tmp_path: Path) -> None:
+    land(tmp_path, [[order(1, "2026-11-01T08:00:00Z")]], None, None)
+    for hour, on_hand in ((1, 5), (2, 7)):
+        at = datetime(2026, 11, 20, hour, tzinfo=UTC)
+        with WholeLanding(tmp_path, RESOURCES["inventory_levels"], loaded_at=at, snapshot_at=at) as landing:
+            landing.add_page([{"sku": "A", "on_hand": on_hand, "available": on_hand}])
+            landing.finish()
+    result = catalog.refresh_catalog(tmp_path)
+    assert "orders" in result.updated and not result.locked
+    assert catalog.refresh_catalog(tmp_path).updated == []  # nothing changed: the file is not touched
+    with catalog.connect_read_only(tmp_path) as db:
+        assert db.execute("SELECT id, date FROM orders").fetchall() == [("or_00001", date(2026, 11, 1))]
+        assert db.execute("SELECT count(*) FROM customers").fetchone() == (0,)
+        types = dict(db.execute("SELECT column_name, data_type FROM information_schema.columns "
+                                "WHERE table_name = 'customers'").fetchall())
+        assert types["minimum_spend"] == "DOUBLE" and types["created_at"] == "TIMESTAMP WITH TIME ZONE"
+        assert db.execute("SELECT on_hand FROM inventory_levels").fetchall() == [(7,)]
+        assert db.execute("SELECT count(*) FROM inventory_level_snapshots").fetchone() == (2,)
+    # A new column (schema drift) recreates just that view.
+    land(tmp_path, [[order(2, "2026-11-03T08:00:00Z", loyalty_tier="gold")]], date(2026, 11, 3), date(2026, 11, 3))
+    assert catalog.refresh_catalog(tmp_path).updated == ["orders"]
+    with catalog.connect_read_only(tmp_path) as db:
+        assert db.execute("SELECT count(*), count(loyalty_tier) FROM orders").fetchone() == (2, 1)
+    assert dict(catalog.summary(tmp_path))["order_lines"] == 4
+
+
+def test_catalog_locked_by_a_reader_warns_and_carries_on(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    land(tmp_path, [[order(1, "2026-11-01T08:00:00Z")]], None, None)
+    catalog.refresh_catalog(tmp_path)
+    land(tmp_path, [[order(2, "2026-11-03T08:00:00Z", loyalty_tier="gold")]], None, None)
+    # A read-only connection from another process holds the file (DuckDB locks per process).
+    reader = os.fork()
+    if reader == 0:  # pragma: no cover - child
+        db = duckdb.connect(str(catalog.catalog_path(tmp_path)), read_only=True)
+        (tmp_path / "reader-ready").touch()
+        import time
+
+        while not (tmp_path / "reader-stop").exists():
+            time.sleep(0.02)
+        db.close()
+        os._exit(0)
+    try:
+        import time
+
+        while not (tmp_path / "reader-ready").exists():
+            time.sleep(0.02)
+        with caplog.at_level(logging.WARNING):
+            result = catalog.refresh_catalog(tmp_path, attempts=3, first_delay=0.05)
+        assert result.locked and result.updated == []
+        assert "locked by another process" in caplog.text
+    finally:
+        (tmp_path / "reader-stop").touch()
+        os.waitpid(reader, 0)
+    assert catalog.refresh_catalog(tmp_path).updated == ["orders"]  # catches up once the reader is gone

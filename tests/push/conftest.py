@@ -1,0 +1,127 @@
+"""Fixtures for the warehouse push tests: a real client on the sandbox, a data dir, pulled-data writers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from orderspace_pipelines.client import OrderspaceClient
+from orderspace_pipelines.sandbox import SandboxServer
+from orderspace_pipelines.settings import OrderspaceSettings
+from orderspace_pipelines.warehouse import PushResult, WarehouseFolders, push_file
+from orderspace_pipelines.warehouse.push import PushOptions
+
+
+class Quiet:
+    """A logger that keeps what it was told (for assertions on progress messages)."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def info(self, msg: str, *args: object, **kwargs: object) -> None:
+        self.messages.append(msg)
+
+    def warning(self, msg: str, *args: object, **kwargs: object) -> None:
+        self.messages.append(msg)
+
+
+@pytest.fixture
+def data_dir(orderspace_env: dict[str, str]) -> Path:
+    path = Path(orderspace_env["ORDERSPACE_DATA_DIR"])
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture
+def folders(data_dir: Path) -> WarehouseFolders:
+    return WarehouseFolders.under(data_dir).ensure()
+
+
+@pytest.fixture
+def client(settings: OrderspaceSettings, throttle_db: Path) -> Iterator[OrderspaceClient]:
+    with OrderspaceClient(settings, throttle_db=str(throttle_db), backoff_base=0.01) as api:
+        yield api
+
+
+@pytest.fixture
+def drop(folders: WarehouseFolders):
+    """Write a file into the inbox (bytes or text) and return its path."""
+
+    def write(name: str, content: str | bytes) -> Path:
+        path = folders.inbox / name
+        path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+        return path
+
+    return write
+
+
+@pytest.fixture
+def push(client: OrderspaceClient, data_dir: Path, drop):
+    """Drop a file and push it with the real client; returns the PushResult."""
+
+    def run(name: str, content: str | bytes, **options: float) -> PushResult:
+        path = drop(name, content)
+        return push_file(path, client=client, data_dir=data_dir, options=PushOptions(**options), log=Quiet())
+
+    return run
+
+
+def write_pulled_variants(data_dir: Path, skus: list[str]) -> None:
+    """What the pull lands for product variants (only the column the push reads matters)."""
+    folder = data_dir / "parquet" / "product_variants"
+    folder.mkdir(parents=True, exist_ok=True)
+    table = pa.table({"id": [f"pv_{i}" for i in range(len(skus))], "sku": skus})
+    pq.write_table(table, folder / "part.parquet")
+
+
+def write_pulled_snapshot(data_dir: Path, levels: list[dict], taken_at: datetime | None = None) -> None:
+    taken_at = taken_at or datetime.now(UTC)
+    folder = data_dir / "parquet" / "inventory_level_snapshots" / f"date={taken_at.date().isoformat()}"
+    folder.mkdir(parents=True, exist_ok=True)
+    table = pa.table(
+        {
+            "sku": [level["sku"] for level in levels],
+            "on_hand": [level["on_hand"] for level in levels],
+            "available": [level["available"] for level in levels],
+            "snapshot_at": pa.array([taken_at] * len(levels), pa.timestamp("us", tz="UTC")),
+        }
+    )
+    pq.write_table(table, folder / f"snapshot-{taken_at.strftime('%H%M%S')}.parquet")
+
+
+def write_pulled_orders(data_dir: Path, orders: list[dict]) -> None:
+    folder = data_dir / "parquet" / "orders" / "date=2026-11-01"
+    folder.mkdir(parents=True, exist_ok=True)
+    table = pa.table({"id": [o["id"] for o in orders], "number": [o["number"] for o in orders]})
+    pq.write_table(table, folder / "part.parquet")
+
+
+def add_products(server: SandboxServer, count: int, variants: int = 10) -> list[str]:
+    """Grow the sandbox's catalogue through its store (as an admin would in Orderspace); returns new SKUs."""
+    skus: list[str] = []
+    for p in range(count):
+        code = f"ZZ{p:03d}"
+        variant_skus = [f"{code}-{v:02d}" for v in range(variants)]
+        server.store.create_product(
+            {
+                "product": {
+                    "code": code,
+                    "name": f"Test product {p}",
+                    "variant_options": ["Size"],
+                    "product_variants": [
+                        {"sku": sku, "options": {"Size": str(v)}} for v, sku in enumerate(variant_skus)
+                    ],
+                }
+            }
+        )
+        skus.extend(variant_skus)
+    return skus
+
+
+def posts(server: SandboxServer, resource: str) -> int:
+    return server.stats()["by_path"].get(f"POST /v1/{resource}", 0)

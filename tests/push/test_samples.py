@@ -1,0 +1,50 @@
+"""The sample files shipped for the demo: current with the demo's sandbox, and they push cleanly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from orderspace_pipelines.client import OrderspaceClient
+from orderspace_pipelines.warehouse import push_file
+
+from .conftest import Quiet
+from .make_samples import DEMO_CONFIG, SAMPLES_DIR, build_samples
+
+
+def test_the_samples_are_current_with_the_demo_sandbox():
+    for name, content in build_samples().items():
+        assert (SAMPLES_DIR / name).read_text(encoding="utf-8") == content, (
+            f"data/samples/{name} is stale: run `.venv/bin/python -m tests.push.make_samples`"
+        )
+
+
+def test_the_samples_push_against_the_demo_account(sandbox_factory, tmp_path: Path, throttle_db: Path):
+    from orderspace_pipelines.settings import OrderspaceSettings
+
+    server = sandbox_factory(**DEMO_CONFIG)
+    settings = OrderspaceSettings(
+        client_id=server.config.client_id,
+        client_secret=server.config.client_secret,
+        api_url=server.api_url,
+        token_url=server.token_url,
+        requests_per_minute=server.config.rate_limit,
+        rate_window_seconds=server.config.rate_window,
+    )
+    inbox = tmp_path / "data" / "warehouse" / "inbox"
+    inbox.mkdir(parents=True)
+    results = {}
+    with OrderspaceClient(settings, throttle_db=str(throttle_db)) as client:
+        for name in ("stock_levels.csv", "dispatches.csv"):
+            dropped = inbox / name
+            dropped.write_bytes((SAMPLES_DIR / name).read_bytes())
+            results[name] = push_file(dropped, client=client, data_dir=tmp_path / "data", log=Quiet())
+    stock, dispatches = results["stock_levels.csv"], results["dispatches.csv"]
+    assert (stock.rows_read, stock.levels_updated, stock.levels_unchanged, stock.rows_rejected) == (
+        300,
+        240,
+        60,
+        0,
+    )
+    assert stock.success and dispatches.success
+    assert dispatches.dispatches_created == 4 and dispatches.rows_rejected == 1
+    assert "exceeds" in dispatches.describe()

@@ -1,0 +1,125 @@
+"""List endpoints: newest-first cursor pagination, limits, created_since, list-specific shapes."""
+
+from __future__ import annotations
+
+import pytest
+from sandbox_test_helpers import walk
+
+NEWEST_FIRST = ["customers", "orders", "dispatches", "products", "invoices", "webhooks"]
+UNPAGINATED = ["customer_groups", "price_lists", "payment_terms", "tax_rates", "preorder_windows"]
+
+
+@pytest.mark.parametrize("resource", [*NEWEST_FIRST, "inventory_levels", "categories"])
+def test_walking_every_page_returns_the_whole_list_in_order(sandbox, api, resource):
+    records = walk(api, resource, limit=7)
+    assert records == sandbox.store.all(resource)
+    keys = [r.get("sku") or r["id"] for r in records]
+    assert len(set(keys)) == len(keys)
+
+
+def test_orders_are_newest_first_and_has_more_is_false_on_the_last_page(sandbox, api):
+    first = api.get("orders", params={"limit": 5}).json()
+    created = [order["created"] for order in first["orders"]]
+    assert created == sorted(created, reverse=True)
+    assert first["has_more"] is True
+    total = len(sandbox.store.all("orders"))
+    last_page_cursor = sandbox.store.all("orders")[total - 3]["id"]
+    last = api.get("orders", params={"limit": 5, "starting_after": last_page_cursor}).json()
+    assert len(last["orders"]) == 2
+    assert last["has_more"] is False
+
+
+def test_starting_after_continues_right_after_the_cursor(sandbox, api):
+    orders = sandbox.store.all("orders")
+    page = api.get("orders", params={"limit": 3, "starting_after": orders[10]["id"]}).json()["orders"]
+    assert [o["id"] for o in page] == [o["id"] for o in orders[11:14]]
+
+
+def test_default_page_size_is_20_and_limit_is_clamped_to_100(api):
+    assert len(api.get("orders").json()["orders"]) == 20
+    clamped = api.get("orders", params={"limit": 500}).json()
+    assert len(clamped["orders"]) == 100
+    assert clamped["has_more"] is True
+
+
+@pytest.mark.parametrize("limit", ["0", "-1", "ten"])
+def test_bad_limit_is_a_400_naming_limit(api, limit):
+    response = api.get("orders", params={"limit": limit})
+    assert response.status_code == 400
+    assert "limit" in response.json()["message"]
+
+
+def test_unknown_cursor_is_a_400_naming_it(api):
+    response = api.get("orders", params={"starting_after": "or_nothere0"})
+    assert response.status_code == 400
+    assert "or_nothere0" in response.json()["message"]
+    response = api.get("inventory_levels", params={"starting_after": "NO-SUCH-SKU"})
+    assert response.status_code == 400
+    assert "NO-SUCH-SKU" in response.json()["message"]
+
+
+def test_created_since_a_date_keeps_orders_created_that_day_or_later(sandbox, api):
+    orders = sandbox.store.all("orders")
+    since = orders[len(orders) // 2]["created"][:10]
+    expected = [o for o in orders if o["created"][:10] >= since]
+    assert 0 < len(expected) < len(orders)
+    assert walk(api, "orders", limit=9, created_since=since) == expected
+
+
+def test_created_since_a_datetime_is_exact_to_the_second(sandbox, api):
+    orders = sandbox.store.all("orders")
+    pivot = orders[40]["created"]  # e.g. 2026-11-01T10:11:12Z
+    got = walk(api, "orders", created_since=pivot)
+    assert got == orders[:41]
+    with_offset = pivot.replace("Z", "+00:00")
+    assert walk(api, "orders", created_since=with_offset) == got
+
+
+def test_created_since_applies_to_customers_dispatches_and_invoices(sandbox, api):
+    for resource, field in [
+        ("customers", "created_at"),
+        ("dispatches", "created"),
+        ("invoices", "invoice_date"),
+    ]:
+        records = sandbox.store.all(resource)
+        since = records[len(records) // 3][field][:10]
+        assert walk(api, resource, created_since=since) == [r for r in records if r[field][:10] >= since]
+
+
+def test_created_since_must_be_a_date(api):
+    response = api.get("orders", params={"created_since": "last tuesday"})
+    assert response.status_code == 400
+    assert "created_since" in response.json()["message"]
+
+
+def test_invoices_list_has_no_has_more_like_the_real_api(api):
+    body = api.get("invoices", params={"limit": 2}).json()
+    assert len(body["invoices"]) == 2
+    assert "has_more" not in body
+
+
+def test_other_paginated_lists_carry_has_more(api):
+    for resource in [
+        "customers",
+        "orders",
+        "dispatches",
+        "products",
+        "inventory_levels",
+        "categories",
+        "webhooks",
+    ]:
+        assert "has_more" in api.get(resource, params={"limit": 1}).json(), resource
+
+
+@pytest.mark.parametrize("resource", UNPAGINATED)
+def test_unpaginated_lists_return_everything_without_has_more(sandbox, api, resource):
+    body = api.get(resource, params={"limit": 1}).json()
+    assert body == {resource: sandbox.store.all(resource)}
+    assert len(body[resource]) >= 2
+
+
+def test_inventory_is_in_sku_order_and_categories_in_sort_order(sandbox, api):
+    skus = [level["sku"] for level in walk(api, "inventory_levels", limit=10)]
+    assert skus == sorted(skus)
+    categories = walk(api, "categories", limit=4)
+    assert [c["name"] for c in categories[:2]] == ["Dresses", "Tops"]
