@@ -5,7 +5,7 @@ with its own OrderspaceClient sharing one throttle file. Reports the achieved ra
 sandbox's max_in_window (must stay <= budget) and 429s (must be 0).
 
     .venv/bin/python bench/bench_throttle.py                    # 150 requests at 120/min, 2 processes (~75 s)
-    .venv/bin/python bench/bench_throttle.py --window 10        # the same budget shape in 10 s windows (~13 s)
+    .venv/bin/python bench/bench_throttle.py --window 10        # the same shape in 10 s windows (~13 s)
 """
 
 from __future__ import annotations

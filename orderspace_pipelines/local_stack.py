@@ -180,13 +180,11 @@ def demo_command(*, scale: str, rate_limit: int, rate_window: float) -> int:
             return 1
 
         print("Pushing the sample warehouse files...")
-        inbox = root / "warehouse" / "inbox"
-        inbox.mkdir(parents=True, exist_ok=True)
-        push_results = []
-        for sample in sorted(SAMPLES_DIR.glob("*.csv")):
-            dropped = inbox / sample.name
-            shutil.copyfile(sample, dropped)
-            push_results.append(run_push(dropped, instance=_instance(), resources=build_resources()))
+        # run_push copies a file from outside the warehouse folders into warehouse/work/: the samples stay put.
+        push_results = [
+            run_push(sample, instance=_instance(), resources=build_resources())
+            for sample in sorted(SAMPLES_DIR.glob("*.csv"))
+        ]
         stats = sandbox.stats()
 
     print()

@@ -201,7 +201,6 @@ class OrderspaceClient:
         json_body: Any = None,
     ) -> Any:
         """Send one API request and return its parsed JSON body; raises a typed error otherwise."""
-        self.stats.token_requests = self.auth.tokens_fetched
         try:
             response = self._http.request(
                 method,
@@ -292,6 +291,8 @@ class OrderspaceClient:
             yield from page.records
 
     def _list(self, resource: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        # Unpaginated endpoints take the same arguments (page_size is not sent to them) so callers can treat
+        # every list_* alike.
         return self.iter_records(resource, **kwargs)
 
     def _get(self, resource: str, record_id: str) -> dict[str, Any]:
@@ -396,23 +397,23 @@ class OrderspaceClient:
     def list_categories(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
         return self._list("categories", **kwargs)
 
-    def list_customer_groups(self) -> Iterator[dict[str, Any]]:
-        return self._list("customer_groups")
+    def list_customer_groups(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        return self._list("customer_groups", **kwargs)
 
-    def list_price_lists(self) -> Iterator[dict[str, Any]]:
-        return self._list("price_lists")
+    def list_price_lists(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        return self._list("price_lists", **kwargs)
 
-    def list_payment_terms(self) -> Iterator[dict[str, Any]]:
-        return self._list("payment_terms")
+    def list_payment_terms(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        return self._list("payment_terms", **kwargs)
 
-    def list_tax_rates(self) -> Iterator[dict[str, Any]]:
-        return self._list("tax_rates")
+    def list_tax_rates(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        return self._list("tax_rates", **kwargs)
 
-    def list_preorder_windows(self) -> Iterator[dict[str, Any]]:
-        return self._list("preorder_windows")
+    def list_preorder_windows(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        return self._list("preorder_windows", **kwargs)
 
-    def list_webhooks(self) -> Iterator[dict[str, Any]]:
-        return self._list("webhooks")
+    def list_webhooks(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        return self._list("webhooks", **kwargs)
 
     def get_webhook(self, webhook_id: str) -> dict[str, Any]:
         return self._get("webhooks", webhook_id)

@@ -1,5 +1,12 @@
 """Asset checks over the lake: unique keys, child rows pointing at existing parents, totals matching lines.
 
+The checks are declared on the pull multi-assets themselves (`check_specs`) and evaluated at the end of
+each pull step, right after the data lands. They cannot be separate `@asset_check` definitions: the
+partitioned pull logs one materialization per day it wrote rather than one per partition of a range
+(a full pull spans thousands of days), so its outputs are skippable, and Dagster skips separate checks
+downstream of skipped outputs. The pull assets can be subset, so the checks can also be run on their own
+from the UI (select only the checks: the step evaluates them without calling the API).
+
 Checks read the Parquet files through an in-memory DuckDB (`lake.lake_connection`), never the catalog
 file, so they neither wait for nor block a notebook or another run. They look at the whole table (all
 partitions), since a broken key or an orphan line anywhere is worth knowing about.
@@ -12,13 +19,20 @@ partitions), since a broken key or an orphan line anywhere is worth knowing abou
   half a penny per line plus a penny (rounding).
 """
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
-from orderspace_pipelines.defs.resources import LakeResource
 from orderspace_pipelines.lake import lake_connection
-from orderspace_pipelines.lake.schemas import INVENTORY_LEVELS_VIEW, INVENTORY_SNAPSHOTS, TABLES, table_spec
+from orderspace_pipelines.lake.schemas import (
+    INVENTORY_LEVELS_VIEW,
+    INVENTORY_SNAPSHOTS,
+    RESOURCES,
+    table_spec,
+)
 
 SAMPLE = 5
 
@@ -69,81 +83,98 @@ def total_mismatches(data_dir: Path, parent: str, lines: str, parent_key: str) -
         ORDER BY p.id
     """
     with lake_connection(data_dir) as db:
-        compared = db.execute(f"SELECT count(*) FROM {_quote(parent)} WHERE net_total IS NOT NULL").fetchone()[0]
+        compared = db.execute(
+            f"SELECT count(*) FROM {_quote(parent)} WHERE net_total IS NOT NULL"
+        ).fetchone()[0]
         rows = db.execute(query).fetchall()
     sample = [f"{row[0]}: net_total {row[1]} vs lines {row[2]:.2f}" for row in rows[:SAMPLE]]
     return len(rows), int(compared), sample
+
+
+@dataclass(frozen=True)
+class LakeCheck:
+    """One check on one asset: its name, what it checks, and how to evaluate it over the lake."""
+
+    asset: str
+    name: str
+    description: str
+    evaluate: Callable[[Path], tuple[bool, dict[str, Any]]]
+
+    @property
+    def spec(self) -> dg.AssetCheckSpec:
+        return dg.AssetCheckSpec(self.name, asset=self.asset, description=self.description)
+
+    def result(self, data_dir: Path) -> dg.AssetCheckResult:
+        passed, metadata = self.evaluate(data_dir)
+        return dg.AssetCheckResult(
+            asset_key=self.asset,
+            check_name=self.name,
+            passed=passed,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata=metadata,
+        )
 
 
 def _asset_of(table: str) -> str:
     return INVENTORY_LEVELS_VIEW if table == INVENTORY_SNAPSHOTS else table
 
 
-def _unique_check(table: str) -> dg.AssetChecksDefinition:
+def _unique_check(table: str) -> LakeCheck:
     key = ", ".join(table_spec(table).key)
 
-    @dg.asset_check(
-        asset=_asset_of(table),
-        name="unique_key" if table != INVENTORY_SNAPSHOTS else "unique_snapshot_key",
-        description=f"{table}: ({key}) is unique and never null.",
-    )
-    def _check(lake: LakeResource) -> dg.AssetCheckResult:
-        duplicates, nulls, sample = unique_key_violations(lake.root, table)
-        return dg.AssetCheckResult(
-            passed=duplicates == 0 and nulls == 0,
-            severity=dg.AssetCheckSeverity.ERROR,
-            metadata={
-                "key": key,
-                "duplicate_rows": duplicates,
-                "null_key_rows": nulls,
-                "sample_duplicate_keys": ", ".join(sample) or "-",
-            },
-        )
+    def evaluate(data_dir: Path) -> tuple[bool, dict[str, Any]]:
+        duplicates, nulls, sample = unique_key_violations(data_dir, table)
+        metadata = {
+            "key": key,
+            "duplicate_rows": duplicates,
+            "null_key_rows": nulls,
+            "sample_duplicate_keys": ", ".join(sample) or "-",
+        }
+        return duplicates == 0 and nulls == 0, metadata
 
-    return _check
+    name = "unique_snapshot_key" if table == INVENTORY_SNAPSHOTS else "unique_key"
+    return LakeCheck(_asset_of(table), name, f"{table}: ({key}) is unique and never null.", evaluate)
 
 
-def _parent_check(child: str) -> dg.AssetChecksDefinition:
+def _parent_check(child: str) -> LakeCheck:
     spec = table_spec(child)
 
-    @dg.asset_check(
-        asset=child,
-        name="parent_exists",
-        description=f"every {child}.{spec.parent_key} is the id of a row in {spec.parent}.",
-        additional_deps=[spec.parent] if spec.parent else None,
-    )
-    def _check(lake: LakeResource) -> dg.AssetCheckResult:
-        orphans, sample = orphan_rows(lake.root, child)
-        return dg.AssetCheckResult(
-            passed=orphans == 0,
-            severity=dg.AssetCheckSeverity.ERROR,
-            metadata={"orphan_rows": orphans, "sample_missing_parents": ", ".join(sample) or "-"},
-        )
+    def evaluate(data_dir: Path) -> tuple[bool, dict[str, Any]]:
+        orphans, sample = orphan_rows(data_dir, child)
+        return orphans == 0, {"orphan_rows": orphans, "sample_missing_parents": ", ".join(sample) or "-"}
 
-    return _check
+    description = f"every {child}.{spec.parent_key} is the id of a row in {spec.parent}."
+    return LakeCheck(child, "parent_exists", description, evaluate)
 
 
-def _totals_check(parent: str, lines: str, parent_key: str) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        asset=parent,
-        name="totals_match_lines",
-        description=f"{parent}.net_total equals the sum of its {lines}.sub_total (rounding tolerance).",
-        additional_deps=[lines],
-    )
-    def _check(lake: LakeResource) -> dg.AssetCheckResult:
-        mismatched, compared, sample = total_mismatches(lake.root, parent, lines, parent_key)
-        return dg.AssetCheckResult(
-            passed=mismatched == 0,
-            severity=dg.AssetCheckSeverity.ERROR,
-            metadata={"mismatched": mismatched, "compared": compared, "sample": "; ".join(sample) or "-"},
-        )
+def _totals_check(parent: str, lines: str, parent_key: str) -> LakeCheck:
+    def evaluate(data_dir: Path) -> tuple[bool, dict[str, Any]]:
+        mismatched, compared, sample = total_mismatches(data_dir, parent, lines, parent_key)
+        return mismatched == 0, {
+            "mismatched": mismatched,
+            "compared": compared,
+            "sample": "; ".join(sample) or "-",
+        }
 
-    return _check
+    description = f"{parent}.net_total equals the sum of its {lines}.sub_total (rounding tolerance)."
+    return LakeCheck(parent, "totals_match_lines", description, evaluate)
 
 
-PULL_CHECKS: list[dg.AssetChecksDefinition] = [
-    *(_unique_check(table) for table in TABLES),
-    *(_parent_check(table) for table, spec in TABLES.items() if spec.parent),
-    _totals_check("orders", "order_lines", "order_id"),
-    _totals_check("invoices", "invoice_lines", "invoice_id"),
-]
+def _checks_for(resource: str) -> list[LakeCheck]:
+    spec = RESOURCES[resource]
+    tables = [spec.table, *(child.table for child in spec.children)]
+    checks = [_unique_check(table) for table in tables]
+    checks += [_parent_check(table) for table in tables if table_spec(table).parent]
+    if resource == "orders":
+        checks.append(_totals_check("orders", "order_lines", "order_id"))
+    if resource == "invoices":
+        checks.append(_totals_check("invoices", "invoice_lines", "invoice_id"))
+    return checks
+
+
+# The checks of each pull multi-asset, by API resource (the pull assets declare and evaluate them).
+CHECKS_BY_RESOURCE: dict[str, list[LakeCheck]] = {resource: _checks_for(resource) for resource in RESOURCES}
+
+# Separate `@asset_check` definitions for `Definitions(asset_checks=...)`: none, every check is declared on
+# its pull multi-asset (see the module docstring), so Definitions picks them up with PULL_ASSETS.
+PULL_CHECKS: list[dg.AssetChecksDefinition] = []

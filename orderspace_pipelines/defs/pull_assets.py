@@ -17,7 +17,6 @@
   declared type. After writing, the asset refreshes its tables' views in the DuckDB catalog.
 """
 
-
 import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -27,6 +26,7 @@ import dagster as dg
 import pyarrow as pa
 
 from orderspace_pipelines.client import BadRequestError, NotFoundError, OrderspaceClient
+from orderspace_pipelines.defs.checks import CHECKS_BY_RESOURCE
 from orderspace_pipelines.defs.partitions import (
     DAILY_PARTITIONS,
     first_partition_day,
@@ -146,11 +146,33 @@ def report_parent(report: LandingReport) -> str:
 # --- the two kinds of pull --------------------------------------------------------------------------------------
 
 
+def _run_checks(context: dg.AssetExecutionContext, lake: LakeResource, resource: str) -> Iterator[Any]:
+    """Evaluate this asset's selected checks over the lake (after the pull, or on their own)."""
+    selected = context.selected_asset_check_keys
+    for check in CHECKS_BY_RESOURCE[resource]:
+        if dg.AssetCheckKey(dg.AssetKey(check.asset), check.name) in selected:
+            yield check.result(lake.root)
+
+
+def _selected_tables(context: dg.AssetExecutionContext, spec: ResourceSpec) -> list[str]:
+    selected = {key.to_user_string() for key in context.selected_asset_keys}
+    return [table for table in _table_names(spec) if _asset_key_of(table) in selected]
+
+
 def pull_partitioned(
     context: dg.AssetExecutionContext, orderspace: OrderspaceResource, lake: LakeResource, resource: str
-) -> Iterator[dg.MaterializeResult]:
-    """One newest-first sweep over the run's partition range, landed day by day."""
+) -> Iterator[Any]:
+    """One newest-first sweep over the run's partition range, landed day by day.
+
+    Logs one materialization per day written or emptied (with that day's row count), not one per partition
+    of the range: a full pull spans thousands of days, most of them empty. The newest day's event also
+    carries the run's figures (requests, rate-limit wait, schema, preview).
+    """
     spec = RESOURCES[resource]
+    tables = _selected_tables(context, spec)
+    if not tables:  # only checks were selected
+        yield from _run_checks(context, lake, resource)
+        return
     window = context.partition_time_window
     start, end = window_days(window.start, window.end)
     first, last = first_partition_day(), last_partition_day()
@@ -184,26 +206,45 @@ def pull_partitioned(
             if anchor is None or landing.report.pages:
                 raise
             # The stored anchor record no longer exists in the account: fall back to paging from the top.
-            context.log.warning("%s: seek from %s refused (%s); paging from the newest record", resource, anchor, error)
+            context.log.warning(
+                "%s: seek from %s refused (%s); paging from the newest record", resource, anchor, error
+            )
             landing.report.seek_from = None
             _sweep(client, resource, landing, None, since)
         report = landing.finish()
         requests = _request_metadata(client)
     catalog = refresh_catalog(lake.root, _table_names(spec), logger=context.log)
-    sweep_meta = {
+    summary = {
         "range": dg.MetadataValue.text(f"{start}..{end}"),
         "days_written": dg.MetadataValue.int(len(report.days_written)),
         "days_removed": dg.MetadataValue.int(len(report.days_removed)),
         "seek_starting_after": dg.MetadataValue.text(report.seek_from or "(from the newest record)"),
         "records_outside_partitions": dg.MetadataValue.int(report.outside_partitions),
+        "late_rewrites": dg.MetadataValue.int(report.late_rewrites),
         "catalog_views_updated": dg.MetadataValue.bool(not catalog.locked),
     }
-    for table in _table_names(spec):
-        yield dg.MaterializeResult(asset_key=table, metadata=_metadata(table, report, requests, lake, sweep_meta))
+    days = sorted(report.day_rows) or [min(max(end, first), last)]
+    for table in tables:
+        for index, day in enumerate(days):
+            rows = report.day_rows.get(day, {}).get(table, 0)
+            if index == len(days) - 1:
+                metadata = _metadata(table, report, requests, lake, summary)
+                metadata["rows_written_this_run"] = metadata.pop("dagster/row_count")
+            else:
+                metadata = {}
+            metadata["dagster/row_count"] = dg.MetadataValue.int(rows)
+            context.log_event(
+                dg.AssetMaterialization(asset_key=table, partition=day.isoformat(), metadata=metadata)
+            )
+    yield from _run_checks(context, lake, resource)
 
 
 def _sweep(
-    client: OrderspaceClient, resource: str, landing: PartitionedLanding, anchor: str | None, since: date | None
+    client: OrderspaceClient,
+    resource: str,
+    landing: PartitionedLanding,
+    anchor: str | None,
+    since: date | None,
 ) -> None:
     pages = client.iter_pages(resource, starting_after=anchor, created_since=since)
     try:
@@ -216,13 +257,19 @@ def _sweep(
 
 def pull_whole(
     context: dg.AssetExecutionContext, orderspace: OrderspaceResource, lake: LakeResource, resource: str
-) -> Iterator[dg.MaterializeResult]:
+) -> Iterator[Any]:
     """Page through a whole resource, streaming it into fresh files that replace the old ones at the end."""
     spec = RESOURCES[resource]
+    tables = _selected_tables(context, spec)
+    if not tables:  # only checks were selected
+        yield from _run_checks(context, lake, resource)
+        return
     now = datetime.now(UTC)
     snapshot_at = now if spec.table == INVENTORY_SNAPSHOTS else None
     with orderspace.get_client() as client:
-        with WholeLanding(lake.root, spec, loaded_at=now, snapshot_at=snapshot_at, logger=context.log) as landing:
+        with WholeLanding(
+            lake.root, spec, loaded_at=now, snapshot_at=snapshot_at, logger=context.log
+        ) as landing:
             for page in client.iter_pages(resource):
                 landing.add_page(page.records)
             report = landing.finish()
@@ -231,18 +278,27 @@ def pull_whole(
     extra: dict[str, Any] = {"catalog_views_updated": dg.MetadataValue.bool(not catalog.locked)}
     if snapshot_at is not None:
         extra["snapshot_at"] = dg.MetadataValue.timestamp(snapshot_at)
-    for table in _table_names(spec):
+    for table in tables:
         yield dg.MaterializeResult(
             asset_key=_asset_key_of(table), metadata=_metadata(table, report, requests, lake, extra)
         )
+    yield from _run_checks(context, lake, resource)
 
 
 # --- asset definitions -------------------------------------------------------------------------------------------
 
 
-def _specs(spec: ResourceSpec) -> list[dg.AssetSpec]:
+def _specs(spec: ResourceSpec, *, skippable: bool) -> list[dg.AssetSpec]:
     parent_key = _asset_key_of(spec.table)
-    specs = [dg.AssetSpec(parent_key, group_name=GROUP, description=_DESCRIPTIONS.get(parent_key), kinds={"parquet"})]
+    specs = [
+        dg.AssetSpec(
+            parent_key,
+            group_name=GROUP,
+            description=_DESCRIPTIONS.get(parent_key),
+            kinds={"parquet"},
+            skippable=skippable,
+        )
+    ]
     for child in spec.children:
         specs.append(
             dg.AssetSpec(
@@ -251,15 +307,22 @@ def _specs(spec: ResourceSpec) -> list[dg.AssetSpec]:
                 description=_DESCRIPTIONS.get(child.table),
                 deps=[parent_key],
                 kinds={"parquet"},
+                skippable=skippable,
             )
         )
     return specs
 
 
+def _check_specs(resource: str) -> list[dg.AssetCheckSpec]:
+    return [check.spec for check in CHECKS_BY_RESOURCE[resource]]
+
+
 def _partitioned_asset(resource: str) -> dg.AssetsDefinition:
     @dg.multi_asset(
         name=f"pull_{resource}",
-        specs=_specs(RESOURCES[resource]),
+        specs=_specs(RESOURCES[resource], skippable=True),
+        check_specs=_check_specs(resource),
+        can_subset=True,
         partitions_def=DAILY_PARTITIONS,
         backfill_policy=dg.BackfillPolicy.single_run(),
         pool=ORDERSPACE_API_POOL,
@@ -267,7 +330,7 @@ def _partitioned_asset(resource: str) -> dg.AssetsDefinition:
     )
     def _pull(
         context: dg.AssetExecutionContext, orderspace: OrderspaceResource, lake: LakeResource
-    ) -> Iterator[dg.MaterializeResult]:
+    ) -> Iterator[Any]:
         yield from pull_partitioned(context, orderspace, lake, resource)
 
     return _pull
@@ -276,13 +339,15 @@ def _partitioned_asset(resource: str) -> dg.AssetsDefinition:
 def _whole_asset(resource: str) -> dg.AssetsDefinition:
     @dg.multi_asset(
         name=f"pull_{resource}",
-        specs=_specs(RESOURCES[resource]),
+        specs=_specs(RESOURCES[resource], skippable=False),
+        check_specs=_check_specs(resource),
+        can_subset=True,
         pool=ORDERSPACE_API_POOL,
         description=f"Pull every {resource} record and replace the stored table.",
     )
     def _pull(
         context: dg.AssetExecutionContext, orderspace: OrderspaceResource, lake: LakeResource
-    ) -> Iterator[dg.MaterializeResult]:
+    ) -> Iterator[Any]:
         yield from pull_whole(context, orderspace, lake, resource)
 
     return _pull

@@ -30,15 +30,23 @@ class OrderspaceResource(dg.ConfigurableResource):
     """
 
     client_id: str = Field(description="Orderspace private app client id (ORDERSPACE_CLIENT_ID).")
-    client_secret: str = Field(description="Private app client secret (ORDERSPACE_CLIENT_SECRET). Never logged.")
+    client_secret: str = Field(
+        description="Private app client secret (ORDERSPACE_CLIENT_SECRET). Never logged."
+    )
     api_url: str = Field(default=DEFAULT_API_URL, description="API base URL (ORDERSPACE_API_URL).")
-    token_url: str = Field(default=DEFAULT_TOKEN_URL, description="OAuth2 token endpoint (ORDERSPACE_TOKEN_URL).")
+    token_url: str = Field(
+        default=DEFAULT_TOKEN_URL, description="OAuth2 token endpoint (ORDERSPACE_TOKEN_URL)."
+    )
     requests_per_minute: int = Field(
         default=DEFAULT_REQUESTS_PER_MINUTE,
         description="The account's request budget per rate window, shared by every process on the machine.",
     )
-    rate_window_seconds: float = Field(default=60.0, description="Length of the rate window (60 s on the real API).")
-    page_size: int = Field(default=100, description="Records asked for per list request (the API's largest page).")
+    rate_window_seconds: float = Field(
+        default=60.0, description="Length of the rate window (60 s on the real API)."
+    )
+    page_size: int = Field(
+        default=100, description="Records asked for per list request (the API's largest page)."
+    )
 
     @classmethod
     def from_env(cls) -> OrderspaceResource:
@@ -55,7 +63,10 @@ class OrderspaceResource(dg.ConfigurableResource):
         )
 
     def settings(self) -> OrderspaceSettings:
-        for name, value in (("ORDERSPACE_CLIENT_ID", self.client_id), ("ORDERSPACE_CLIENT_SECRET", self.client_secret)):
+        for name, value in (
+            ("ORDERSPACE_CLIENT_ID", self.client_id),
+            ("ORDERSPACE_CLIENT_SECRET", self.client_secret),
+        ):
             if not value or not str(value).strip():
                 raise SettingsError(f"{name} is not set: the Orderspace resource needs it to authenticate.")
         return OrderspaceSettings(

@@ -21,11 +21,18 @@ from typing import Any
 import dagster as dg
 
 from orderspace_pipelines.defs.checks import PULL_CHECKS
-from orderspace_pipelines.defs.partitions import clamp_to_partitions, first_partition_day, last_partition_day, range_tags
+from orderspace_pipelines.defs.partitions import (
+    clamp_to_partitions,
+    first_partition_day,
+    last_partition_day,
+    range_tags,
+)
 from orderspace_pipelines.defs.pull_assets import PARTITIONED_KEYS, PULL_ASSET_KEYS, PULL_ASSETS
 from orderspace_pipelines.lake.schemas import INVENTORY_LEVELS_VIEW, INVENTORY_SNAPSHOTS, RESOURCES
 
-_PARENT_KEYS = frozenset(INVENTORY_LEVELS_VIEW if spec.table == INVENTORY_SNAPSHOTS else spec.table for spec in RESOURCES.values())
+_PARENT_KEYS = frozenset(
+    INVENTORY_LEVELS_VIEW if spec.table == INVENTORY_SNAPSHOTS else spec.table for spec in RESOURCES.values()
+)
 
 
 @dataclass
@@ -76,7 +83,9 @@ def resolve_selection(select: Sequence[str] | None) -> list[str]:
         elif name in RESOURCES:
             resources.add(name)
         else:
-            raise ValueError(f"unknown asset {raw!r} in --select; choose from: {', '.join(sorted(PULL_ASSET_KEYS))}")
+            raise ValueError(
+                f"unknown asset {raw!r} in --select; choose from: {', '.join(sorted(PULL_ASSET_KEYS))}"
+            )
     return sorted(key for key, resource in PULL_ASSET_KEYS.items() if resource in resources)
 
 
@@ -106,7 +115,9 @@ def _collect(result: dg.ExecuteInProcessResult, sync: SyncResult) -> None:
         if key in _PARENT_KEYS:  # request counters are per step: count them once, on the parent table
             sync.requests += int(getattr(metadata.get("api_requests"), "value", 0) or 0)
             sync.rate_limited += int(getattr(metadata.get("rate_limited_429s"), "value", 0) or 0)
-            sync.rate_limit_wait_seconds += float(getattr(metadata.get("rate_limit_wait_seconds"), "value", 0) or 0)
+            sync.rate_limit_wait_seconds += float(
+                getattr(metadata.get("rate_limit_wait_seconds"), "value", 0) or 0
+            )
     for event in result.get_asset_check_evaluations():
         if not event.passed:
             sync.failed_checks.append(event.asset_check_key.to_user_string())

@@ -51,6 +51,7 @@ class LandingReport:
     records: int = 0
     days_written: list[date] = field(default_factory=list)
     days_removed: list[date] = field(default_factory=list)
+    day_rows: dict[date, dict[str, int]] = field(default_factory=dict)  # rows now stored per day and table
     skipped_newer: int = 0  # records after `end` (the sweep passed them on its way)
     skipped_older: int = 0  # records before `start` on the page where the sweep stopped
     undated: int = 0  # records without a usable date: not landed, warned about
@@ -234,7 +235,8 @@ class PartitionedLanding:
             )
         else:
             self._note_outside(day, len(buffer[self.spec.table]))
-        storage.write_partition(self.data_dir, day, tables)
+        stored = storage.write_partition(self.data_dir, day, tables)
+        self.report.day_rows[day] = stored
         for table, data in tables.items():
             self.report._note_schema(table, data.schema)
             self.report._note_preview(table, buffer[table])
@@ -271,6 +273,8 @@ class PartitionedLanding:
                     removed = storage.remove_partition(self.data_dir, table, day)
                     if removed and day not in self.report.days_removed:
                         self.report.days_removed.append(day)
+                    if removed:
+                        self.report.day_rows.setdefault(day, {})[table] = 0
         self.report.days_written.sort()
         self.report.days_removed.sort()
         self._finished = True

@@ -138,23 +138,26 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"orderspace-pipelines sandbox: {error}", file=sys.stderr)
         return 2
-    started = time.perf_counter()
-    server = SandboxServer(config)
-    try:
-        server.start()
-    except OSError as error:
-        print(
-            f"orderspace-pipelines sandbox: cannot listen on {config.host}:{config.port}: {error}",
-            file=sys.stderr,
-        )
-        return 1
     stop = threading.Event()
 
     def request_stop(signum: int, frame: object) -> None:
         stop.set()
 
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # Installed before the data is built, so a Ctrl-C during a large build still ends cleanly.
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    started = time.perf_counter()
+    server = SandboxServer(config)
     try:
+        try:
+            server.start()
+        except OSError as error:
+            print(
+                f"orderspace-pipelines sandbox: cannot listen on {config.host}:{config.port}: {error}",
+                file=sys.stderr,
+            )
+            return 1
         print(
             f"Orderspace sandbox on {server.base_url}  api={server.api_url}  token={server.token_url}  "
             f"scale={config.scale} seed={config.seed} end_date={config.end_date} "

@@ -109,6 +109,12 @@ class _HTTPServer(ThreadingHTTPServer):
         self.connections_lock = threading.Lock()
         super().__init__(address, _Handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hung up mid-answer (timeouts against `slow`, stopped servers) is normal here.
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
+
     def server_bind(self) -> None:
         # HTTPServer.server_bind calls socket.getfqdn(), a reverse DNS lookup that can take seconds.
         socketserver.TCPServer.server_bind(self)
@@ -342,7 +348,7 @@ class SandboxServer:
         if reason is not None:
             return self._count(_message(401, reason))
         try:
-            return self._count(self._route(method, match, query, raw_body))
+            return self._count(self._route(method, path, match, query, raw_body))
         except ApiError as error:
             return self._count(_message(error.status, error.message))
 
@@ -380,14 +386,16 @@ class SandboxServer:
         status = int(kind.split("_")[0])
         return _Response(status, HTML_PAGES[status].encode(), "text/html; charset=utf-8")
 
-    def _route(self, method: str, match: re.Match[str] | None, query: str, raw_body: bytes) -> _Response:
+    def _route(
+        self, method: str, path: str, match: re.Match[str] | None, query: str, raw_body: bytes
+    ) -> _Response:
         resource = match["resource"] if match else None
         if match is None or resource not in SINGULAR:
-            return _message(404, f"No route matches {method} {match.string if match else ''}".strip())
+            return _message(404, f"No route matches {method} {path}")
         item = match["item"]
         allowed = ITEM_METHODS.get(resource, set()) if item else COLLECTION_METHODS[resource]
         if not allowed:
-            return _message(404, f"No route matches {method} /v1/{resource}/{item}")
+            return _message(404, f"No route matches {method} {path}")
         if method not in allowed:
             return _message(
                 405, f"{method} is not supported on this endpoint", {"Allow": ", ".join(sorted(allowed))}

@@ -6,6 +6,8 @@ import httpx
 import pytest
 from sandbox_test_helpers import fetch_token, plain
 
+from orderspace_pipelines.sandbox import SandboxConfig
+
 
 def test_500_html(sandbox, api):
     sandbox.faults.inject("500_html")
@@ -126,11 +128,12 @@ def test_bad_fault_requests_are_refused_clearly(sandbox):
         sandbox.faults.inject("boom")
     with pytest.raises(ValueError, match="count"):
         sandbox.faults.inject("drop", count=0)
-    with pytest.raises(ValueError, match="unknown fault kind"):
-        sandbox_config_with_bad_fault()
+    with pytest.raises(ValueError, match="unknown fault kind 'nope'"):
+        SandboxConfig(faults=["nope:2"])
 
 
-def sandbox_config_with_bad_fault():
-    from orderspace_pipelines.sandbox import SandboxConfig
-
-    return SandboxConfig(faults=["nope:2"])
+def test_latency_delays_every_api_request(sandbox_factory, api_for):
+    server = sandbox_factory(latency=0.5)
+    api = api_for(server)  # the token endpoint is not delayed
+    with pytest.raises(httpx.ReadTimeout):
+        api.get("tax_rates", timeout=0.1)
