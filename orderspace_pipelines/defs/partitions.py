@@ -22,6 +22,11 @@ PARTITION_FORMAT = "%Y-%m-%d"
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
+# A run tagged with this pulls the whole history in one sweep, open on both sides, whatever partition (range)
+# it targets; it logs a materialization for each day it wrote. `sync` without --since and `full_pull_job`
+# use it so a full pull does not plan thousands of empty partitions (Dagster logs planned events for each
+# partition of a range, which for 2015..today costs minutes on its own).
+FULL_HISTORY_TAG = "orderspace/full_history"
 
 
 def start_date() -> date:

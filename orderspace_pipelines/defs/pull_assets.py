@@ -29,6 +29,7 @@ from orderspace_pipelines.client import BadRequestError, NotFoundError, Orderspa
 from orderspace_pipelines.defs.checks import CHECKS_BY_RESOURCE
 from orderspace_pipelines.defs.partitions import (
     DAILY_PARTITIONS,
+    FULL_HISTORY_TAG,
     first_partition_day,
     last_partition_day,
     window_days,
@@ -176,8 +177,9 @@ def pull_partitioned(
     window = context.partition_time_window
     start, end = window_days(window.start, window.end)
     first, last = first_partition_day(), last_partition_day()
-    lower = None if start <= first else start
-    upper = None if end >= last else end
+    full_history = context.run.tags.get(FULL_HISTORY_TAG, "").lower() == "true"
+    lower = None if full_history or start <= first else start
+    upper = None if full_history or end >= last else end
     landing = PartitionedLanding(
         lake.root,
         spec,
@@ -193,8 +195,8 @@ def pull_partitioned(
     context.log.info(
         "%s: sweeping %s..%s (%s), created_since=%s, starting_after=%s",
         resource,
-        start,
-        end,
+        lower or "the oldest record",
+        upper or "the newest record",
         "open-ended" if lower is None or upper is None else "bounded",
         since,
         anchor,
@@ -223,7 +225,8 @@ def pull_partitioned(
         "late_rewrites": dg.MetadataValue.int(report.late_rewrites),
         "catalog_views_updated": dg.MetadataValue.bool(not catalog.locked),
     }
-    days = sorted(report.day_rows) or [min(max(end, first), last)]
+    # Days outside the partitions (older than the start date, future-dated) are landed but have no partition.
+    days = [day for day in sorted(report.day_rows) if first <= day <= last] or [min(max(end, first), last)]
     for table in tables:
         for index, day in enumerate(days):
             rows = report.day_rows.get(day, {}).get(table, 0)

@@ -2,8 +2,9 @@
 
 The same asset code the UI and the schedules run. The daily-partitioned assets get ONE run over a partition
 range (`dagster/asset_partition_range_start/_end` tags, single-run backfill policy): `--since D` pulls
-D..today, no `--since` pulls every partition from the start date to today, with the range open below so
-records older than the start date land too. Whole-refresh assets and the inventory snapshot run once.
+D..today. No `--since` pulls the whole history as one sweep per resource (run tag `orderspace/full_history`,
+targeting today's partition; each day written is logged as that partition's materialization), so records
+older than the start date land too and Dagster does not plan thousands of empty partitions. Whole-refresh assets and the inventory snapshot run once.
 
 `select` takes asset/table names (`orders`, `order_lines`, `inventory_level_snapshots`, ...); selecting
 one table of a multi-asset selects the whole multi-asset (its tables come from one request stream).
@@ -22,8 +23,8 @@ import dagster as dg
 
 from orderspace_pipelines.defs.checks import PULL_CHECKS
 from orderspace_pipelines.defs.partitions import (
+    FULL_HISTORY_TAG,
     clamp_to_partitions,
-    first_partition_day,
     last_partition_day,
     range_tags,
 )
@@ -54,6 +55,8 @@ class SyncResult:
         lines = [f"sync {'succeeded' if self.success else 'FAILED'}: runs {', '.join(self.run_ids) or '-'}"]
         if self.partition_range:
             lines.append(f"  partitions {self.partition_range[0]}..{self.partition_range[1]} (one run)")
+        else:
+            lines.append("  the whole history (one sweep per resource)")
         for table in sorted(self.rows):
             lines.append(f"  {table:<28}{self.rows[table]:>10,} rows")
         lines.append(
@@ -145,17 +148,23 @@ def run_sync(
     whole = [key for key in keys if key not in PARTITIONED_KEYS]
     try:
         if partitioned:
-            start = first_partition_day() if since is None else clamp_to_partitions(since)
             end = last_partition_day() if until is None else clamp_to_partitions(until)
-            if start > end:
-                raise ValueError(f"--since {since} is after the last day to pull ({end})")
-            sync.partition_range = (start, end)
+            tags = {"orderspace/trigger": "sync"}
+            if since is None:  # the whole history in one sweep; the run targets the newest partition
+                tags |= {**range_tags(end, end), FULL_HISTORY_TAG: "true"}
+                sync.partition_range = None
+            else:
+                start = clamp_to_partitions(since)
+                if start > end:
+                    raise ValueError(f"--since {since} is after the last day to pull ({end})")
+                tags |= range_tags(start, end)
+                sync.partition_range = (start, end)
             result = dg.materialize(
                 [*PULL_ASSETS, *PULL_CHECKS],
                 selection=partitioned,
                 instance=dagster_instance,
                 resources=resource_defs,
-                tags={**range_tags(start, end), "orderspace/trigger": "sync"},
+                tags=tags,
                 raise_on_error=False,
             )
             _collect(result, sync)
