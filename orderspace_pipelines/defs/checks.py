@@ -48,7 +48,8 @@ def unique_key_violations(data_dir: Path, table: str) -> tuple[int, int, list[st
     nulls = " OR ".join(f"{_quote(column)} IS NULL" for column in spec.key)
     with lake_connection(data_dir) as db:
         duplicates = db.execute(
-            f"SELECT {key}, count(*) AS n FROM {_quote(table)} GROUP BY ALL HAVING count(*) > 1 ORDER BY n DESC"
+            f"SELECT {key}, count(*) AS n FROM {_quote(table)} "
+            "GROUP BY ALL HAVING count(*) > 1 ORDER BY n DESC"
         ).fetchall()
         null_rows = db.execute(f"SELECT count(*) FROM {_quote(table)} WHERE {nulls}").fetchone()[0]
     extra_rows = sum(row[-1] - 1 for row in duplicates)

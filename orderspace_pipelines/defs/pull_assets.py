@@ -84,7 +84,7 @@ def _asset_key_of(table: str) -> str:
     return INVENTORY_LEVELS_VIEW if table == INVENTORY_SNAPSHOTS else table
 
 
-# --- metadata --------------------------------------------------------------------------------------------------
+# --- metadata -------------------------------------------------------------------------------------
 
 
 def _column_schema(schema: pa.Schema) -> dg.TableSchema:
@@ -144,7 +144,7 @@ def report_parent(report: LandingReport) -> str:
     return RESOURCES[report.resource].table
 
 
-# --- the two kinds of pull --------------------------------------------------------------------------------------
+# --- the two kinds of pull ------------------------------------------------------------------------
 
 
 def _run_checks(context: dg.AssetExecutionContext, lake: LakeResource, resource: str) -> Iterator[Any]:
@@ -288,7 +288,7 @@ def pull_whole(
     yield from _run_checks(context, lake, resource)
 
 
-# --- asset definitions -------------------------------------------------------------------------------------------
+# --- asset definitions ----------------------------------------------------------------------------
 
 
 def _specs(spec: ResourceSpec, *, skippable: bool) -> list[dg.AssetSpec]:

@@ -32,7 +32,7 @@ daily_pull_job = dg.define_asset_job(
     "daily_pull_job",
     selection=_ALL_PULL - _INVENTORY,
     partitions_def=DAILY_PARTITIONS,
-    description="Recent days of orders, invoices and dispatches (one sweep each) and the whole-refresh tables.",
+    description="Recent days of orders, invoices and dispatches (one sweep each), whole-refresh tables.",
 )
 
 inventory_snapshot_job = dg.define_asset_job(

@@ -4,7 +4,8 @@ The same asset code the UI and the schedules run. The daily-partitioned assets g
 range (`dagster/asset_partition_range_start/_end` tags, single-run backfill policy): `--since D` pulls
 D..today. No `--since` pulls the whole history as one sweep per resource (run tag `orderspace/full_history`,
 targeting today's partition; each day written is logged as that partition's materialization), so records
-older than the start date land too and Dagster does not plan thousands of empty partitions. Whole-refresh assets and the inventory snapshot run once.
+older than the start date land too and Dagster does not plan thousands of empty partitions.
+Whole-refresh assets and the inventory snapshot run once.
 
 `select` takes asset/table names (`orders`, `order_lines`, `inventory_level_snapshots`, ...); selecting
 one table of a multi-asset selects the whole multi-asset (its tables come from one request stream).
@@ -60,7 +61,8 @@ class SyncResult:
         for table in sorted(self.rows):
             lines.append(f"  {table:<28}{self.rows[table]:>10,} rows")
         lines.append(
-            f"  API requests: {self.requests}, waited {self.rate_limit_wait_seconds:.1f} s on the rate limit, "
+            f"  API requests: {self.requests}, "
+            f"waited {self.rate_limit_wait_seconds:.1f} s on the rate limit, "
             f"429 responses: {self.rate_limited}"
         )
         if self.failed_checks:

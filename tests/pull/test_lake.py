@@ -1,4 +1,4 @@
-"""The lake layer on its own: flattening, typed schemas, atomic partitions, streaming, seeking and the catalog."""
+"""The lake layer alone: flattening, typed schemas, atomic partitions, streaming, seeking, the catalog."""
 
 from __future__ import annotations
 
@@ -27,7 +27,11 @@ def order(number: int, created: str, *, lines: int = 2, **extra) -> dict:
         "created": created,
         "status": "new",
         "customer_id": "cu_1",
-        "email_addresses": {"orders": "a@example.com", "dispatches": "d@example.com", "invoices": "i@example.com"},
+        "email_addresses": {
+            "orders": "a@example.com",
+            "dispatches": "d@example.com",
+            "invoices": "i@example.com",
+        },
         "delivery_date": created[:10],
         "shipping_address": {"line1": "1 Road", "postal_code": "BA1 2FJ", "country": "GB"},
         "order_lines": [
@@ -74,7 +78,10 @@ def test_child_lines_without_ids_get_line_numbers() -> None:
     assert row["deposit_percentage"] == 25.0
     assert row["deposit_due_date"] == date(2026, 11, 3)
     assert row["orders"] == '[{"id": "or_1", "number": 1}]'
-    assert [(r["invoice_id"], r["line_number"]) for r in children["invoice_lines"]] == [("iv_1", 0), ("iv_1", 1)]
+    assert [(r["invoice_id"], r["line_number"]) for r in children["invoice_lines"]] == [
+        ("iv_1", 0),
+        ("iv_1", 1),
+    ]
     assert children["invoice_payments"][0]["invoice_id"] == "iv_1"
 
 
@@ -105,7 +112,9 @@ def test_declared_types_extras_as_strings_and_unfit_values_kept_raw(caplog: pyte
     assert "orders.number" in caplog.text and "lots" in caplog.text
 
 
-def land(tmp_path: Path, pages: list[list[dict]], start: date | None, end: date | None, resource: str = "orders"):
+def land(
+    tmp_path: Path, pages: list[list[dict]], start: date | None, end: date | None, resource: str = "orders"
+):
     landing = PartitionedLanding(tmp_path, RESOURCES[resource], start=start, end=end, loaded_at=LOADED)
     pages_used = 0
     for page in pages:
@@ -140,8 +149,12 @@ def test_partitioned_landing_writes_days_stops_past_start_and_seeks(tmp_path: Pa
 
     # Re-pulling [2nd, 4th] from that anchor: order 4 is gone from the account, order 6 is new on the 2nd.
     newer = newest_first(order(6, "2026-11-02T11:00:00Z"), order(3, "2026-11-02T10:00:00Z", lines=0))
-    report, pages_used = land(tmp_path, [newer, [order(2, "2026-11-01T09:00:00Z")], [{"id": "never"}]],
-                              date(2026, 11, 2), date(2026, 11, 4))
+    report, pages_used = land(
+        tmp_path,
+        [newer, [order(2, "2026-11-01T09:00:00Z")], [{"id": "never"}]],
+        date(2026, 11, 2),
+        date(2026, 11, 4),
+    )
     assert pages_used == 2  # stopped at the first record older than the start
     assert report.days_written == [date(2026, 11, 2)]
     assert report.days_removed == [date(2026, 11, 4)]
@@ -179,9 +192,14 @@ def test_late_record_for_a_written_day_is_added_not_lost(tmp_path: Path) -> None
     assert ids == ["iv_1", "iv_3"]
 
 
-def test_crash_before_replace_leaves_the_old_partition(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crash_before_replace_leaves_the_old_partition(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     land(tmp_path, [[order(1, "2026-11-01T08:00:00Z")]], None, None)
-    before = {t: pq.read_table(storage.partition_file(tmp_path, t, date(2026, 11, 1))) for t in ("orders", "order_lines")}
+    before = {
+        t: pq.read_table(storage.partition_file(tmp_path, t, date(2026, 11, 1)))
+        for t in ("orders", "order_lines")
+    }
     original_write = pq.write_table
     calls = {"n": 0}
 
@@ -197,7 +215,9 @@ def test_crash_before_replace_leaves_the_old_partition(tmp_path: Path, monkeypat
     monkeypatch.undo()
     for table, old in before.items():
         assert pq.read_table(storage.partition_file(tmp_path, table, date(2026, 11, 1))).equals(old)
-    leftovers = [p for p in (tmp_path / "parquet").rglob("*") if p.is_file() and not p.name.endswith(".parquet")]
+    leftovers = [
+        p for p in (tmp_path / "parquet").rglob("*") if p.is_file() and not p.name.endswith(".parquet")
+    ]
     assert leftovers == []
 
 
@@ -234,20 +254,30 @@ def test_catalog_views_typed_empty_views_and_inventory_history(tmp_path: Path) -
     with catalog.connect_read_only(tmp_path) as db:
         assert db.execute("SELECT id, date FROM orders").fetchall() == [("or_00001", date(2026, 11, 1))]
         assert db.execute("SELECT count(*) FROM customers").fetchone() == (0,)
-        types = dict(db.execute("SELECT column_name, data_type FROM information_schema.columns "
-                                "WHERE table_name = 'customers'").fetchall())
+        types = dict(
+            db.execute(
+                "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'customers'"
+            ).fetchall()
+        )
         assert types["minimum_spend"] == "DOUBLE" and types["created_at"] == "TIMESTAMP WITH TIME ZONE"
         assert db.execute("SELECT on_hand FROM inventory_levels").fetchall() == [(7,)]
         assert db.execute("SELECT count(*) FROM inventory_level_snapshots").fetchone() == (2,)
     # A new column (schema drift) recreates just that view.
-    land(tmp_path, [[order(2, "2026-11-03T08:00:00Z", loyalty_tier="gold")]], date(2026, 11, 3), date(2026, 11, 3))
+    land(
+        tmp_path,
+        [[order(2, "2026-11-03T08:00:00Z", loyalty_tier="gold")]],
+        date(2026, 11, 3),
+        date(2026, 11, 3),
+    )
     assert catalog.refresh_catalog(tmp_path).updated == ["orders"]
     with catalog.connect_read_only(tmp_path) as db:
         assert db.execute("SELECT count(*), count(loyalty_tier) FROM orders").fetchone() == (2, 1)
     assert dict(catalog.summary(tmp_path))["order_lines"] == 4
 
 
-def test_catalog_locked_by_a_reader_warns_and_carries_on(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_catalog_locked_by_a_reader_warns_and_carries_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     land(tmp_path, [[order(1, "2026-11-01T08:00:00Z")]], None, None)
     catalog.refresh_catalog(tmp_path)
     land(tmp_path, [[order(2, "2026-11-03T08:00:00Z", loyalty_tier="gold")]], None, None)
