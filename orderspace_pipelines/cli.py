@@ -6,7 +6,8 @@
     orderspace-pipelines demo                     what `make demo` runs after setup
     orderspace-pipelines dev                      the Dagster UI against the sandbox (what `make dev` runs)
 
-Configuration errors (a missing variable, a bad date) end with one clear line and exit code 2, never a stack trace.
+Configuration errors (a missing variable, a bad date) end with one clear line and exit code 2,
+never a stack trace.
 """
 
 from __future__ import annotations
@@ -42,13 +43,19 @@ def build_parser() -> argparse.ArgumentParser:
     ).add_argument("sandbox_args", nargs=argparse.REMAINDER)
 
     sync = commands.add_parser("sync", help="materialize the pull assets through Dagster")
-    sync.add_argument("--since", type=_parse_date, help="first day to pull (default: everything the account holds)")
-    sync.add_argument("--select", type=_parse_select, help="comma-separated assets/tables, e.g. orders,customers")
+    sync.add_argument(
+        "--since", type=_parse_date, help="first day to pull (default: everything the account holds)"
+    )
+    sync.add_argument(
+        "--select", type=_parse_select, help="comma-separated assets/tables, e.g. orders,customers"
+    )
 
     push = commands.add_parser("push", help="run the warehouse push job for one file")
     push.add_argument("file", type=Path)
 
-    demo = commands.add_parser("demo", help="sandbox + full pull + warehouse push of the sample files + summary")
+    demo = commands.add_parser(
+        "demo", help="sandbox + full pull + warehouse push of the sample files + summary"
+    )
     demo.add_argument("--scale", default="small", choices=["tiny", "small", "large"])
     demo.add_argument("--rate-limit", type=int, default=60, help="sandbox (and client) requests per window")
     demo.add_argument("--rate-window", type=float, default=60.0, help="rate window in seconds")

@@ -134,13 +134,15 @@ def point_environment_at(sandbox: SandboxProcess, *, rate_limit: int, rate_windo
     )
 
 
-# --- demo -----------------------------------------------------------------------------------------------------
+# --- demo ------------------------------------------------------------------------------------------
 
 
 def _prepare_demo_data_dir(root: Path) -> None:
     """The demo owns its data dir: it starts clean, but never wipes a folder holding someone's real data."""
     marker = root / DEMO_MARKER
-    has_content = root.exists() and any(p.name not in {"README.md", "samples", DEMO_MARKER} for p in root.iterdir())
+    has_content = root.exists() and any(
+        p.name not in {"README.md", "samples", DEMO_MARKER} for p in root.iterdir()
+    )
     if has_content and not marker.exists():
         raise SystemExit(
             f"orderspace-pipelines demo: {root} holds data the demo did not write. "
@@ -161,9 +163,21 @@ def demo_command(*, scale: str, rate_limit: int, rate_window: float) -> int:
     _prepare_demo_data_dir(root)
     ensure_dagster_home(root / "dagster_home")
     started = time.monotonic()
-    print(f"Starting the sandbox Orderspace API (scale {scale}, {rate_limit} requests per {rate_window:g} s)...")
-    with sandbox_process("--port", "0", "--scale", scale, "--seed", "42",
-                         "--rate-limit", str(rate_limit), "--rate-window", str(rate_window)) as sandbox:
+    print(
+        f"Starting the sandbox Orderspace API (scale {scale}, {rate_limit} requests per {rate_window:g} s)..."
+    )
+    with sandbox_process(
+        "--port",
+        "0",
+        "--scale",
+        scale,
+        "--seed",
+        "42",
+        "--rate-limit",
+        str(rate_limit),
+        "--rate-window",
+        str(rate_window),
+    ) as sandbox:
         point_environment_at(sandbox, rate_limit=rate_limit, rate_window=rate_window)
         # A fresh throttle bucket: the demo's budget is the demo sandbox's, not a real account's.
         os.environ["ORDERSPACE_THROTTLE_DB"] = str(root / "dagster_home" / "demo-throttle.sqlite")
@@ -180,7 +194,8 @@ def demo_command(*, scale: str, rate_limit: int, rate_window: float) -> int:
             return 1
 
         print("Pushing the sample warehouse files...")
-        # run_push copies a file from outside the warehouse folders into warehouse/work/: the samples stay put.
+        # run_push copies a file from outside the warehouse folders into warehouse/work/:
+        # the samples stay put.
         push_results = [
             run_push(sample, instance=_instance(), resources=build_resources())
             for sample in sorted(SAMPLES_DIR.glob("*.csv"))
@@ -198,8 +213,10 @@ def demo_command(*, scale: str, rate_limit: int, rate_window: float) -> int:
     for result in push_results:
         print(result.describe() if hasattr(result, "describe") else result)
     print("-" * 72)
-    print(f"API requests used: {stats.get('requests', 0)} ({pull_requests} for the pull), "
-          f"429 responses: {stats.get('rate_limited', 0)}")
+    print(
+        f"API requests used: {stats.get('requests', 0)} ({pull_requests} for the pull), "
+        f"429 responses: {stats.get('rate_limited', 0)}"
+    )
     print(f"Parquet (source of truth): {root / 'parquet'}")
     print(f"DuckDB catalog:            {root / 'orderspace.duckdb'}")
     print(f"Warehouse folders:         {root / 'warehouse'}")
@@ -208,7 +225,7 @@ def demo_command(*, scale: str, rate_limit: int, rate_window: float) -> int:
     return 0 if all(getattr(r, "success", True) for r in push_results) else 1
 
 
-# --- dev ------------------------------------------------------------------------------------------------------
+# --- dev -------------------------------------------------------------------------------------------
 
 
 def dev_command(*, port: int, scale: str) -> int:
@@ -226,7 +243,9 @@ def dev_command(*, port: int, scale: str) -> int:
         subprocess.run([dagster, "schedule", "start", "--start-all", *module], check=False)
         print(f"Sandbox API: {sandbox.api_url}   Data: {root}   DAGSTER_HOME: {home}")
         print(f"Dagster UI:  http://127.0.0.1:{port}  (Ctrl-C stops everything)")
-        ui = subprocess.Popen([dagster, "dev", *module, "-h", "127.0.0.1", "-p", str(port)], start_new_session=True)
+        ui = subprocess.Popen(
+            [dagster, "dev", *module, "-h", "127.0.0.1", "-p", str(port)], start_new_session=True
+        )
         try:
             return ui.wait()
         except KeyboardInterrupt:

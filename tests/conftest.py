@@ -68,7 +68,9 @@ def settings(sandbox: SandboxServer) -> OrderspaceSettings:
 
 
 @pytest.fixture
-def orderspace_env(monkeypatch: pytest.MonkeyPatch, sandbox: SandboxServer, tmp_path: Path, throttle_db: Path):
+def orderspace_env(
+    monkeypatch: pytest.MonkeyPatch, sandbox: SandboxServer, tmp_path: Path, throttle_db: Path
+):
     """Point the contract's environment variables at the sandbox and a temporary data dir."""
     data_dir = tmp_path / "data"
     values = {

@@ -17,15 +17,16 @@ from orderspace_pipelines.settings import (
     SettingsError,
 )
 
-# Every step that calls the API runs in this Dagster concurrency pool (limit set in dagster.yaml), on top of the
-# client's cross-process throttle, so concurrent runs share the account's one request budget.
+# Every step that calls the API runs in this Dagster concurrency pool (limit set in dagster.yaml), on top of
+# the client's cross-process throttle, so concurrent runs share the account's one request budget.
 ORDERSPACE_API_POOL = "orderspace_api"
 
 
 class OrderspaceResource(dg.ConfigurableResource):
     """An authenticated, throttled Orderspace API client for one account.
 
-    Configure it from the environment with `OrderspaceResource.from_env()` (the contract's variables via `EnvVar`),
+    Configure it from the environment with `OrderspaceResource.from_env()` (the contract's variables via
+    `EnvVar`),
     or with literal values in tests. Each step gets its own client, so its request counts are its own.
     """
 
@@ -79,7 +80,8 @@ class OrderspaceResource(dg.ConfigurableResource):
         )
 
     def get_client(self) -> OrderspaceClient:
-        """A new client (close it, or use it as a context manager); its `.stats` count this step's requests."""
+        """A new client (close it, or use it as a context manager);
+        its `.stats` count this step's requests."""
         return OrderspaceClient.from_settings(self.settings(), page_size=self.page_size)
 
 
