@@ -7,12 +7,13 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -20,6 +21,7 @@ from pathlib import Path
 import httpx
 
 from orderspace_pipelines.settings import OrderspaceSettings, data_dir
+from orderspace_pipelines.warehouse import WarehouseFolders
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_DAGSTER_YAML = PACKAGE_DIR / "dagster_home" / "dagster.yaml"
@@ -225,15 +227,66 @@ def demo_command(*, scale: str, rate_limit: int, rate_window: float) -> int:
     return 0 if all(getattr(r, "success", True) for r in push_results) else 1
 
 
-# --- dev -------------------------------------------------------------------------------------------
+# --- dev ------------------------------------------------------------------------------------------
+
+PREVIOUS_LEDGER_NAME = "ledger.previous-session.sqlite"
+
+
+def _prepare_dev_data_dir(root: Path) -> Path | None:
+    """Claim `root` for the dev stack; return where the previous session's warehouse ledger was set aside.
+
+    The dev stack talks to a sandbox that starts as a fresh account every time, so its data dir must hold
+    sandbox data only (empty, or marked by the demo or an earlier dev session): never a real account's lake,
+    which it would otherwise mix sandbox records into, nor a real ledger, whose files it would "push" to the
+    sandbox and then consider done. The previous sandbox's ledger describes an account that no longer exists;
+    it is kept under `PREVIOUS_LEDGER_NAME` (with its WAL) so that this session pushes each file once to
+    this account.
+    """
+    marker = root / DEMO_MARKER
+    has_content = root.exists() and any(
+        p.name not in {"README.md", "samples", DEMO_MARKER} for p in root.iterdir()
+    )
+    if has_content and not marker.exists():
+        raise SystemExit(
+            f"orderspace-pipelines dev: {root} holds data the sandbox stack did not write (no {DEMO_MARKER} "
+            "file). The dev stack pulls from and pushes to a sandbox account; point ORDERSPACE_DATA_DIR at "
+            "an empty folder (or one `make demo` wrote)."
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    if not marker.exists():
+        marker.write_text(
+            "This folder holds sandbox data written by `orderspace-pipelines dev`; the demo may clear it.\n"
+        )
+    ledger = WarehouseFolders.under(root).ledger_path
+    if not ledger.exists():
+        return None
+    kept = ledger.with_name(PREVIOUS_LEDGER_NAME)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{kept}{suffix}").unlink(missing_ok=True)
+    try:  # fold the WAL into the database file, so that one atomic rename moves all of it
+        with closing(sqlite3.connect(ledger)) as connection:
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sqlite3.DatabaseError:
+        pass  # not a database we can open: move its files as they are
+    for suffix in ("", "-wal", "-shm"):
+        source = Path(f"{ledger}{suffix}")
+        if source.exists():
+            os.replace(source, f"{kept}{suffix}")
+    return kept
 
 
 def dev_command(*, port: int, scale: str) -> int:
-    """The Dagster UI with its daemon (schedules and sensors live) against a sandbox with today's data."""
+    """The Dagster UI with its daemon (schedules and sensors live) against a fresh sandbox account.
+
+    The sandbox is the demo's account (seed 42, the sandbox's fixed end date): the same ids, order numbers,
+    SKUs and timestamps in every session, so the samples match it and a lake pulled by an earlier session
+    (or the demo) stays consistent with it; a moving end date would shift every record's creation day and
+    land the same record in two date partitions.
+    """
     root = data_dir()
-    root.mkdir(parents=True, exist_ok=True)
+    kept_ledger = _prepare_dev_data_dir(root)
     home = ensure_dagster_home(root / "dagster_home")
-    with sandbox_process("--port", "0", "--scale", scale, "--seed", "42", "--end-date", "today") as sandbox:
+    with sandbox_process("--port", "0", "--scale", scale, "--seed", "42") as sandbox:
         point_environment_at(sandbox, rate_limit=60, rate_window=60.0)
         os.environ.setdefault("ORDERSPACE_THROTTLE_DB", str(home / "dev-throttle.sqlite"))
         os.environ["ORDERSPACE_DATA_DIR"] = str(root)
@@ -241,8 +294,16 @@ def dev_command(*, port: int, scale: str) -> int:
         module = ["-m", "orderspace_pipelines.definitions"]
         # Turn the schedules on so the daily pull and the hourly snapshot run while the UI is up.
         subprocess.run([dagster, "schedule", "start", "--start-all", *module], check=False)
-        print(f"Sandbox API: {sandbox.api_url}   Data: {root}   DAGSTER_HOME: {home}")
-        print(f"Dagster UI:  http://127.0.0.1:{port}  (Ctrl-C stops everything)")
+        folders = WarehouseFolders.under(root).ensure()
+        print(f"Sandbox API: {sandbox.api_url}   (controls and records: {sandbox.base_url}/_sandbox/)")
+        print(f"Data: {root}   DAGSTER_HOME: {home}")
+        if kept_ledger is not None:
+            print(
+                "Fresh sandbox account: the previous session's warehouse ledger is kept as "
+                f"{kept_ledger}; files dropped now are pushed to this account."
+            )
+        print(f"Warehouse inbox: {folders.inbox}  (the warehouse_inbox_sensor pushes what lands here)")
+        print(f"Dagster UI:  http://127.0.0.1:{port}  (Ctrl-C stops everything)", flush=True)
         ui = subprocess.Popen(
             [dagster, "dev", *module, "-h", "127.0.0.1", "-p", str(port)], start_new_session=True
         )

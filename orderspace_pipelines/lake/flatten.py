@@ -85,27 +85,31 @@ def _column_name(name: str) -> str:
     return f"api_{name}" if name in RESERVED_COLUMNS else name
 
 
+# Values that are never descended into (the common case, checked before the slower `Mapping` test).
+_LEAVES = (str, int, float, bool, list, type(None))
+
+
 def flatten(record: Mapping[str, Any], declared: frozenset[str] | set[str], prefix: str = "") -> Row:
     """Flatten nested objects with `_`; a declared column name stops the descent (its value is kept whole)."""
     out: Row = {}
     for key, value in record.items():
-        name = f"{prefix}{key}"
-        if name not in declared and isinstance(value, Mapping):
+        name = f"{prefix}{key}" if prefix or type(key) is not str else key
+        if not isinstance(value, _LEAVES) and name not in declared and isinstance(value, Mapping):
             out.update(flatten(value, declared, f"{name}_"))
         else:
-            out[_column_name(name)] = value
+            out[_column_name(name) if name in RESERVED_COLUMNS else name] = value
     return out
 
 
 def split_record(spec: ResourceSpec, record: Mapping[str, Any]) -> tuple[Row, dict[str, list[Row]]]:
     """One API record -> (its flat parent row, {child table: flat child rows carrying the parent's key})."""
     parent_spec = table_spec(spec.table)
-    child_fields = {child.field for child in spec.children}
     parent_id = record.get("id")
     children: dict[str, list[Row]] = {}
     for child in spec.children:
         child_table = table_spec(child.table)
-        declared = frozenset(child_table.column_names)
+        declared = child_table.declared
+        parent_key = child_table.parent_key or "parent_id"
         rows: list[Row] = []
         items = record.get(child.field)
         if isinstance(items, list):
@@ -113,7 +117,7 @@ def split_record(spec: ResourceSpec, record: Mapping[str, Any]) -> tuple[Row, di
                 if not isinstance(item, Mapping):
                     item = {"value": item}
                 row = flatten(item, declared)
-                row[child_table.parent_key or "parent_id"] = parent_id
+                row[parent_key] = parent_id
                 if child.numbered:
                     row[LINE_NUMBER] = position
                 rows.append(row)
@@ -126,8 +130,10 @@ def split_record(spec: ResourceSpec, record: Mapping[str, Any]) -> tuple[Row, di
                 child.table,
             )
         children[child.table] = rows
-    parent_fields = {key: value for key, value in record.items() if key not in child_fields}
-    return flatten(parent_fields, frozenset(parent_spec.column_names)), children
+    if spec.children:
+        child_fields = {child.field for child in spec.children}
+        record = {key: value for key, value in record.items() if key not in child_fields}
+    return flatten(record, parent_spec.declared), children
 
 
 # --- value conversion -------------------------------------------------------------------------------------
@@ -143,25 +149,33 @@ def _to_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _to_int(value: Any) -> int:
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str):
         text = value.strip()
         try:
-            return int(text)
+            number = int(text)
         except ValueError:
             try:
-                number = float(text)
+                parsed = float(text)
             except ValueError:
                 raise _Unfit from None
-            if number.is_integer():
-                return int(number)
-    raise _Unfit
+            if not parsed.is_integer():
+                raise _Unfit from None
+            number = int(parsed)
+    else:
+        raise _Unfit
+    if not _INT64_MIN <= number <= _INT64_MAX:
+        raise _Unfit
+    return number
 
 
 def _to_float(value: Any) -> float:
@@ -248,34 +262,48 @@ def record_date(value: Any) -> date | None:
         return None
 
 
+# Python types a column may hold to go to Arrow as they are (no per-value conversion): the common case.
+_AS_IS: dict[pa.DataType, frozenset[type]] = {
+    STRING: frozenset({str}),
+    INT: frozenset({int}),
+    FLOAT: frozenset({float, int}),
+    BOOL: frozenset({bool}),
+}
+_NONE_TYPE = type(None)
+
+
 def rows_to_arrow(
     spec: TableSpec, rows: Iterable[Row], *, loaded_at: datetime, coercions: CoercionLog | None = None
 ) -> pa.Table:
-    """Build `spec`'s Arrow table: declared columns typed, extra fields as strings, then `_loaded_at`."""
-    rows = list(rows)
+    """Build `spec`'s Arrow table: declared columns typed, extra fields as strings, then `_loaded_at`.
+
+    A column whose values are all already of its type (or null) goes to Arrow in one call; any other
+    column is converted value by value, so a value that does not fit is logged and kept as text.
+    """
+    rows = rows if isinstance(rows, list) else list(rows)
     coercions = coercions if coercions is not None else CoercionLog()
     arrays: list[pa.Array] = []
     fields: list[pa.Field] = []
     raw_columns: dict[str, list[str | None]] = {}
     for name, dtype in spec.columns:
-        convert = _CONVERTERS[dtype]
-        values: list[Any] = [None] * len(rows)
-        for index, row in enumerate(rows):
-            value = row.get(name)
-            if value is None or (value == "" and dtype != STRING):
-                continue
-            if dtype == STRING and type(value) is str:
-                values[index] = value
-                continue
+        column = [row.get(name) for row in rows]
+        kinds = set(map(type, column))
+        kinds.discard(_NONE_TYPE)
+        as_is = _AS_IS.get(dtype)
+        array = None
+        if as_is is not None and kinds <= as_is:
             try:
-                values[index] = convert(value)
-            except _Unfit:
-                coercions.record(spec.name, name, value, dtype)
-                raw_columns.setdefault(RAW_PREFIX + name, [None] * len(rows))[index] = _to_text(value)
-        arrays.append(pa.array(values, type=dtype))
+                array = pa.array(column, type=dtype)
+            except (pa.ArrowInvalid, OverflowError):
+                array = None  # e.g. an integer beyond int64: convert value by value below
+        if array is None:
+            array = pa.array(
+                _convert_column(spec.name, name, dtype, column, raw_columns, coercions), type=dtype
+            )
+        arrays.append(array)
         fields.append(pa.field(name, dtype))
-    declared = set(spec.column_names) | {LOADED_AT}
-    extra_names = sorted({key for row in rows for key in row if key not in declared} | set(raw_columns))
+    declared = spec.declared | {LOADED_AT}
+    extra_names = sorted((set().union(*rows) - declared) | set(raw_columns))
     for name in extra_names:
         if name in raw_columns:
             values = raw_columns[name]
@@ -283,9 +311,34 @@ def rows_to_arrow(
             values = [None if row.get(name) is None else _to_text(row[name]) for row in rows]
         arrays.append(pa.array(values, type=STRING))
         fields.append(pa.field(name, STRING))
-    arrays.append(pa.array([loaded_at] * len(rows), type=TIMESTAMP))
+    arrays.append(pa.repeat(pa.scalar(loaded_at, type=TIMESTAMP), len(rows)))
     fields.append(pa.field(LOADED_AT, TIMESTAMP))
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _convert_column(
+    table: str,
+    name: str,
+    dtype: pa.DataType,
+    column: list[Any],
+    raw_columns: dict[str, list[str | None]],
+    coercions: CoercionLog,
+) -> list[Any]:
+    """Convert one column value by value; unfit values become null, their text goes to `_raw_<name>`."""
+    convert = _CONVERTERS[dtype]
+    values: list[Any] = [None] * len(column)
+    for index, value in enumerate(column):
+        if value is None or (value == "" and dtype != STRING):
+            continue
+        if dtype == STRING and type(value) is str:
+            values[index] = value
+            continue
+        try:
+            values[index] = convert(value)
+        except _Unfit:
+            coercions.record(table, name, value, dtype)
+            raw_columns.setdefault(RAW_PREFIX + name, [None] * len(column))[index] = _to_text(value)
+    return values
 
 
 def empty_table(spec: TableSpec) -> pa.Table:

@@ -20,6 +20,7 @@ Design (see also `lake/__init__.py`):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import pyarrow as pa
 
@@ -74,9 +75,14 @@ class TableSpec:
         """The declared columns plus `_loaded_at` (the `date` partition column lives in the folder name)."""
         return pa.schema([*self.columns, (LOADED_AT, TIMESTAMP)])
 
-    @property
+    @cached_property
     def column_names(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.columns)
+
+    @cached_property
+    def declared(self) -> frozenset[str]:
+        """The declared column names as a set (flattening asks "is this declared?" for every field)."""
+        return frozenset(self.column_names)
 
 
 @dataclass(frozen=True)

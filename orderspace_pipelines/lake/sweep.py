@@ -1,5 +1,9 @@
 """Land a stream of API list pages in the lake, one page at a time (memory: one page plus open days).
 
+Memory does not grow with the number of records: a day's rows are dropped once the day is written,
+ids for duplicate detection are kept only for the days still open (a late record for a written day is
+checked against that day's stored ids), and what the report keeps per day is a few counters.
+
 `PartitionedLanding` serves the daily-partitioned resources (orders, invoices, dispatches). It is fed the
 pages of ONE newest-first sweep over a range of days `[start, end]` and
 
@@ -10,7 +14,9 @@ pages of ONE newest-first sweep over a range of days `[start, end]` and
 - stops (`add_page` returns False) once records are older than `start`: at the first such record for
   strictly ordered resources, after a whole page of them for loosely ordered ones (invoices);
 - if a record turns up for a day already written in this sweep (ordering looser than the slack), it
-  rewrites that day with the record added, and counts it;
+  rewrites that day with the record added (unless that day's file already holds its id), and counts it;
+- calls `on_day_written(day, {table: rows})` after each day is written, so the caller can report it
+  while the sweep goes on (between requests, in the time the rate limit leaves free);
 - when the sweep ends, removes stored days in the range that got no records, so nothing stale remains.
 
 `start=None` / `end=None` leave that side open: a full pull lands records older than the partitions'
@@ -23,7 +29,7 @@ Duplicate ids within one sweep (a record listed twice while the account changes)
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -98,6 +104,18 @@ def seek_anchor(data_dir: Path, spec: ResourceSpec, end: date | None) -> str | N
     return None
 
 
+@dataclass
+class PagePlan:
+    """One page sorted out before it is landed: which records go to which day, and whether to go on."""
+
+    dated: list[tuple[date, Mapping[str, Any]]]
+    wants_more: bool  # False once the sweep has passed `start`: ask the API for no further page
+    records: int = 0
+    undated: int = 0
+    skipped_newer: int = 0
+    skipped_older: int = 0
+
+
 class PartitionedLanding:
     """One newest-first sweep over `[start, end]` landed day by day (see the module docstring)."""
 
@@ -113,6 +131,7 @@ class PartitionedLanding:
         partitions_end: date | None = None,
         logger: logging.Logger | None = None,
         progress_every: int = 25,
+        on_day_written: Callable[[date, dict[str, int]], None] | None = None,
     ) -> None:
         if spec.date_field is None:
             raise ValueError(f"{spec.resource} is not date-partitioned")
@@ -127,9 +146,10 @@ class PartitionedLanding:
         self.partitions_end = partitions_end
         self.logger = logger or log
         self.progress_every = progress_every
+        self.on_day_written = on_day_written
         self.report = LandingReport(spec.resource, rows=dict.fromkeys(_tables_of(spec), 0))
         self._open: dict[date, dict[str, list[Row]]] = {}
-        self._open_ids: dict[date, set[Any]] = {}
+        self._open_ids: dict[date, set[Any]] = {}  # ids of the open days only (dropped when written)
         self._written: set[date] = set()
         self._low_water: date | None = None
         self._finished = False
@@ -147,26 +167,25 @@ class PartitionedLanding:
                     break
         return day
 
-    def add_page(self, records: Iterable[Mapping[str, Any]]) -> bool:
-        """Land one page; False when the sweep has passed `start` and should stop asking for pages."""
-        report = self.report
-        report.pages += 1
-        slack = self.spec.order_slack_days
-        saw_record = False
+    def plan(self, records: Sequence[Mapping[str, Any]]) -> PagePlan:
+        """Sort a page's records into days and decide whether the sweep needs another page.
+
+        Cheap (dates only), so a caller can ask for the next page before landing this one.
+        """
+        plan = PagePlan(dated=[], wants_more=True)
         page_all_older = True
         reached_older = False
         for record in records:
-            saw_record = True
-            report.records += 1
+            plan.records += 1
             if not isinstance(record, Mapping):
-                report.undated += 1
+                plan.undated += 1
                 self.logger.warning(
                     "%s: skipped a list entry that is not an object: %r", self.spec.resource, record
                 )
                 continue
             day = self._day_of(record)
             if day is None:
-                report.undated += 1
+                plan.undated += 1
                 self.logger.warning(
                     "%s %s has no usable %s; not landed",
                     self.spec.resource,
@@ -175,18 +194,39 @@ class PartitionedLanding:
                 )
                 continue
             if self.start is not None and day < self.start:
-                report.skipped_older += 1
+                plan.skipped_older += 1
                 reached_older = True
                 continue
             page_all_older = False
             if self.end is not None and day > self.end:
-                report.skipped_newer += 1
+                plan.skipped_newer += 1
                 continue
+            plan.dated.append((day, record))
+        if self.spec.order_slack_days == 0:
+            plan.wants_more = not reached_older
+        else:
+            plan.wants_more = not (plan.records > 0 and page_all_older)
+        return plan
+
+    def add_page(self, records: Sequence[Mapping[str, Any]]) -> bool:
+        """Land one page; False when the sweep has passed `start` and should stop asking for pages."""
+        return self.land(self.plan(records))
+
+    def land(self, plan: PagePlan) -> bool:
+        """Land a planned page (see `plan`); returns `plan.wants_more`."""
+        report = self.report
+        report.pages += 1
+        report.records += plan.records
+        report.undated += plan.undated
+        report.skipped_newer += plan.skipped_newer
+        report.skipped_older += plan.skipped_older
+        for day, record in plan.dated:
             self._add(day, record)
             if self._low_water is None or day < self._low_water:
                 self._low_water = day
         if self._low_water is not None:
-            for day in [d for d in self._open if d - timedelta(days=slack) > self._low_water]:
+            slack = timedelta(days=self.spec.order_slack_days)
+            for day in [d for d in self._open if d - slack > self._low_water]:
                 self._flush(day)
         if report.pages % self.progress_every == 0:
             self.logger.info(
@@ -196,9 +236,7 @@ class PartitionedLanding:
                 report.records,
                 self._low_water,
             )
-        if slack == 0:
-            return not reached_older
-        return not (saw_record and page_all_older)
+        return plan.wants_more
 
     def _add(self, day: date, record: Mapping[str, Any]) -> None:
         ids = self._open_ids.setdefault(day, set())
@@ -214,19 +252,40 @@ class PartitionedLanding:
         for table, rows in children.items():
             buffer[table].extend(rows)
 
+    def _drop_stored_duplicates(self, day: date, buffer: dict[str, list[Row]], old_ids: set[Any]) -> None:
+        """Remove from a late buffer the records (and their lines) whose id the day's file already holds."""
+        parent_rows = buffer[self.spec.table]
+        repeated = {row.get("id") for row in parent_rows if row.get("id") in old_ids}
+        if not repeated:
+            return
+        self.report.duplicates += sum(1 for row in parent_rows if row.get("id") in repeated)
+        buffer[self.spec.table] = [row for row in parent_rows if row.get("id") not in repeated]
+        for child in self.spec.children:
+            parent_key = table_spec(child.table).parent_key or "parent_id"
+            buffer[child.table] = [row for row in buffer[child.table] if row.get(parent_key) not in repeated]
+
     def _flush(self, day: date) -> None:
         buffer = self._open.pop(day)
+        self._open_ids.pop(day, None)
+        late = day in self._written
+        old_tables: dict[str, pa.Table | None] = {}
+        if late:
+            old_tables = {table: storage.read_partition(self.data_dir, table, day) for table in buffer}
+            old_parent = old_tables.get(self.spec.table)
+            if old_parent is not None and "id" in old_parent.column_names:
+                self._drop_stored_duplicates(day, buffer, set(old_parent.column("id").to_pylist()))
+            if not buffer[self.spec.table]:
+                return  # every late record was already stored: nothing to rewrite
         tables: dict[str, pa.Table | None] = {}
         for table, rows in buffer.items():
             data = rows_to_arrow(
                 table_spec(table), rows, loaded_at=self.loaded_at, coercions=self.report.coercions
             )
-            if day in self._written:
-                old = storage.read_partition(self.data_dir, table, day)
-                if old is not None:
-                    data = pa.concat_tables([old, data], promote_options="default")
+            old = old_tables.get(table)
+            if old is not None:
+                data = pa.concat_tables([old, data], promote_options="default")
             tables[table] = data
-        if day in self._written:
+        if late:
             self.report.late_rewrites += 1
             self.logger.warning(
                 "%s: a record for %s came after the sweep had written that day; rewrote it",
@@ -241,9 +300,11 @@ class PartitionedLanding:
             self.report._note_schema(table, data.schema)
             self.report._note_preview(table, buffer[table])
             self.report.rows[table] += len(buffer[table])
-        if day not in self._written:
+        if not late:
             self._written.add(day)
             self.report.days_written.append(day)
+        if self.on_day_written is not None:
+            self.on_day_written(day, stored)
 
     def _note_outside(self, day: date, records: int) -> None:
         outside = (self.partitions_start is not None and day < self.partitions_start) or (
