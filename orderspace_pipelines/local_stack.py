@@ -33,8 +33,13 @@ def ensure_dagster_home(default: Path) -> Path:
     """Use $DAGSTER_HOME, or `default`; give it our dagster.yaml (pools, no welcome dialog) if it has none."""
     home = Path(os.environ.get("DAGSTER_HOME") or default).resolve()
     home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        shutil.copyfile(DEFAULT_DAGSTER_YAML, home / "dagster.yaml")
+    config = home / "dagster.yaml"
+    # Ours (it starts with our header line) follows the project's copy; a user's own is left alone.
+    ours = DEFAULT_DAGSTER_YAML.read_text()
+    if not config.exists() or (
+        config.read_text().splitlines()[:1] == ours.splitlines()[:1] and config.read_text() != ours
+    ):
+        shutil.copyfile(DEFAULT_DAGSTER_YAML, config)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 

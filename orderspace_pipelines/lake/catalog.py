@@ -1,8 +1,14 @@
 """The DuckDB catalog: `<data_dir>/orderspace.duckdb` holds one view per lake table over its Parquet files.
 
-- Views read `read_parquet('<abs>/parquet/<table>/**/*.parquet', union_by_name=true, ...)`, with
-  `hive_partitioning` for date-partitioned tables (the `date` column comes from the folder name). New
-  Parquet files show up through the glob without touching the DuckDB file.
+- Views read `read_parquet('<abs>/parquet/<table>/**/*.parquet', ...)`, with `hive_partitioning` for
+  date-partitioned tables (the `date` column comes from the folder name). New Parquet files show up
+  through the glob without touching the DuckDB file. When the files of a table do not all have the same
+  columns (schema drift: an extra field in some days) the view adds `union_by_name=true`; when they do
+  (the usual case) it does not, because DuckDB then has to open every file's footer at each bind (about
+  80 KB of memory per file for the orders table) where otherwise it reads one.
+- A table's layout (its union of columns, and whether every file has the same schema) is read from the
+  Parquet footers with pyarrow, one file at a time: cheap in memory however many files there are. The
+  views are recreated only when that layout changes.
 - A table with no files yet gets an empty view with its declared column types, so queries never fail
   on a missing table.
 - `inventory_level_snapshots` shows every snapshot; `inventory_levels` the latest one.
@@ -11,8 +17,10 @@
   processes, and retried with backoff while another process (a notebook) holds the DuckDB lock. If it
   stays locked, `refresh_catalog` logs a warning and returns: Parquet is the truth and the next refresh
   catches up. Runs therefore never keep the file open and a notebook never blocks a run.
-- Notebooks use `connect_read_only(data_dir)`. Checks and `summary` use `lake_connection(data_dir)`, an
-  in-memory DuckDB with the same views, which never touches the catalog file at all.
+- Notebooks use `connect_read_only(data_dir)`. Tests and `summary` use `lake_connection(data_dir)`, an
+  in-memory DuckDB with the same views, which never touches the catalog file at all. Checks use
+  `scan_connection()` and `scan_sql(...)`: just the columns they need, with a memory limit (DuckDB
+  spills to a temporary folder beyond it), so a check's memory does not grow with the table.
 """
 
 from __future__ import annotations
@@ -20,13 +28,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
 from orderspace_pipelines.lake.schemas import (
@@ -89,12 +99,65 @@ def _quote_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+# In-memory DuckDB for checks: bounded memory (beyond it, DuckDB spills to a temporary folder).
+SCAN_MEMORY_LIMIT = "256MB"
+SCAN_THREADS = 2
+
+
+def _data_files(data_dir: Path, table: str) -> list[Path]:
+    root = table_dir(data_dir, table)
+    return sorted(root.rglob("*.parquet")) if root.is_dir() else []
+
+
 def _has_files(data_dir: Path, table: str) -> bool:
     root = table_dir(data_dir, table)
     return root.is_dir() and next(root.rglob("*.parquet"), None) is not None
 
 
-def _source_sql(data_dir: Path, table: str) -> str:
+@dataclass(frozen=True)
+class TableLayout:
+    """What a table's Parquet files hold: the union of their columns, and whether they all agree."""
+
+    files: int
+    columns: tuple[tuple[str, str], ...]  # (name, DuckDB type) in order of first appearance
+    uniform: bool  # every file has exactly the same columns and types
+
+    def signature(self, partitioned: bool) -> list[str]:
+        columns = [f"{name} {dtype}" for name, dtype in self.columns]
+        if partitioned and self.files:
+            columns.append(f"{PARTITION_COLUMN} DATE")
+        mode = "no files" if not self.files else "uniform" if self.uniform else "union_by_name"
+        return [*columns, f"-- {mode}"]
+
+
+def _duckdb_type(dtype: pa.DataType) -> str:
+    return _DUCKDB_TYPES.get(dtype, str(dtype).upper())
+
+
+def table_layout(data_dir: Path, table: str) -> TableLayout:
+    """Read a table's layout from its Parquet footers (one file at a time; memory does not grow)."""
+    seen: dict[str, str] = {}
+    first: tuple[tuple[str, str], ...] | None = None
+    uniform = True
+    files = 0
+    for path in _data_files(Path(data_dir), table):
+        try:
+            schema = pq.read_schema(path)
+        except FileNotFoundError:  # replaced or removed meanwhile: the glob will not see it either
+            continue
+        files += 1
+        columns = tuple((f.name, _duckdb_type(f.type)) for f in schema)
+        if first is None:
+            first = columns
+        elif columns != first:
+            uniform = False
+        for name, dtype in columns:
+            if seen.setdefault(name, dtype) != dtype:
+                uniform = False
+    return TableLayout(files=files, columns=tuple(seen.items()), uniform=uniform)
+
+
+def _source_sql(data_dir: Path, table: str, *, union_by_name: bool = True) -> str:
     spec = table_spec(table)
     glob = (table_dir(Path(data_dir).resolve(), table) / "**" / "*.parquet").as_posix()
     hive = (
@@ -102,22 +165,64 @@ def _source_sql(data_dir: Path, table: str) -> str:
         if spec.partitioned
         else "hive_partitioning = false"
     )
-    return f"read_parquet({_quote_literal(glob)}, union_by_name = true, {hive})"
+    union = ", union_by_name = true" if union_by_name else ""
+    return f"read_parquet({_quote_literal(glob)}{union}, {hive})"
 
 
-def _empty_sql(table: str) -> str:
+def _empty_sql(table: str, columns: Sequence[str] | None = None) -> str:
     spec = table_spec(table)
-    columns = [f"CAST(NULL AS {_DUCKDB_TYPES[f.type]}) AS {_quote_ident(f.name)}" for f in spec.schema]
+    types = {f.name: _DUCKDB_TYPES[f.type] for f in spec.schema}
     if spec.partitioned:
-        columns.append(f"CAST(NULL AS DATE) AS {_quote_ident(PARTITION_COLUMN)}")
-    return f"SELECT {', '.join(columns)} WHERE false"
+        types[PARTITION_COLUMN] = "DATE"
+    names = list(types) if columns is None else list(columns)
+    selected = [f"CAST(NULL AS {types.get(name, 'VARCHAR')}) AS {_quote_ident(name)}" for name in names]
+    return f"SELECT {', '.join(selected)} WHERE false"
 
 
-def view_body(data_dir: Path, table: str) -> str:
+def view_body(data_dir: Path, table: str, layout: TableLayout | None = None) -> str:
     """The SELECT behind a table's view: its Parquet glob, or an empty typed row set without files."""
-    if _has_files(data_dir, table):
-        return f"SELECT * FROM {_source_sql(data_dir, table)}"
+    layout = layout or table_layout(data_dir, table)
+    if layout.files:
+        return f"SELECT * FROM {_source_sql(data_dir, table, union_by_name=not layout.uniform)}"
     return _empty_sql(table)
+
+
+def scan_sql(data_dir: Path, table: str, columns: Sequence[str], *, union_by_name: bool = False) -> str:
+    """A subquery with just `columns` (declared ones) of a lake table, read straight from its Parquet.
+
+    Without `union_by_name` DuckDB opens one footer at bind time rather than all of them; every file
+    written by this code has every declared column, and a file that lacks one (written by an older
+    version) makes DuckDB raise an error naming the schema mismatch: then retry with `union_by_name`.
+    """
+    selected = ", ".join(_quote_ident(column) for column in columns)
+    if not _has_files(data_dir, table):
+        return f"({_empty_sql(table, columns)})"
+    source = _source_sql(data_dir, table, union_by_name=union_by_name)
+    return f"(SELECT {selected} FROM {source})"
+
+
+def is_schema_mismatch(error: duckdb.Error) -> bool:
+    """Whether a DuckDB error comes from Parquet files whose columns differ (retry with union_by_name)."""
+    text = str(error).lower()
+    return (
+        "union_by_name" in text
+        or "schema mismatch" in text
+        or (isinstance(error, duckdb.BinderException) and "not found" in text)
+    )
+
+
+def scan_connection(
+    *, memory_limit: str = SCAN_MEMORY_LIMIT, threads: int = SCAN_THREADS
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB for queries over the Parquet files, with a memory limit and a spill folder."""
+    return duckdb.connect(
+        config={
+            "memory_limit": memory_limit,
+            "threads": threads,
+            "preserve_insertion_order": False,
+            "temp_directory": os.path.join(tempfile.gettempdir(), f"orderspace-duckdb-{os.getpid()}"),
+        }
+    )
 
 
 def _latest_inventory_body() -> str:
@@ -128,26 +233,18 @@ def _latest_inventory_body() -> str:
     )
 
 
-def table_signature(
-    data_dir: Path, table: str, connection: duckdb.DuckDBPyConnection | None = None
-) -> list[str]:
-    """`["name TYPE", ...]` of a table's view as it would be created now (from the Parquet files' footers)."""
-    own = connection is None
-    connection = connection or duckdb.connect()
-    try:
-        rows = connection.execute(f"DESCRIBE {view_body(data_dir, table)}").fetchall()
-        return [f"{row[0]} {row[1]}" for row in rows]
-    finally:
-        if own:
-            connection.close()
+def table_signature(data_dir: Path, table: str, layout: TableLayout | None = None) -> list[str]:
+    """`["name TYPE", ..., "-- mode"]` of a table's files as its view would show them (from the footers)."""
+    layout = layout or table_layout(data_dir, table)
+    return layout.signature(table_spec(table).partitioned)
 
 
 def lake_connection(data_dir: Path) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with a view per lake table over the Parquet: for checks, tests and summaries.
+    """An in-memory DuckDB with a view per lake table over the Parquet: for tests and summaries.
 
     It never opens the catalog file, so it neither waits for nor blocks anyone.
     """
-    connection = duckdb.connect()
+    connection = scan_connection()
     for table in TABLES:
         connection.execute(f"CREATE VIEW {_quote_ident(table)} AS {view_body(data_dir, table)}")
     connection.execute(f"CREATE VIEW {_quote_ident(INVENTORY_LEVELS_VIEW)} AS {_latest_inventory_body()}")
@@ -219,11 +316,8 @@ def refresh_catalog(
     try:
         with FileLock(str(data_dir / LOCK_FILE), timeout=60):
             state = _read_state(state_path) if db_path.exists() else {}
-            scratch = duckdb.connect()
-            try:
-                signatures = {table: table_signature(data_dir, table, scratch) for table in wanted}
-            finally:
-                scratch.close()
+            layouts = {table: table_layout(data_dir, table) for table in wanted}
+            signatures = {table: table_signature(data_dir, table, layouts[table]) for table in wanted}
             changed = [table for table in wanted if state.get(table) != signatures[table]]
             need_inventory_view = INVENTORY_SNAPSHOTS in changed or INVENTORY_LEVELS_VIEW not in state
             need_inventory_view = need_inventory_view and INVENTORY_SNAPSHOTS in wanted
@@ -244,7 +338,7 @@ def refresh_catalog(
             try:
                 connection.execute("BEGIN")
                 for table in changed:
-                    body = view_body(data_dir, table)
+                    body = view_body(data_dir, table, layouts[table])
                     connection.execute(f"CREATE OR REPLACE VIEW {_quote_ident(table)} AS {body}")
                 if need_inventory_view:
                     latest = _latest_inventory_body()
