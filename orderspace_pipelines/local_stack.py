@@ -144,17 +144,22 @@ def point_environment_at(sandbox: SandboxProcess, *, rate_limit: int, rate_windo
 # --- demo ------------------------------------------------------------------------------------------
 
 
-def _prepare_demo_data_dir(root: Path) -> None:
-    """The demo owns its data dir: it starts clean, but never wipes a folder holding someone's real data."""
-    marker = root / DEMO_MARKER
+def _refuse_foreign_data_dir(root: Path, command: str) -> None:
+    """The sandbox stack (demo, dev) only writes into an empty folder or one it marked: never a real lake."""
     has_content = root.exists() and any(
         p.name not in {"README.md", "samples", DEMO_MARKER} for p in root.iterdir()
     )
-    if has_content and not marker.exists():
+    if has_content and not (root / DEMO_MARKER).exists():
         raise SystemExit(
-            f"orderspace-pipelines demo: {root} holds data the demo did not write. "
-            "Point ORDERSPACE_DATA_DIR at an empty folder for the demo."
+            f"orderspace-pipelines {command}: {root} holds data the demo did not write (no {DEMO_MARKER} "
+            "file). The sandbox stack pulls from and pushes to a sandbox account; point ORDERSPACE_DATA_DIR "
+            "at an empty folder (or one `make demo` wrote)."
         )
+
+
+def _prepare_demo_data_dir(root: Path) -> None:
+    """The demo owns its data dir: it starts clean, but never wipes a folder holding someone's real data."""
+    _refuse_foreign_data_dir(root, "demo")
     for name in ("parquet", "warehouse", "orderspace.duckdb", "orderspace.duckdb.wal"):
         target = root / name
         if target.is_dir():
@@ -162,7 +167,9 @@ def _prepare_demo_data_dir(root: Path) -> None:
         elif target.exists():
             target.unlink()
     root.mkdir(parents=True, exist_ok=True)
-    marker.write_text("This folder was written by `orderspace-pipelines demo`; the demo may clear it.\n")
+    (root / DEMO_MARKER).write_text(
+        "This folder was written by `orderspace-pipelines demo`; the demo may clear it.\n"
+    )
 
 
 def demo_command(*, scale: str, rate_limit: int, rate_window: float) -> int:
@@ -248,15 +255,7 @@ def _prepare_dev_data_dir(root: Path) -> Path | None:
     this account.
     """
     marker = root / DEMO_MARKER
-    has_content = root.exists() and any(
-        p.name not in {"README.md", "samples", DEMO_MARKER} for p in root.iterdir()
-    )
-    if has_content and not marker.exists():
-        raise SystemExit(
-            f"orderspace-pipelines dev: {root} holds data the sandbox stack did not write (no {DEMO_MARKER} "
-            "file). The dev stack pulls from and pushes to a sandbox account; point ORDERSPACE_DATA_DIR at "
-            "an empty folder (or one `make demo` wrote)."
-        )
+    _refuse_foreign_data_dir(root, "dev")
     root.mkdir(parents=True, exist_ok=True)
     if not marker.exists():
         marker.write_text(

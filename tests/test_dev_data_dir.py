@@ -30,7 +30,7 @@ def test_a_folder_holding_someone_elses_data_is_refused_untouched(tmp_path: Path
     lake.mkdir(parents=True)
     ledger = WarehouseFolders.under(tmp_path).ensure().ledger_path
     ledger.write_bytes(b"real ledger")
-    with pytest.raises(SystemExit, match="holds data the sandbox stack did not write"):
+    with pytest.raises(SystemExit, match="holds data the demo did not write"):
         _prepare_dev_data_dir(tmp_path)
     assert ledger.read_bytes() == b"real ledger"
     assert not (tmp_path / DEMO_MARKER).exists()
