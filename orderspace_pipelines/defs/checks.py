@@ -7,9 +7,12 @@ partitioned pull logs one materialization per day it wrote rather than one per p
 downstream of skipped outputs. The pull assets can be subset, so the checks can also be run on their own
 from the UI (select only the checks: the step evaluates them without calling the API).
 
-Checks read the Parquet files through an in-memory DuckDB (`lake.lake_connection`), never the catalog
-file, so they neither wait for nor block a notebook or another run. They look at the whole table (all
-partitions), since a broken key or an orphan line anywhere is worth knowing about.
+Checks read the Parquet files through an in-memory DuckDB (`lake.catalog.scan_connection`, one per
+step), never the catalog file, so they neither wait for nor block a notebook or another run. They look
+at the whole table (all partitions), since a broken key or an orphan line anywhere is worth knowing
+about, but read only the columns they need, without `union_by_name` (one footer opened at bind time,
+not one per day: see `catalog.scan_sql`; on a schema mismatch a query is retried with it), and under a
+DuckDB memory limit (it spills to disk beyond it), so their memory does not grow with the lake.
 
 - `unique_key` on every table: no two rows share the key, and no key column is null.
   Keys: the contract's, with `line_number` for line tables whose lines have no id of their own;
@@ -19,14 +22,16 @@ partitions), since a broken key or an orphan line anywhere is worth knowing abou
   half a penny per line plus a penny (rounding).
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import duckdb
 
-from orderspace_pipelines.lake import lake_connection
+from orderspace_pipelines.lake.catalog import is_schema_mismatch, scan_connection, scan_sql
 from orderspace_pipelines.lake.schemas import (
     INVENTORY_LEVELS_VIEW,
     INVENTORY_SNAPSHOTS,
@@ -41,55 +46,114 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def unique_key_violations(data_dir: Path, table: str) -> tuple[int, int, list[str]]:
+@contextmanager
+def check_connection() -> Iterator[duckdb.DuckDBPyConnection]:
+    """One in-memory DuckDB (memory-limited) for the checks of one step."""
+    db = scan_connection()
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+def _fetch(
+    db: duckdb.DuckDBPyConnection, data_dir: Path, build: Callable[[Callable[..., str]], str]
+) -> list[tuple]:
+    """Run the query `build(scan)` (scan(table, *columns) -> subquery); retry with union_by_name if needed."""
+
+    def fast(table: str, *columns: str) -> str:
+        return scan_sql(data_dir, table, columns)
+
+    def union(table: str, *columns: str) -> str:
+        return scan_sql(data_dir, table, columns, union_by_name=True)
+
+    try:
+        return db.execute(build(fast)).fetchall()
+    except duckdb.Error as error:
+        if not is_schema_mismatch(error):
+            raise
+        return db.execute(build(union)).fetchall()
+
+
+def unique_key_violations(
+    db: duckdb.DuckDBPyConnection, data_dir: Path, table: str
+) -> tuple[int, int, list[str]]:
     """(duplicate rows, rows with a null key column, sample duplicate keys) for a lake table."""
     spec = table_spec(table)
     key = ", ".join(_quote(column) for column in spec.key)
     nulls = " OR ".join(f"{_quote(column)} IS NULL" for column in spec.key)
-    with lake_connection(data_dir) as db:
-        duplicates = db.execute(
-            f"SELECT {key}, count(*) AS n FROM {_quote(table)} "
+    duplicates = _fetch(
+        db,
+        data_dir,
+        lambda scan: (
+            f"SELECT {key}, count(*) AS n FROM {scan(table, *spec.key)} "
             "GROUP BY ALL HAVING count(*) > 1 ORDER BY n DESC"
-        ).fetchall()
-        null_rows = db.execute(f"SELECT count(*) FROM {_quote(table)} WHERE {nulls}").fetchone()[0]
+        ),
+    )
+    null_rows = _fetch(
+        db, data_dir, lambda scan: f"SELECT count(*) FROM {scan(table, *spec.key)} WHERE {nulls}"
+    )[0][0]
     extra_rows = sum(row[-1] - 1 for row in duplicates)
     sample = [" / ".join(str(value) for value in row[:-1]) for row in duplicates[:SAMPLE]]
     return extra_rows, int(null_rows), sample
 
 
-def orphan_rows(data_dir: Path, child: str) -> tuple[int, list[str]]:
+def orphan_rows(db: duckdb.DuckDBPyConnection, data_dir: Path, child: str) -> tuple[int, list[str]]:
     """(child rows whose parent id is not in the parent table, sample parent ids)."""
     spec = table_spec(child)
     assert spec.parent and spec.parent_key
-    query = (
-        f"SELECT c.{_quote(spec.parent_key)} FROM {_quote(child)} c "
-        f"ANTI JOIN {_quote(spec.parent)} p ON c.{_quote(spec.parent_key)} = p.id"
-    )
-    with lake_connection(data_dir) as db:
-        rows = db.execute(query).fetchall()
-    return len(rows), sorted({str(row[0]) for row in rows})[:SAMPLE]
+    parent, key = spec.parent, _quote(spec.parent_key)
 
-
-def total_mismatches(data_dir: Path, parent: str, lines: str, parent_key: str) -> tuple[int, int, list[str]]:
-    """(records whose net_total differs from their lines' sum of sub_total, records compared, samples)."""
-    query = f"""
-        WITH sums AS (
-            SELECT {_quote(parent_key)} AS parent_id, sum(sub_total) AS line_total, count(*) AS lines
-            FROM {_quote(lines)} GROUP BY ALL
+    def orphans(scan: Callable[..., str]) -> str:
+        return (
+            f"SELECT c.{key} FROM {scan(child, spec.parent_key)} c "
+            f"ANTI JOIN {scan(parent, 'id')} p ON c.{key} = p.id"
         )
-        SELECT p.id, p.net_total, coalesce(s.line_total, 0) AS line_total
-        FROM {_quote(parent)} p LEFT JOIN sums s ON s.parent_id = p.id
-        WHERE p.net_total IS NOT NULL
-          AND abs(p.net_total - coalesce(s.line_total, 0)) > 0.01 + 0.005 * coalesce(s.lines, 0)
-        ORDER BY p.id
-    """
-    with lake_connection(data_dir) as db:
-        compared = db.execute(
-            f"SELECT count(*) FROM {_quote(parent)} WHERE net_total IS NOT NULL"
-        ).fetchone()[0]
-        rows = db.execute(query).fetchall()
-    sample = [f"{row[0]}: net_total {row[1]} vs lines {row[2]:.2f}" for row in rows[:SAMPLE]]
-    return len(rows), int(compared), sample
+
+    count = _fetch(db, data_dir, lambda scan: f"SELECT count(*) FROM ({orphans(scan)})")[0][0]
+    if not count:
+        return 0, []
+    sample = _fetch(
+        db, data_dir, lambda scan: f"SELECT DISTINCT * FROM ({orphans(scan)}) ORDER BY 1 LIMIT {SAMPLE}"
+    )
+    return int(count), [str(row[0]) for row in sample]
+
+
+def total_mismatches(
+    db: duckdb.DuckDBPyConnection, data_dir: Path, parent: str, lines: str, parent_key: str
+) -> tuple[int, int, list[str]]:
+    """(records whose net_total differs from their lines' sum of sub_total, records compared, samples)."""
+
+    def compared(scan: Callable[..., str]) -> str:
+        return f"""
+            WITH sums AS (
+                SELECT {_quote(parent_key)} AS parent_id, sum(sub_total) AS line_total, count(*) AS lines
+                FROM {scan(lines, parent_key, "sub_total")} GROUP BY ALL
+            )
+            SELECT p.id, p.net_total, coalesce(s.line_total, 0) AS line_total,
+                   abs(p.net_total - coalesce(s.line_total, 0)) > 0.01 + 0.005 * coalesce(s.lines, 0)
+                       AS mismatched
+            FROM {scan(parent, "id", "net_total")} p LEFT JOIN sums s ON s.parent_id = p.id
+            WHERE p.net_total IS NOT NULL
+        """
+
+    mismatched, total = _fetch(
+        db,
+        data_dir,
+        lambda scan: f"SELECT count(*) FILTER (WHERE mismatched), count(*) FROM ({compared(scan)})",
+    )[0]
+    if not mismatched:
+        return 0, int(total), []
+    rows = _fetch(
+        db,
+        data_dir,
+        lambda scan: (
+            f"SELECT id, net_total, line_total FROM ({compared(scan)}) "
+            f"WHERE mismatched ORDER BY id LIMIT {SAMPLE}"
+        ),
+    )
+    sample = [f"{row[0]}: net_total {row[1]} vs lines {row[2]:.2f}" for row in rows]
+    return int(mismatched), int(total), sample
 
 
 @dataclass(frozen=True)
@@ -99,14 +163,15 @@ class LakeCheck:
     asset: str
     name: str
     description: str
-    evaluate: Callable[[Path], tuple[bool, dict[str, Any]]]
+    evaluate: Callable[[duckdb.DuckDBPyConnection, Path], tuple[bool, dict[str, Any]]]
 
     @property
     def spec(self) -> dg.AssetCheckSpec:
         return dg.AssetCheckSpec(self.name, asset=self.asset, description=self.description)
 
-    def result(self, data_dir: Path) -> dg.AssetCheckResult:
-        passed, metadata = self.evaluate(data_dir)
+    def result(self, db: duckdb.DuckDBPyConnection, data_dir: Path) -> dg.AssetCheckResult:
+        """Evaluate over the lake at `data_dir` with `db` (from `check_connection()`)."""
+        passed, metadata = self.evaluate(db, data_dir)
         return dg.AssetCheckResult(
             asset_key=self.asset,
             check_name=self.name,
@@ -123,8 +188,8 @@ def _asset_of(table: str) -> str:
 def _unique_check(table: str) -> LakeCheck:
     key = ", ".join(table_spec(table).key)
 
-    def evaluate(data_dir: Path) -> tuple[bool, dict[str, Any]]:
-        duplicates, nulls, sample = unique_key_violations(data_dir, table)
+    def evaluate(db: duckdb.DuckDBPyConnection, data_dir: Path) -> tuple[bool, dict[str, Any]]:
+        duplicates, nulls, sample = unique_key_violations(db, data_dir, table)
         metadata = {
             "key": key,
             "duplicate_rows": duplicates,
@@ -140,8 +205,8 @@ def _unique_check(table: str) -> LakeCheck:
 def _parent_check(child: str) -> LakeCheck:
     spec = table_spec(child)
 
-    def evaluate(data_dir: Path) -> tuple[bool, dict[str, Any]]:
-        orphans, sample = orphan_rows(data_dir, child)
+    def evaluate(db: duckdb.DuckDBPyConnection, data_dir: Path) -> tuple[bool, dict[str, Any]]:
+        orphans, sample = orphan_rows(db, data_dir, child)
         return orphans == 0, {"orphan_rows": orphans, "sample_missing_parents": ", ".join(sample) or "-"}
 
     description = f"every {child}.{spec.parent_key} is the id of a row in {spec.parent}."
@@ -149,8 +214,8 @@ def _parent_check(child: str) -> LakeCheck:
 
 
 def _totals_check(parent: str, lines: str, parent_key: str) -> LakeCheck:
-    def evaluate(data_dir: Path) -> tuple[bool, dict[str, Any]]:
-        mismatched, compared, sample = total_mismatches(data_dir, parent, lines, parent_key)
+    def evaluate(db: duckdb.DuckDBPyConnection, data_dir: Path) -> tuple[bool, dict[str, Any]]:
+        mismatched, compared, sample = total_mismatches(db, data_dir, parent, lines, parent_key)
         return mismatched == 0, {
             "mismatched": mismatched,
             "compared": compared,

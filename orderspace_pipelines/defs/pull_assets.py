@@ -15,9 +15,17 @@
 - Each materialization reports rows, column schema, a preview, the API requests it spent, the time it
   waited on the rate limit, retries and 429s, what the sweep did, and any values that did not fit their
   declared type. After writing, the asset refreshes its tables' views in the DuckDB catalog.
+- Requests and local work overlap: a background thread fetches the next page while the step lands the
+  current one (`PageFetcher`). It asks for a page only once the landing has said it wants one (a date
+  check before the page is landed), so no request is spent past the end of a range, and it holds at
+  most one page ahead, so memory stays at a couple of pages. The per-day materialization events of a
+  partitioned pull are logged as each day is written, in the time the rate limit leaves between
+  requests, rather than all at the end.
 """
 
 import json
+import queue
+import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -25,8 +33,8 @@ from typing import Any
 import dagster as dg
 import pyarrow as pa
 
-from orderspace_pipelines.client import BadRequestError, NotFoundError, OrderspaceClient
-from orderspace_pipelines.defs.checks import CHECKS_BY_RESOURCE
+from orderspace_pipelines.client import BadRequestError, NotFoundError, OrderspaceClient, Page
+from orderspace_pipelines.defs.checks import CHECKS_BY_RESOURCE, check_connection
 from orderspace_pipelines.defs.partitions import (
     DAILY_PARTITIONS,
     FULL_HISTORY_TAG,
@@ -128,6 +136,7 @@ def _metadata(
         **requests,
         "pages": dg.MetadataValue.int(report.pages),
         "records_seen": dg.MetadataValue.int(report.records),
+        "local_processing_seconds": dg.MetadataValue.float(round(report.processing_seconds, 3)),
         **extra,
     }
     if table == report_parent(report):
@@ -150,14 +159,83 @@ def report_parent(report: LandingReport) -> str:
 def _run_checks(context: dg.AssetExecutionContext, lake: LakeResource, resource: str) -> Iterator[Any]:
     """Evaluate this asset's selected checks over the lake (after the pull, or on their own)."""
     selected = context.selected_asset_check_keys
-    for check in CHECKS_BY_RESOURCE[resource]:
-        if dg.AssetCheckKey(dg.AssetKey(check.asset), check.name) in selected:
-            yield check.result(lake.root)
+    checks = [
+        check
+        for check in CHECKS_BY_RESOURCE[resource]
+        if dg.AssetCheckKey(dg.AssetKey(check.asset), check.name) in selected
+    ]
+    if not checks:
+        return
+    with check_connection() as db:
+        results = [check.result(db, lake.root) for check in checks]
+    yield from results
 
 
 def _selected_tables(context: dg.AssetExecutionContext, spec: ResourceSpec) -> list[str]:
     selected = {key.to_user_string() for key in context.selected_asset_keys}
     return [table for table in _table_names(spec) if _asset_key_of(table) in selected]
+
+
+class _DayEvents:
+    """Logs a partitioned pull's per-day materializations while the sweep goes on.
+
+    Each day written gets one event per selected table with that day's row count. The newest day in the
+    partitions is held back to the end, where its event also carries the run's figures (requests,
+    rate-limit wait, schema, preview); so do the days the sweep emptied. A day rewritten later in the
+    sweep (a late record) gets a second event with its new count: the latest event of a partition is
+    the one that counts.
+    """
+
+    def __init__(self, context: dg.AssetExecutionContext, tables: list[str], first: date, last: date) -> None:
+        self.context = context
+        self.tables = tables
+        self.first = first
+        self.last = last
+        self._held: tuple[date, dict[str, int]] | None = None
+
+    def _log(self, day: date, stored: dict[str, int]) -> None:
+        for table in self.tables:
+            self.context.log_event(
+                dg.AssetMaterialization(
+                    asset_key=table,
+                    partition=day.isoformat(),
+                    metadata={"dagster/row_count": dg.MetadataValue.int(stored.get(table, 0))},
+                )
+            )
+
+    def day_written(self, day: date, stored: dict[str, int]) -> None:
+        """Called by the landing after each day is written."""
+        if not self.first <= day <= self.last:
+            return  # outside the partitions (older than the start date, future-dated): landed, no partition
+        held = self._held
+        if held is None or day >= held[0]:
+            if held is not None and day > held[0]:
+                self._log(*held)
+            self._held = (day, stored)
+        else:
+            self._log(day, stored)
+
+    def finish(self, report: LandingReport, fallback_day: date, final: dict[str, dict[str, Any]]) -> None:
+        """Log the emptied days and the held-back newest day, whose events carry `final[table]`."""
+        removed = [day for day in report.days_removed if self.first <= day <= self.last]
+        candidates = removed + ([self._held[0]] if self._held else [])
+        newest = max(candidates) if candidates else fallback_day
+        for day in removed:
+            if day != newest:
+                self._log(day, {})
+        newest_rows: dict[str, int] = {}
+        if self._held is not None:
+            if self._held[0] == newest:
+                newest_rows = self._held[1]
+            else:
+                self._log(*self._held)
+        for table in self.tables:
+            metadata = dict(final[table])
+            metadata["rows_written_this_run"] = metadata.pop("dagster/row_count")
+            metadata["dagster/row_count"] = dg.MetadataValue.int(newest_rows.get(table, 0))
+            self.context.log_event(
+                dg.AssetMaterialization(asset_key=table, partition=newest.isoformat(), metadata=metadata)
+            )
 
 
 def pull_partitioned(
@@ -166,8 +244,7 @@ def pull_partitioned(
     """One newest-first sweep over the run's partition range, landed day by day.
 
     Logs one materialization per day written or emptied (with that day's row count), not one per partition
-    of the range: a full pull spans thousands of days, most of them empty. The newest day's event also
-    carries the run's figures (requests, rate-limit wait, schema, preview).
+    of the range: a full pull spans thousands of days, most of them empty (see `_DayEvents`).
     """
     spec = RESOURCES[resource]
     tables = _selected_tables(context, spec)
@@ -180,6 +257,7 @@ def pull_partitioned(
     full_history = context.run.tags.get(FULL_HISTORY_TAG, "").lower() == "true"
     lower = None if full_history or start <= first else start
     upper = None if full_history or end >= last else end
+    events = _DayEvents(context, tables, first, last)
     landing = PartitionedLanding(
         lake.root,
         spec,
@@ -189,6 +267,7 @@ def pull_partitioned(
         partitions_start=first,
         partitions_end=last,
         logger=context.log,
+        on_day_written=events.day_written,
     )
     anchor = landing.seek_id()
     since: date | None = None if lower is None else lower - timedelta(days=spec.order_slack_days)
@@ -225,21 +304,75 @@ def pull_partitioned(
         "late_rewrites": dg.MetadataValue.int(report.late_rewrites),
         "catalog_views_updated": dg.MetadataValue.bool(not catalog.locked),
     }
-    # Days outside the partitions (older than the start date, future-dated) are landed but have no partition.
-    days = [day for day in sorted(report.day_rows) if first <= day <= last] or [min(max(end, first), last)]
-    for table in tables:
-        for index, day in enumerate(days):
-            rows = report.day_rows.get(day, {}).get(table, 0)
-            if index == len(days) - 1:
-                metadata = _metadata(table, report, requests, lake, summary)
-                metadata["rows_written_this_run"] = metadata.pop("dagster/row_count")
-            else:
-                metadata = {}
-            metadata["dagster/row_count"] = dg.MetadataValue.int(rows)
-            context.log_event(
-                dg.AssetMaterialization(asset_key=table, partition=day.isoformat(), metadata=metadata)
-            )
+    final = {table: _metadata(table, report, requests, lake, summary) for table in tables}
+    events.finish(report, min(max(end, first), last), final)
     yield from _run_checks(context, lake, resource)
+
+
+class _End:
+    """The fetcher's marker: the listing has no more pages."""
+
+
+class _Failed:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class PageFetcher:
+    """Fetch the pages of `iter_pages` on a background thread, one page ahead, and only when asked.
+
+    `want()` asks for the next page; `get()` returns it (None at the end of the listing) or raises what
+    fetching it raised. The caller asks for page N+1 as soon as it knows it needs it, then lands page N
+    while the request is on its way: the network and the API's own time overlap with local work, and
+    no request is ever sent that the sweep would not have sent anyway.
+    """
+
+    def __init__(self, pages: Iterator[Page]) -> None:
+        self._pages = pages
+        self._wanted = threading.Semaphore(0)
+        self._results: queue.SimpleQueue[Page | _End | _Failed] = queue.SimpleQueue()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="orderspace-page-fetcher", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._wanted.acquire()
+            if self._stopping:
+                return
+            try:
+                page = next(self._pages)
+            except StopIteration:
+                self._results.put(_End())
+                return
+            except BaseException as error:  # handed to the caller, who raises it
+                self._results.put(_Failed(error))
+                return
+            self._results.put(page)
+
+    def want(self) -> None:
+        self._wanted.release()
+
+    def get(self) -> Page | None:
+        item = self._results.get()
+        if isinstance(item, _Failed):
+            raise item.error
+        return None if isinstance(item, _End) else item
+
+    def close(self) -> None:
+        """Stop (after any request in flight) and close the page iterator."""
+        self._stopping = True
+        self._wanted.release()
+        self._thread.join()
+        close = getattr(self._pages, "close", None)  # a generator: let it clean up (connection, cursor)
+        if close is not None:
+            close()
+
+    def __enter__(self) -> "PageFetcher":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
 def _sweep(
@@ -249,13 +382,15 @@ def _sweep(
     anchor: str | None,
     since: date | None,
 ) -> None:
-    pages = client.iter_pages(resource, starting_after=anchor, created_since=since)
-    try:
-        for page in pages:
-            if not landing.add_page(page.records):
+    with PageFetcher(client.iter_pages(resource, starting_after=anchor, created_since=since)) as pages:
+        pages.want()
+        while (page := pages.get()) is not None:
+            plan = landing.plan(page.records)
+            if plan.wants_more:
+                pages.want()  # fetched while this page is landed
+            landing.land(plan)
+            if not plan.wants_more:
                 break
-    finally:
-        pages.close()
 
 
 def pull_whole(
@@ -273,8 +408,11 @@ def pull_whole(
         with WholeLanding(
             lake.root, spec, loaded_at=now, snapshot_at=snapshot_at, logger=context.log
         ) as landing:
-            for page in client.iter_pages(resource):
-                landing.add_page(page.records)
+            with PageFetcher(client.iter_pages(resource)) as pages:
+                pages.want()
+                while (page := pages.get()) is not None:
+                    pages.want()
+                    landing.add_page(page.records)
             report = landing.finish()
         requests = _request_metadata(client)
     catalog = refresh_catalog(lake.root, _table_names(spec), logger=context.log)

@@ -47,6 +47,7 @@ class SyncResult:
     requests: int = 0
     rate_limit_wait_seconds: float = 0.0
     rate_limited: int = 0
+    processing_seconds: float = 0.0  # time spent landing pages locally (flatten, Arrow, Parquet)
     partition_range: tuple[date, date] | None = None
     selected: list[str] = field(default_factory=list)
     failed_checks: list[str] = field(default_factory=list)
@@ -110,19 +111,27 @@ def _default_resources() -> dict[str, Any]:
 
 def _collect(result: dg.ExecuteInProcessResult, sync: SyncResult) -> None:
     sync.run_ids.append(result.run_id)
+    # Rows: the latest count of each (asset, partition) of this run (a day rewritten later in a sweep is
+    # logged again with its new count), summed per asset.
+    latest: dict[tuple[str, str | None], int] = {}
     for event in result.get_asset_materialization_events():
         materialization = event.step_materialization_data.materialization
         key = materialization.asset_key.to_user_string()
         metadata = materialization.metadata
         row_count = metadata.get("dagster/row_count")
         if row_count is not None:
-            sync.rows[key] = sync.rows.get(key, 0) + int(row_count.value)
+            latest[(key, materialization.partition)] = int(row_count.value)
         if key in _PARENT_KEYS:  # request counters are per step: count them once, on the parent table
             sync.requests += int(getattr(metadata.get("api_requests"), "value", 0) or 0)
             sync.rate_limited += int(getattr(metadata.get("rate_limited_429s"), "value", 0) or 0)
             sync.rate_limit_wait_seconds += float(
                 getattr(metadata.get("rate_limit_wait_seconds"), "value", 0) or 0
             )
+            sync.processing_seconds += float(
+                getattr(metadata.get("local_processing_seconds"), "value", 0) or 0
+            )
+    for (key, _), rows in latest.items():
+        sync.rows[key] = sync.rows.get(key, 0) + rows
     for event in result.get_asset_check_evaluations():
         if not event.passed:
             sync.failed_checks.append(event.asset_check_key.to_user_string())

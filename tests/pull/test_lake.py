@@ -192,6 +192,37 @@ def test_late_record_for_a_written_day_is_added_not_lost(tmp_path: Path) -> None
     assert ids == ["iv_1", "iv_3"]
 
 
+def test_late_record_already_stored_is_not_duplicated_and_ids_are_not_kept(tmp_path: Path) -> None:
+    def invoice(number: int, day: str) -> dict:
+        return {"id": f"iv_{number}", "invoice_date": day, "invoice_lines": [{"sku": "A", "sub_total": 1.0}]}
+
+    landing = PartitionedLanding(tmp_path, RESOURCES["invoices"], start=None, end=None, loaded_at=LOADED)
+    landing.add_page([invoice(1, "2026-11-20"), invoice(2, "2026-11-01")])
+    assert landing._open_ids.keys() == {date(2026, 11, 1)}  # the written day's ids are dropped
+    # The same invoice listed again after its day was written (the account changed while paging).
+    landing.add_page([invoice(1, "2026-11-20"), invoice(3, "2026-10-01")])
+    report = landing.finish()
+    assert landing._open_ids == {}
+    assert report.duplicates == 1 and report.late_rewrites == 0
+    assert storage.read_partition(tmp_path, "invoices", date(2026, 11, 20)).column("id").to_pylist() == [
+        "iv_1"
+    ]
+    assert storage.read_partition(tmp_path, "invoice_lines", date(2026, 11, 20)).num_rows == 1
+    assert report.rows == {"invoices": 3, "invoice_lines": 3, "invoice_payments": 0}
+
+
+def test_plan_decides_on_the_next_page_before_landing(tmp_path: Path) -> None:
+    landing = PartitionedLanding(
+        tmp_path, RESOURCES["orders"], start=date(2026, 11, 2), end=None, loaded_at=LOADED
+    )
+    newer = landing.plan([order(2, "2026-11-03T08:00:00Z")])
+    assert newer.wants_more and storage.stored_days(tmp_path, "orders") == []  # planning writes nothing
+    older = landing.plan([order(1, "2026-11-01T08:00:00Z")])
+    assert not older.wants_more and older.skipped_older == 1
+    assert landing.land(newer) is True and landing.land(older) is False
+    assert landing.finish().days_written == [date(2026, 11, 3)]
+
+
 def test_crash_before_replace_leaves_the_old_partition(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -262,13 +293,18 @@ def test_catalog_views_typed_empty_views_and_inventory_history(tmp_path: Path) -
         assert types["minimum_spend"] == "DOUBLE" and types["created_at"] == "TIMESTAMP WITH TIME ZONE"
         assert db.execute("SELECT on_hand FROM inventory_levels").fetchall() == [(7,)]
         assert db.execute("SELECT count(*) FROM inventory_level_snapshots").fetchone() == (2,)
-    # A new column (schema drift) recreates just that view.
+    # Files that all agree are read without union_by_name (DuckDB opens one footer, not one per day).
+    assert catalog.table_layout(tmp_path, "orders").uniform
+    assert "union_by_name" not in catalog.view_body(tmp_path, "orders")
+    # A new column (schema drift) recreates just that view, now with union_by_name.
     land(
         tmp_path,
         [[order(2, "2026-11-03T08:00:00Z", loyalty_tier="gold")]],
         date(2026, 11, 3),
         date(2026, 11, 3),
     )
+    assert not catalog.table_layout(tmp_path, "orders").uniform
+    assert "union_by_name = true" in catalog.view_body(tmp_path, "orders")
     assert catalog.refresh_catalog(tmp_path).updated == ["orders"]
     with catalog.connect_read_only(tmp_path) as db:
         assert db.execute("SELECT count(*), count(loyalty_tier) FROM orders").fetchone() == (2, 1)
@@ -305,3 +341,18 @@ def test_catalog_locked_by_a_reader_warns_and_carries_on(
         (tmp_path / "reader-stop").touch()
         os.waitpid(reader, 0)
     assert catalog.refresh_catalog(tmp_path).updated == ["orders"]  # catches up once the reader is gone
+
+
+def test_checks_read_files_missing_a_declared_column_written_by_an_older_version(tmp_path: Path) -> None:
+    from orderspace_pipelines.defs.checks import check_connection, total_mismatches, unique_key_violations
+
+    land(tmp_path, [[order(2, "2026-11-02T08:00:00Z"), order(1, "2026-11-01T08:00:00Z")]], None, None)
+    # An older writer's file for the 3rd: no net_total column at all, and a duplicate of order 1.
+    old_file = storage.partition_file(tmp_path, "orders", date(2026, 11, 3))
+    old_file.parent.mkdir(parents=True)
+    stored = storage.read_partition(tmp_path, "orders", date(2026, 11, 1))
+    pq.write_table(stored.drop_columns(["net_total"]), old_file)
+    with check_connection() as db:
+        assert unique_key_violations(db, tmp_path, "orders") == (1, 0, ["or_00001"])
+        mismatched, compared, _ = total_mismatches(db, tmp_path, "orders", "order_lines", "order_id")
+    assert (mismatched, compared) == (0, 2)  # the file without net_total has nothing to compare

@@ -326,3 +326,32 @@ def test_concurrent_runs_share_the_budget_without_429s(sandbox_factory, tmp_path
         sum(output["requests"] for output in outputs) == stats["requests"] > 40
     )  # more than one window's worth
     assert Counter(output["rate_limited"] for output in outputs) == Counter({0: 2})
+
+
+def test_page_fetcher_fetches_only_pages_asked_for_and_raises_their_errors() -> None:
+    from orderspace_pipelines.client import Page
+    from orderspace_pipelines.defs.pull_assets import PageFetcher
+
+    fetched: list[int] = []
+
+    def pages():
+        for number in range(3):
+            fetched.append(number)
+            if number == 2:
+                raise RuntimeError("page 2 broke")
+            yield Page(records=[{"id": number}], has_more=True, cursor=str(number))
+
+    with PageFetcher(pages()) as fetcher:
+        fetcher.want()
+        assert fetcher.get().records == [{"id": 0}]
+        assert fetched == [0]  # nothing is fetched ahead until the caller asks for it
+        fetcher.want()
+        assert fetcher.get().records == [{"id": 1}]
+        fetcher.want()
+        with pytest.raises(RuntimeError, match="page 2 broke"):
+            fetcher.get()
+    assert fetched == [0, 1, 2]
+
+    with PageFetcher(iter(())) as fetcher:
+        fetcher.want()
+        assert fetcher.get() is None  # the end of the listing
