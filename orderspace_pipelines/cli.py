@@ -78,7 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     # httpx logs every request URL at INFO; ours are secret-free but noisy.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # and Dagster's storage migrations (alembic) narrate every new instance database.
+    for noisy in ("httpx", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         if args.command == "sync":
             from orderspace_pipelines.local_stack import sync_command

@@ -19,6 +19,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from orderspace_pipelines.defs.console import CONSOLE_INFO
 from orderspace_pipelines.defs.resources import ORDERSPACE_API_POOL, LakeResource, OrderspaceResource
 from orderspace_pipelines.warehouse import PushOptions, PushResult, WarehouseFolders, push_file, sha256_of
 from orderspace_pipelines.warehouse.files import work_name
@@ -145,7 +146,10 @@ def run_push(
 
     def execute(on: dg.DagsterInstance) -> PushResult:
         result = warehouse_push_job.execute_in_process(
-            run_config=push_run_config(target, digest), instance=on, resources=resources, tags=tags
+            run_config=push_run_config(target, digest) | CONSOLE_INFO,
+            instance=on,
+            resources=resources,
+            tags=tags,
         )
         return result.output_for_node(PUSH_OP_NAME)
 

@@ -23,6 +23,7 @@ from typing import Any
 import dagster as dg
 
 from orderspace_pipelines.defs.checks import PULL_CHECKS
+from orderspace_pipelines.defs.console import CONSOLE_INFO
 from orderspace_pipelines.defs.partitions import (
     FULL_HISTORY_TAG,
     clamp_to_partitions,
@@ -177,6 +178,7 @@ def run_sync(
                 resources=resource_defs,
                 tags=tags,
                 raise_on_error=False,
+                run_config=CONSOLE_INFO,
             )
             _collect(result, sync)
         if whole:
@@ -187,6 +189,7 @@ def run_sync(
                 resources=resource_defs,
                 tags={"orderspace/trigger": "sync"},
                 raise_on_error=False,
+                run_config=CONSOLE_INFO,
             )
             _collect(result, sync)
     finally:
