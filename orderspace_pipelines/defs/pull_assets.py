@@ -296,7 +296,7 @@ def pull_partitioned(
         requests = _request_metadata(client)
     catalog = refresh_catalog(lake.root, _table_names(spec), logger=context.log)
     summary = {
-        "range": dg.MetadataValue.text(f"{start}..{end}"),
+        "range": dg.MetadataValue.text(f"{lower or 'the oldest record'}..{upper or 'the newest record'}"),
         "days_written": dg.MetadataValue.int(len(report.days_written)),
         "days_removed": dg.MetadataValue.int(len(report.days_removed)),
         "seek_starting_after": dg.MetadataValue.text(report.seek_from or "(from the newest record)"),
