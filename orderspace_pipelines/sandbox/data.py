@@ -54,6 +54,42 @@ def money(value: float) -> float:
     return round(value + 1e-9, 2)
 
 
+def order_line_record(
+    *,
+    line_id: str,
+    sku: str,
+    name: str,
+    options: str,
+    grouping: dict[str, Any] | None,
+    shipping: bool,
+    quantity: int,
+    unit_price: float,
+    tax: dict[str, Any],
+) -> dict[str, Any]:
+    """One order line in the API's shape, nothing yet invoiced, paid or dispatched."""
+    sub_total = money(quantity * unit_price)
+    return {
+        "id": line_id,
+        "sku": sku,
+        "name": name,
+        "options": options,
+        "grouping_category": grouping,
+        "shipping": shipping,
+        "quantity": quantity,
+        "unit_price": unit_price,
+        "sub_total": sub_total,
+        "tax_rate_id": tax["id"],
+        "tax_name": tax["name"],
+        "tax_rate": tax["rate"],
+        "tax_amount": money(sub_total * tax["rate"] / 100),
+        "preorder_window_id": "",
+        "on_hold": False,
+        "invoiced": 0,
+        "paid": 0,
+        "dispatched": 0,
+    }
+
+
 class IdMaker:
     """Two-letter prefix + `_` + 8 random [a-z0-9]; unique across the whole account."""
 
@@ -421,28 +457,18 @@ class _Generator:
             )
         tax = self.tax_by_id.get(customer["tax_rate_id"]) or self.variant_tax[variant["sku"]]
         quantity = variant["minimum"] * rng.randint(1, 6)
-        sub_total = money(quantity * unit_price)
         grouping = self.category_by_id[product["grouping_category_id"]]
-        return {
-            "id": self.ids.new("ol"),
-            "sku": variant["sku"],
-            "name": product["name"],
-            "options": f"Colour: {variant['options']['Colour']}, Size: {variant['options']['Size']}",
-            "grouping_category": {"id": grouping["id"], "name": grouping["name"]},
-            "shipping": False,
-            "quantity": quantity,
-            "unit_price": unit_price,
-            "sub_total": sub_total,
-            "tax_rate_id": tax["id"],
-            "tax_name": tax["name"],
-            "tax_rate": tax["rate"],
-            "tax_amount": money(sub_total * tax["rate"] / 100),
-            "preorder_window_id": "",
-            "on_hold": False,
-            "invoiced": 0,
-            "paid": 0,
-            "dispatched": 0,
-        }
+        return order_line_record(
+            line_id=self.ids.new("ol"),
+            sku=variant["sku"],
+            name=product["name"],
+            options=f"Colour: {variant['options']['Colour']}, Size: {variant['options']['Size']}",
+            grouping={"id": grouping["id"], "name": grouping["name"]},
+            shipping=False,
+            quantity=quantity,
+            unit_price=unit_price,
+            tax=tax,
+        )
 
     def orders(self) -> None:
         rng, new = self.rng, self.ids.new

@@ -32,6 +32,7 @@ from orderspace_pipelines.sandbox.data import (
     generate_account,
     iso_time,
     money,
+    order_line_record,
 )
 
 # Resources in the store, with the singular key of their get/create/update responses.
@@ -462,28 +463,18 @@ class Store:
                     )
                     continue
                 unit_price = override
-            sub_total = money(quantity * unit_price)
             lines.append(
-                {
-                    "id": self._ids.new("ol"),
-                    "sku": sku,
-                    "name": name,
-                    "options": options,
-                    "grouping_category": grouping,
-                    "shipping": shipping,
-                    "quantity": quantity,
-                    "unit_price": unit_price,
-                    "sub_total": sub_total,
-                    "tax_rate_id": tax["id"],
-                    "tax_name": tax["name"],
-                    "tax_rate": tax["rate"],
-                    "tax_amount": money(sub_total * tax["rate"] / 100),
-                    "preorder_window_id": "",
-                    "on_hold": False,
-                    "invoiced": 0,
-                    "paid": 0,
-                    "dispatched": 0,
-                }
+                order_line_record(
+                    line_id=self._ids.new("ol"),
+                    sku=sku,
+                    name=name,
+                    options=options,
+                    grouping=grouping,
+                    shipping=shipping,
+                    quantity=quantity,
+                    unit_price=unit_price,
+                    tax=tax,
+                )
             )
         if unknown:
             raise ApiError(422, ",".join(unknown))
