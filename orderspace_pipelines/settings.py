@@ -51,6 +51,21 @@ def _positive_number(env: Mapping[str, str], name: str, default: float) -> float
     return value
 
 
+def env_non_negative(name: str, default: float, *, whole: bool = False, unit: str = "") -> float:
+    """A zero-or-more number from the environment (`default` when unset); a bad value names the variable."""
+    raw = _read(os.environ, name)
+    if raw is None:
+        return default
+    kind = ("a whole number" if whole else "a number") + (f" of {unit}" if unit else "")
+    try:
+        value = int(raw) if whole else float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be {kind}, got {raw!r}") from None
+    if value < 0:
+        raise SettingsError(f"{name} must be zero or more, got {raw!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class OrderspaceSettings:
     """Connection settings for one Orderspace account. `repr` never shows the secret."""

@@ -52,3 +52,19 @@ def test_settings_from_env_names_each_problem() -> None:
     assert settings.api_url == "https://api.orderspace.com/v1"
     assert settings.token_url == "https://identity.orderspace.com/oauth/token"
     assert settings.requests_per_minute == 60
+
+
+def test_extension_variables_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from orderspace_pipelines.defs.partitions import lookback_days
+    from orderspace_pipelines.defs.sensors import stable_seconds_from_env
+
+    monkeypatch.setenv("ORDERSPACE_LOOKBACK_DAYS", "two")
+    with pytest.raises(SettingsError, match="ORDERSPACE_LOOKBACK_DAYS must be a whole number of days"):
+        lookback_days()
+    monkeypatch.setenv("ORDERSPACE_LOOKBACK_DAYS", "3")
+    assert lookback_days() == 3
+    monkeypatch.setenv("ORDERSPACE_WAREHOUSE_STABLE_SECONDS", "-1")
+    with pytest.raises(SettingsError, match="ORDERSPACE_WAREHOUSE_STABLE_SECONDS must be zero or more"):
+        stable_seconds_from_env()
+    monkeypatch.delenv("ORDERSPACE_WAREHOUSE_STABLE_SECONDS")
+    assert stable_seconds_from_env() == 5.0

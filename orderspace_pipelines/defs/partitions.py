@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
-from orderspace_pipelines.settings import SettingsError
+from orderspace_pipelines.settings import SettingsError, env_non_negative
 
 START_DATE_ENV = "ORDERSPACE_START_DATE"
 LOOKBACK_ENV = "ORDERSPACE_LOOKBACK_DAYS"
@@ -42,16 +42,7 @@ def start_date() -> date:
 
 def lookback_days() -> int:
     """How many days before today the daily pull re-reads (orders change after creation): env, default 7."""
-    raw = os.environ.get(LOOKBACK_ENV, "").strip()
-    if not raw:
-        return DEFAULT_LOOKBACK_DAYS
-    try:
-        days = int(raw)
-    except ValueError:
-        raise SettingsError(f"{LOOKBACK_ENV} must be a whole number of days, got {raw!r}") from None
-    if days < 0:
-        raise SettingsError(f"{LOOKBACK_ENV} must not be negative, got {raw!r}")
-    return days
+    return int(env_non_negative(LOOKBACK_ENV, DEFAULT_LOOKBACK_DAYS, whole=True, unit="days"))
 
 
 DAILY_PARTITIONS = dg.DailyPartitionsDefinition(

@@ -16,7 +16,6 @@ files still in the inbox.
 """
 
 import json
-import os
 import time
 from typing import Any
 
@@ -24,6 +23,7 @@ import dagster as dg
 
 from orderspace_pipelines.defs.push_jobs import PUSH_PRIORITY_TAGS, push_run_config, warehouse_push_job
 from orderspace_pipelines.defs.resources import LakeResource
+from orderspace_pipelines.settings import env_non_negative
 from orderspace_pipelines.warehouse import WarehouseFolders, is_candidate, sha256_of
 
 STABLE_SECONDS_ENV = "ORDERSPACE_WAREHOUSE_STABLE_SECONDS"
@@ -34,16 +34,7 @@ MINIMUM_INTERVAL_SECONDS = 1
 
 
 def stable_seconds_from_env() -> float:
-    raw = os.environ.get(STABLE_SECONDS_ENV, "").strip()
-    if not raw:
-        return DEFAULT_STABLE_SECONDS
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{STABLE_SECONDS_ENV} must be a number of seconds, got {raw!r}") from None
-    if value < 0:
-        raise ValueError(f"{STABLE_SECONDS_ENV} must be zero or more, got {raw!r}")
-    return value
+    return env_non_negative(STABLE_SECONDS_ENV, DEFAULT_STABLE_SECONDS, unit="seconds")
 
 
 def _load_cursor(cursor: str | None) -> dict[str, list[Any]]:
