@@ -27,6 +27,28 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_DAGSTER_YAML = PACKAGE_DIR / "dagster_home" / "dagster.yaml"
 DEMO_MARKER = ".orderspace-demo"
 SAMPLES_DIR = PACKAGE_DIR.parent / "data" / "samples"
+# The resources whose lake tables the demo counts against the sandbox account.
+SANDBOX_RESOURCES = (
+    "customers",
+    "orders",
+    "invoices",
+    "dispatches",
+    "products",
+    "inventory_levels",
+    "categories",
+    "customer_groups",
+    "price_lists",
+    "payment_terms",
+    "tax_rates",
+    "preorder_windows",
+)
+# Child tables: one row per element of a parent's array field.
+CHILD_TABLES = {
+    "orders": (("order_lines", "order_lines"),),
+    "invoices": (("invoice_lines", "invoice_lines"), ("invoice_payments", "payments")),
+    "dispatches": (("dispatch_lines", "dispatch_lines"),),
+    "products": (("product_variants", "product_variants"),),
+}
 
 
 def ensure_dagster_home(default: Path) -> Path:
@@ -88,6 +110,17 @@ class SandboxProcess:
 
     def stats(self) -> dict:
         return httpx.get(f"{self.base_url}/_sandbox/stats", timeout=10).json()
+
+    def record_counts(self, resources: tuple[str, ...]) -> dict[str, int]:
+        """How many records the sandbox account holds per resource (its control API, not the budget)."""
+        counts = {}
+        for resource in resources:
+            body = httpx.get(f"{self.base_url}/_sandbox/records/{resource}", timeout=60).json()
+            records = body.get(resource, [])
+            counts[resource] = len(records)
+            for table, field in CHILD_TABLES.get(resource, ()):
+                counts[table] = sum(len(record.get(field) or []) for record in records)
+        return counts
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -203,6 +236,7 @@ def demo_command(*, scale: str, rate_limit: int, rate_window: float) -> int:
         print("Pulling every resource through Dagster (the full history, one sweep per resource)...")
         sync_result = run_sync(since=None, select=None, instance=_instance(), resources=build_resources())
         pull_requests = sandbox.stats().get("requests", 0)
+        in_sandbox = sandbox.record_counts(SANDBOX_RESOURCES)  # before the push adds dispatches
         if not sync_result.success:
             print("The pull failed; see the run's logs in the Dagster UI (make dev).", file=sys.stderr)
             return 1
@@ -220,9 +254,17 @@ def demo_command(*, scale: str, rate_limit: int, rate_window: float) -> int:
     print("=" * 72)
     print("Orderspace demo: summary")
     print("=" * 72)
-    print(f"{'table':<28}{'rows':>12}")
+    print(f"{'table':<28}{'rows':>12}{'in the sandbox':>18}")
+    mismatched = []
     for table, rows in summary(root):
-        print(f"{table:<28}{rows:>12,}")
+        expected = in_sandbox.get(table)
+        if expected is None:
+            print(f"{table:<28}{rows:>12,}")
+            continue
+        verdict = "matches" if rows == expected else "MISMATCH"
+        print(f"{table:<28}{rows:>12,}{expected:>10,}  {verdict}")
+        if rows != expected:
+            mismatched.append(table)
     print("-" * 72)
     for result in push_results:
         print(result.describe() if hasattr(result, "describe") else result)
@@ -236,6 +278,9 @@ def demo_command(*, scale: str, rate_limit: int, rate_window: float) -> int:
     print(f"Warehouse folders:         {root / 'warehouse'}")
     print(f"Dagster run history:       {os.environ['DAGSTER_HOME']}  (see it with `make dev`)")
     print(f"Done in {time.monotonic() - started:.0f} s.")
+    if mismatched:
+        print(f"Tables whose counts differ from the sandbox: {', '.join(mismatched)}", file=sys.stderr)
+        return 1
     return 0 if all(getattr(r, "success", True) for r in push_results) else 1
 
 
