@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -324,6 +325,15 @@ def _prepare_dev_data_dir(root: Path) -> Path | None:
     return kept
 
 
+def _first_pull() -> None:
+    """The whole history, recorded in the dev instance, so the UI and the push have data from the start."""
+    from orderspace_pipelines.definitions import build_resources
+    from orderspace_pipelines.defs.sync import run_sync
+
+    result = run_sync(since=None, select=None, instance=_instance(), resources=build_resources())
+    print(result.describe(), flush=True)
+
+
 def dev_command(*, port: int, scale: str) -> int:
     """The Dagster UI with its daemon (schedules and sensors live) against a fresh sandbox account.
 
@@ -356,6 +366,13 @@ def dev_command(*, port: int, scale: str) -> int:
         ui = subprocess.Popen(
             [dagster, "dev", *module, "-h", "127.0.0.1", "-p", str(port)], start_new_session=True
         )
+        if not (root / "parquet" / "orders").exists():
+            print(
+                "The lake is empty: a first full pull runs now (about a minute at 60 requests a minute); "
+                "watch it under Runs.",
+                flush=True,
+            )
+            threading.Thread(target=_first_pull, name="first-pull", daemon=True).start()
         try:
             return ui.wait()
         except KeyboardInterrupt:
