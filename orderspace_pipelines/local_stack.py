@@ -28,28 +28,6 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_DAGSTER_YAML = PACKAGE_DIR / "dagster_home" / "dagster.yaml"
 DEMO_MARKER = ".orderspace-demo"
 SAMPLES_DIR = PACKAGE_DIR.parent / "data" / "samples"
-# The resources whose lake tables the demo counts against the sandbox account.
-SANDBOX_RESOURCES = (
-    "customers",
-    "orders",
-    "invoices",
-    "dispatches",
-    "products",
-    "inventory_levels",
-    "categories",
-    "customer_groups",
-    "price_lists",
-    "payment_terms",
-    "tax_rates",
-    "preorder_windows",
-)
-# Child tables: one row per element of a parent's array field.
-CHILD_TABLES = {
-    "orders": (("order_lines", "order_lines"),),
-    "invoices": (("invoice_lines", "invoice_lines"), ("invoice_payments", "payments")),
-    "dispatches": (("dispatch_lines", "dispatch_lines"),),
-    "products": (("product_variants", "product_variants"),),
-}
 
 
 def ensure_dagster_home(default: Path) -> Path:
@@ -112,15 +90,18 @@ class SandboxProcess:
     def stats(self) -> dict:
         return httpx.get(f"{self.base_url}/_sandbox/stats", timeout=10).json()
 
-    def record_counts(self, resources: tuple[str, ...]) -> dict[str, int]:
-        """How many records the sandbox account holds per resource (its control API, not the budget)."""
+    def record_counts(self) -> dict[str, int]:
+        """Rows each lake table should hold for the sandbox account: its records per resource and the line
+        records inside them (read through its control API, which the request budget does not count)."""
+        from orderspace_pipelines.lake.schemas import RESOURCES
+
         counts = {}
-        for resource in resources:
+        for resource, spec in RESOURCES.items():
             body = httpx.get(f"{self.base_url}/_sandbox/records/{resource}", timeout=60).json()
             records = body.get(resource, [])
             counts[resource] = len(records)
-            for table, field in CHILD_TABLES.get(resource, ()):
-                counts[table] = sum(len(record.get(field) or []) for record in records)
+            for child in spec.children:
+                counts[child.table] = sum(len(record.get(child.field) or []) for record in records)
         return counts
 
     def stop(self) -> None:
@@ -237,7 +218,7 @@ def demo_command(*, scale: str, rate_limit: int, rate_window: float) -> int:
         print("Pulling every resource through Dagster (the full history, one sweep per resource)...")
         sync_result = run_sync(since=None, select=None, instance=_instance(), resources=build_resources())
         pull_requests = sandbox.stats().get("requests", 0)
-        in_sandbox = sandbox.record_counts(SANDBOX_RESOURCES)  # before the push adds dispatches
+        in_sandbox = sandbox.record_counts()  # before the push adds dispatches
         if not sync_result.success:
             print("The pull failed; see the run's logs in the Dagster UI (make dev).", file=sys.stderr)
             return 1
