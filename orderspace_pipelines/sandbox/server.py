@@ -185,7 +185,10 @@ class _Handler(BaseHTTPRequestHandler):
         except (ValueError, OSError):
             self.close_connection = True
             self._send(
-                _message(400, "Could not read the request body (bad Content-Length or chunking)"), request_id
+                self.server.sandbox._bad_request(
+                    "Could not read the request body (bad Content-Length or chunking)"
+                ),
+                request_id,
             )
             return
         url = urlsplit(self.path)
@@ -350,7 +353,15 @@ class SandboxServer:
         try:
             return self._count(self._route(method, path, match, query, raw_body))
         except ApiError as error:
+            if error.status == 400:
+                return self._count(self._bad_request(error.message))
             return self._count(_message(error.status, error.message))
+
+    def _bad_request(self, reason: str) -> _Response:
+        """A 400 as the real API sends it: `text/html`, empty body. The reason goes to stderr when verbose."""
+        if self.config.verbose:
+            print(f"sandbox: 400 Bad Request: {reason}", file=sys.stderr)
+        return _Response(400, b"", "text/html; charset=utf-8")
 
     def _count(self, response: _Response) -> _Response:
         self._stats.count_status(response.status)
@@ -433,17 +444,13 @@ class SandboxServer:
         return _json(200, {SINGULAR[resource]: record})
 
     def _render_get(self, resource: str, item: str | None, params: dict[str, list[str]]) -> _Response:
-        def param(name: str) -> str | None:
-            values = params.get(name)
-            return values[-1] if values else None
-
         drift = self.drift.get(resource)
         with self.store.lock:  # serialise while holding the lock: records are live objects
             if item:
                 record = self.store.find(resource, item)
                 return _json(200, {SINGULAR[resource]: apply_drift(record, drift)})
             records, has_more = self.store.page(
-                resource, param("limit"), param("starting_after"), param("created_since")
+                resource, {name: values[-1] for name, values in params.items()}
             )
             payload: dict[str, Any] = {resource: [apply_drift(r, drift) for r in records]}
             if (

@@ -23,6 +23,7 @@ import re
 import threading
 import time
 from bisect import bisect_left, bisect_right, insort
+from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from typing import Any
 
@@ -55,7 +56,13 @@ RESOURCES = tuple(SINGULAR)
 NEWEST_FIRST = ("customers", "orders", "dispatches", "products", "invoices", "webhooks")
 UNPAGINATED = ("customer_groups", "price_lists", "payment_terms", "tax_rates", "preorder_windows")
 WITHOUT_HAS_MORE = ("invoices",)
-DEFAULT_PAGE_SIZE = 20
+CREATED_BEFORE = ("orders", "dispatches")  # the lists that document `created_before`
+DEFAULT_PAGE_SIZE = 50  # documented on every paginated list: "The default is 50 and the maximum limit is 200"
+MAX_PAGE_SIZE = 200
+ORDER_STATUSES = (
+    "new", "invoiced", "released", "part_fulfilled", "preorder", "fulfilled", "standing_order", "cancelled",
+)  # fmt: skip
+CUSTOMER_STATUSES = ("new", "active", "closed")
 MAX_INVENTORY_UPDATE = 200
 BOTH_LEVELS_MESSAGE = (
     "On Hand and Available can not be updated at the same time because one is automatically calculated "
@@ -89,20 +96,65 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def parse_since(text: str) -> int:
-    """`created_since` as epoch seconds: a date means its midnight UTC; a datetime without zone is UTC."""
+def parse_time(text: str) -> int:
+    """A `*_since` / `*_before` time as epoch seconds: a date means its midnight UTC; a datetime without a
+    zone is taken as UTC (a guess: the reference's examples, e.g. `2019-10-29T21:00`, carry none).
+    ValueError if malformed."""
     text = text.strip()
-    try:
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-            return calendar.timegm(date.fromisoformat(text).timetuple())
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise ApiError(
-            400, f"created_since must be a date (YYYY-MM-DD) or an ISO 8601 date and time, got {text!r}"
-        ) from None
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        return calendar.timegm(date.fromisoformat(text).timetuple())
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}.*", text):
+        raise ValueError(text)
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     if moment.tzinfo is None:
         return calendar.timegm(moment.timetuple())
     return int(moment.timestamp())
+
+
+def _time_param(params: Mapping[str, str], name: str) -> int | None:
+    """A time filter: `created_since` / `updated_since` keep records at or after it (inclusive: "since"),
+    `created_before` keeps records strictly before it, so `since=D&before=D+1` is exactly day D with no
+    overlap between consecutive days. The reference is silent on both ends; these are guesses."""
+    text = params.get(name)
+    if text is None or text == "":
+        return None
+    try:
+        return parse_time(text)
+    except ValueError:
+        raise ApiError(
+            400, f"{name} must be a date (YYYY-MM-DD) or an ISO 8601 date and time, got {text!r}"
+        ) from None
+
+
+def _day_param(params: Mapping[str, str], name: str) -> str | None:
+    """A date filter (YYYY-MM-DD, as documented), returned as its ISO text (which sorts like the date)."""
+    text = params.get(name)
+    if text is None or text == "":
+        return None
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()):
+            raise ValueError(text)
+        return date.fromisoformat(text.strip()).isoformat()
+    except ValueError:
+        raise ApiError(400, f"{name} must be a date (YYYY-MM-DD), got {text!r}") from None
+
+
+def _bool_param(params: Mapping[str, str], name: str) -> bool | None:
+    """`true` / `false`, as documented; anything else is a 400 (a guess)."""
+    text = params.get(name)
+    if text is None or text == "":
+        return None
+    if text.strip().lower() in ("true", "false"):
+        return text.strip().lower() == "true"
+    raise ApiError(400, f"{name} must be true or false, got {text!r}")
+
+
+def _whole_param(params: Mapping[str, str], name: str) -> int:
+    text = params[name]
+    try:
+        return int(text)
+    except ValueError:
+        raise ApiError(400, f"{name} must be a whole number, got {text!r}") from None
 
 
 def _body_object(body: Any, key: str) -> dict[str, Any]:
@@ -118,16 +170,20 @@ class _Collection:
         self.records = records
         self.created = created
         self.position = {record["id"]: i for i, record in enumerate(records)}
+        # Last change through the API (creation at first); hidden, as the records carry no such field.
+        self.updated = {record["id"]: at for record, at in zip(records, created, strict=True)}
 
     def append(self, record: dict[str, Any], created: int) -> None:
         self.position[record["id"]] = len(self.records)
         self.records.append(record)
         self.created.append(created)
+        self.updated[record["id"]] = created
 
     def remove(self, record_id: str) -> dict[str, Any]:
         index = self.position[record_id]
         record = self.records.pop(index)
         self.created.pop(index)
+        self.updated.pop(record_id, None)
         self.position = {r["id"]: i for i, r in enumerate(self.records)}
         return record
 
@@ -139,7 +195,7 @@ class _Collection:
 class Store:
     """The sandbox account. Thread-safe: every public method takes the store's lock."""
 
-    def __init__(self, seed: int, scale: str, end_date: date, max_page_size: int = 100) -> None:
+    def __init__(self, seed: int, scale: str, end_date: date, max_page_size: int = MAX_PAGE_SIZE) -> None:
         account, self._ids, self._rng = generate_account(seed, scale, end_date)
         self.lock = threading.RLock()
         self.max_page_size = max_page_size
@@ -160,6 +216,25 @@ class Store:
             for customer in self._collections["customers"].records
             for buyer in customer.get("buyers") or []
         }
+        # Hidden creation and last-change times of each inventory level (created_since / updated_since): a
+        # level is created with its product; it last changed at the latest dispatch of its SKU, if any.
+        products = self._collections["products"]
+        self._level_created: dict[str, int] = {}
+        for product, created in zip(products.records, products.created, strict=True):
+            for variant in product["product_variants"]:
+                self._level_created[variant["sku"]] = created
+        self._level_updated = dict(self._level_created)
+        dispatches = self._collections["dispatches"]
+        for dispatch, created in zip(dispatches.records, dispatches.created, strict=True):
+            for line in dispatch["dispatch_lines"]:
+                if line["sku"] in self._level_updated:
+                    self._level_updated[line["sku"]] = max(self._level_updated[line["sku"]], created)
+        # Changes through the API are stamped no earlier than the generated history's end (end_date may be
+        # ahead of the clock), so `updated_since` a moment before a change always finds it.
+        self._history_end = max(
+            [self._level_updated[s] for s in self._skus]
+            + [c.created[-1] for c in self._collections.values() if c.created]
+        )
 
     # --- reading ---------------------------------------------------------------------------------
 
@@ -200,33 +275,19 @@ class Store:
             raise ApiError(404, f"No {SINGULAR[resource].replace('_', ' ')} found with id {record_id!r}")
         return record
 
-    def page(
-        self, resource: str, limit: str | None, starting_after: str | None, created_since: str | None
-    ) -> tuple[list[dict[str, Any]], bool | None]:
+    def page(self, resource: str, params: Mapping[str, str]) -> tuple[list[dict[str, Any]], bool | None]:
         """One page of a list endpoint: (records, has_more); has_more is None where the list has none.
 
-        Call with the lock held and serialise the records before releasing it.
+        `params` are the query parameters (last value of each). Unknown parameters are ignored; a malformed
+        value of a known one is a 400 (empty body, as the real API's). Call with the lock held and serialise
+        the records before releasing it.
         """
         if resource in UNPAGINATED:
             return list(self._collection(resource).records), None
-        size = DEFAULT_PAGE_SIZE
-        if limit is not None:
-            try:
-                size = int(limit)
-            except ValueError:
-                raise ApiError(400, f"limit must be a whole number, got {limit!r}") from None
-            if size < 1:
-                raise ApiError(400, f"limit must be at least 1, got {size}")
-            size = min(size, self.max_page_size)
-        since = None if created_since in (None, "") else parse_since(created_since)
+        size = self._page_size(params.get("limit"))
+        starting_after = params.get("starting_after") or None
         if resource == "inventory_levels":
-            start = 0
-            if starting_after:
-                if starting_after not in self._inventory:
-                    raise ApiError(400, f"starting_after: no inventory level with SKU {starting_after!r}")
-                start = bisect_right(self._skus, starting_after)
-            skus = self._skus[start : start + size]
-            return [self._inventory[sku] for sku in skus], start + size < len(self._skus)
+            return self._inventory_page(size, starting_after, params)
         collection = self._collection(resource)
         records = collection.records
         after_index: int | None = None
@@ -237,17 +298,157 @@ class Store:
                     400,
                     f"starting_after: no {SINGULAR[resource].replace('_', ' ')} with id {starting_after!r}",
                 )
-        if resource not in NEWEST_FIRST:  # categories: sort order, oldest position first
+        if resource not in NEWEST_FIRST:  # categories: sort order, oldest position first; no filters
             start = 0 if after_index is None else after_index + 1
             return records[start : start + size], start + size < len(records)
-        low = 0
-        if since is not None:
-            if resource == "invoices":  # invoices carry a date only: compare whole days
-                since -= since % 86400
-            low = bisect_left(collection.created, since)
-        high = len(records) if after_index is None else after_index
-        chosen = records[max(low, high - size) : max(low, high)][::-1]
-        return chosen, high - size > low
+        since = _time_param(params, "created_since")
+        before = _time_param(params, "created_before") if resource in CREATED_BEFORE else None
+        low = 0 if since is None else bisect_left(collection.created, since)  # created >= since
+        high = len(records) if before is None else bisect_left(collection.created, before)  # created < before
+        if after_index is not None:
+            high = min(high, after_index)
+        tests = self._filters(resource, params)
+        if not tests:
+            chosen = records[max(low, high - size) : max(low, high)][::-1]
+            return chosen, high - size > low
+        chosen = []
+        for index in range(high - 1, low - 1, -1):
+            record = records[index]
+            if all(test(record) for test in tests):
+                if len(chosen) == size:
+                    return chosen, True
+                chosen.append(record)
+        return chosen, False
+
+    def _page_size(self, limit: str | None) -> int:
+        """`limit`: default 50, at most `max_page_size` (200) as documented. A larger limit is clamped (the
+        reference is silent on it: a guess); zero, negative or not a whole number -> 400 (a guess too)."""
+        if limit is None:
+            return min(DEFAULT_PAGE_SIZE, self.max_page_size)
+        try:
+            size = int(limit)
+        except ValueError:
+            raise ApiError(400, f"limit must be a whole number, got {limit!r}") from None
+        if size < 1:
+            raise ApiError(400, f"limit must be at least 1, got {size}")
+        return min(size, self.max_page_size)
+
+    def _inventory_page(
+        self, size: int, starting_after: str | None, params: Mapping[str, str]
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Inventory levels in SKU order, cursor = SKU; filters: sku, product_id, created_/updated_since."""
+        start = 0
+        if starting_after:
+            if starting_after not in self._inventory:
+                raise ApiError(400, f"starting_after: no inventory level with SKU {starting_after!r}")
+            start = bisect_right(self._skus, starting_after)
+        since = _time_param(params, "created_since")
+        updated_since = _time_param(params, "updated_since")
+        sku = params.get("sku")
+        product_id = params.get("product_id")
+        if since is None and updated_since is None and sku is None and product_id is None:
+            skus = self._skus[start : start + size]
+            return [self._inventory[s] for s in skus], start + size < len(self._skus)
+        if sku is not None:
+            candidates = [sku] if sku in self._inventory and bisect_left(self._skus, sku) >= start else []
+        else:
+            candidates = self._skus[start:]
+        chosen: list[dict[str, Any]] = []
+        for candidate in candidates:
+            if since is not None and self._level_created[candidate] < since:
+                continue
+            if updated_since is not None and self._level_updated[candidate] < updated_since:
+                continue
+            if product_id is not None:
+                owner = self._variant_by_sku.get(candidate)
+                if owner is None or owner[0]["id"] != product_id:
+                    continue
+            if len(chosen) == size:
+                return chosen, True
+            chosen.append(self._inventory[candidate])
+        return chosen, False
+
+    def _filters(self, resource: str, params: Mapping[str, str]) -> list[Callable[[dict[str, Any]], bool]]:
+        """The record tests for `resource`'s documented filters present in `params` (created_* aside)."""
+        tests: list[Callable[[dict[str, Any]], bool]] = []
+
+        def equal(name: str, key: str | None = None) -> None:
+            if name in params:
+                value, field_name = params[name], key or name
+                tests.append(lambda r: r.get(field_name) == value)
+
+        def day_bound(name: str, key: str, after: bool) -> None:
+            # Date bounds named *_after / *_before (and delivery_date_since, documented as "after the
+            # specified date") are EXCLUSIVE here. The reference is silent; this is a guess, and the strict
+            # one on purpose: a client that widens its window by a day each side and filters locally is
+            # right whether the real API is inclusive or exclusive; one relying on inclusion is caught here.
+            bound = _day_param(params, name)
+            if bound is not None:
+                if after:
+                    tests.append(lambda r: bool(r.get(key)) and r[key] > bound)
+                else:
+                    tests.append(lambda r: bool(r.get(key)) and r[key] < bound)
+
+        def flag(name: str) -> None:
+            value = _bool_param(params, name)
+            if value is not None:
+                tests.append(lambda r: r.get(name) is value)
+
+        if resource == "orders":
+            day_bound("delivery_date_since", "delivery_date", after=True)
+            day_bound("delivery_date_before", "delivery_date", after=False)
+            if "number" in params:
+                number = _whole_param(params, "number")
+                tests.append(lambda r: r["number"] == number)
+            if "status" in params:
+                status = params["status"]
+                if status not in ORDER_STATUSES:
+                    raise ApiError(400, f"status must be one of {', '.join(ORDER_STATUSES)}, got {status!r}")
+                tests.append(lambda r: r["status"] == status)
+            for name in ("reference", "customer_id", "standing_order_id"):
+                equal(name)
+        elif resource == "dispatches":
+            equal("order_id")
+        elif resource == "invoices":
+            day_bound("invoice_date_after", "invoice_date", after=True)
+            day_bound("invoice_date_before", "invoice_date", after=False)
+            day_bound("due_date_after", "due_date", after=True)
+            day_bound("due_date_before", "due_date", after=False)
+            equal("number")
+            equal("customer_id")
+            flag("paid")
+            flag("proforma")
+        elif resource == "products":
+            updated_since = _time_param(params, "updated_since")
+            if updated_since is not None:
+                updated = self._collections["products"].updated
+                tests.append(lambda r: updated[r["id"]] >= updated_since)
+            equal("code")
+            equal("name")
+            flag("active")
+            if "category_id" in params:
+                category_id = params["category_id"]
+                tests.append(lambda r: any(c.get("id") == category_id for c in r.get("categories") or []))
+        elif resource == "customers":
+            if "status" in params:
+                status = params["status"]
+                if status not in CUSTOMER_STATUSES:
+                    raise ApiError(
+                        400, f"status must be one of {', '.join(CUSTOMER_STATUSES)}, got {status!r}"
+                    )
+                tests.append(lambda r: r["status"] == status)
+            for name in (
+                "company_name",
+                "reference",
+                "payment_terms_id",
+                "customer_group_id",
+                "price_list_id",
+            ):
+                equal(name)
+            if "buyers_email_address" in params:
+                email = params["buyers_email_address"]
+                tests.append(lambda r: any(b.get("email_address") == email for b in r.get("buyers") or []))
+        return tests
 
     # --- customers -------------------------------------------------------------------------------
 
@@ -515,6 +716,7 @@ class Store:
                 if level is not None:
                     level["on_hand"] -= quantity
                     level["available"] -= quantity
+                    self._touch_levels([line["sku"]])
                 dispatch_lines.append(
                     {
                         "order_line_id": line["id"],
@@ -641,6 +843,7 @@ class Store:
                 level[other] += value - level[field_name]
                 level[field_name] = value
                 updated.append(dict(level))
+            self._touch_levels([sku for sku, _, _ in changes])
             return updated
 
     # --- products --------------------------------------------------------------------------------
@@ -700,6 +903,7 @@ class Store:
                 if not variant["id"]:
                     variant["id"] = self._ids.new("pv")
             collection.records[collection.position[product_id]] = product
+            collection.updated[product_id] = self._stamp()
             self._commit_skus(product, new_skus, old_skus)
             return copy.deepcopy(product)
 
@@ -714,11 +918,16 @@ class Store:
                 level["sku"] = variant["sku"]
                 self._inventory[variant["sku"]] = level
                 insort(self._skus, variant["sku"])
+                self._level_created[variant["sku"]] = self._level_created.pop(old)
+                self._level_updated.pop(old, None)
+                self._touch_levels([variant["sku"]])
             self._variant_by_sku[variant["sku"]] = (product, variant)
         for sku in new_skus:
             if sku not in self._inventory:
                 self._inventory[sku] = {"sku": sku, "on_hand": 0, "available": 0}
                 insort(self._skus, sku)
+                self._level_created[sku] = self._stamp()
+                self._touch_levels([sku])
 
     def _apply_product_fields(
         self, product: dict[str, Any], fields: dict[str, Any], *, creating: bool
@@ -861,6 +1070,15 @@ class Store:
             return {"id": webhook_id, "deleted": True}
 
     # --- helpers ---------------------------------------------------------------------------------
+
+    def _stamp(self) -> int:
+        """The time of a change made now: the clock, but never before the generated history's end."""
+        return max(int(time.time()), self._history_end + 1)
+
+    def _touch_levels(self, skus: list[str]) -> None:
+        stamp = self._stamp()
+        for sku in skus:
+            self._level_updated[sku] = stamp
 
     @staticmethod
     def _now(collection: _Collection) -> int:
