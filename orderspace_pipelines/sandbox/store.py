@@ -3,15 +3,27 @@
 One lock guards everything. Handlers call the store's methods, which take the lock, and serialise responses
 while holding it (`render_*`), so a reader never sees a record half-way through a dispatch.
 
-Choices where the reference is silent (all documented here, the tests pin them):
-- default page size 20, larger `limit` clamped to `max_page_size` (100); `limit` < 1 or not a number -> 400;
-- `starting_after` naming no record of that list -> 400 with a message (inventory: a SKU that does not exist);
-- `created_since` (YYYY-MM-DD or ISO 8601 datetime) keeps records created at or after it; invoices compare by
-  `invoice_date`, products and webhooks by their (hidden) creation time; categories and inventory ignore it;
+Facts from the reference's source (jgarlick/apidocs, includes/models/_*.html.md) and the recorded real
+responses (ecomba/orderspace-ruby, spec/fixtures/responses.http): `limit` default 50, maximum 200; each
+list's filters (see `page`); the order statuses; quantities and stock levels are numbers (may be decimal);
+DELETE on customers, orders, invoices, products, categories, price lists and webhooks answers
+`{"<singular>": {"id": ..., "deleted": true}}`; customers carry `created` and no `internal_note`.
+
+Choices where they are silent (all documented here, the tests pin them):
+- a `limit` above 200 is clamped to 200; `limit` < 1 or not a number -> 400 (empty body, as every 400);
+- `starting_after` naming no record of that list -> 400 (inventory: a SKU that does not exist);
+- the bounds of each filter (inclusive / exclusive): see `_time_param` and `Store._filters`;
+- a filter value that cannot be parsed (a date that is not a date, `paid=yes`, an unknown status) -> 400;
+- `created_since` compares each record's creation time, hidden where the record has no such field
+  (invoices: not their `invoice_date`; products, inventory levels, webhooks); categories ignore it;
 - dispatching reduces both `on_hand` and `available` of each SKU and may take them below zero (backorders);
-- order statuses: new, processing, part_dispatched, fulfilled, cancelled;
-- the invoices list has no `has_more`, as in the reference (the real API's drift); other paginated
-  lists have it.
+- an order can be dispatched while `new`, `invoiced`, `released`, `part_fulfilled` or `preorder`
+  (`DISPATCHABLE`); `fulfilled`, `cancelled` and `standing_order` (a template) are refused with a 422;
+- deleting is a hard delete with no cascade, except what cannot exist alone: a product's inventory levels go
+  with it; a deleted category leaves products' category lists, a deleted price list leaves customers and
+  variant prices (those products count as updated);
+- the invoices list has no `has_more`, as in the reference (the real API's drift); webhooks are one
+  unpaginated list (the recorded list_webhooks response has no `has_more`); other paginated lists have it.
 """
 
 from __future__ import annotations
@@ -19,6 +31,7 @@ from __future__ import annotations
 import calendar
 import copy
 import json
+import math
 import re
 import threading
 import time
@@ -53,8 +66,8 @@ SINGULAR = {
     "webhooks": "webhook",
 }
 RESOURCES = tuple(SINGULAR)
-NEWEST_FIRST = ("customers", "orders", "dispatches", "products", "invoices", "webhooks")
-UNPAGINATED = ("customer_groups", "price_lists", "payment_terms", "tax_rates", "preorder_windows")
+NEWEST_FIRST = ("customers", "orders", "dispatches", "products", "invoices")
+UNPAGINATED = ("customer_groups", "price_lists", "payment_terms", "tax_rates", "preorder_windows", "webhooks")
 WITHOUT_HAS_MORE = ("invoices",)
 CREATED_BEFORE = ("orders", "dispatches")  # the lists that document `created_before`
 DEFAULT_PAGE_SIZE = 50  # documented on every paginated list: "The default is 50 and the maximum limit is 200"
@@ -63,6 +76,11 @@ ORDER_STATUSES = (
     "new", "invoiced", "released", "part_fulfilled", "preorder", "fulfilled", "standing_order", "cancelled",
 )  # fmt: skip
 CUSTOMER_STATUSES = ("new", "active", "closed")
+DELETABLE = ("customers", "orders", "invoices", "products", "categories", "price_lists", "webhooks")
+DISPATCHABLE = ("new", "invoiced", "released", "part_fulfilled", "preorder")
+# The recorded 404 bodies: "Couldn't find order with id 42", "Couldn't find a customer with ID cu_x". Other
+# resources follow the order's wording (a guess).
+NOT_FOUND = {"customers": "Couldn't find a customer with ID {id}"}
 MAX_INVENTORY_UPDATE = 200
 BOTH_LEVELS_MESSAGE = (
     "On Hand and Available can not be updated at the same time because one is automatically calculated "
@@ -88,6 +106,23 @@ def _whole(value: Any) -> int | None:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return None
+
+
+def _quantity(value: Any) -> float | None:
+    """A quantity: a number greater than zero (decimals allowed: the API types quantities as numbers).
+    Whole values stay ints (5.0 -> 5); decimals are rounded to 6 places against float noise."""
+    number = _number(value)
+    if number is None or not math.isfinite(number) or number <= 0:
+        return None
+    return _tidy(number)
+
+
+def _tidy(number: float) -> float:
+    """An int when whole, else rounded to 6 decimal places (sums of decimal quantities stay clean)."""
+    if isinstance(number, int):
+        return number
+    number = round(number, 6)
+    return int(number) if number.is_integer() else number
 
 
 def _number(value: Any) -> float | None:
@@ -272,7 +307,10 @@ class Store:
         """The stored record (not a copy; call with the lock held) or a 404."""
         record = self._collection(resource).get(record_id)
         if record is None:
-            raise ApiError(404, f"No {SINGULAR[resource].replace('_', ' ')} found with id {record_id!r}")
+            template = NOT_FOUND.get(
+                resource, "Couldn't find " + SINGULAR[resource].replace("_", " ") + " with id {id}"
+            )
+            raise ApiError(404, template.format(id=record_id))
         return record
 
     def page(self, resource: str, params: Mapping[str, str]) -> tuple[list[dict[str, Any]], bool | None]:
@@ -453,7 +491,7 @@ class Store:
     # --- customers -------------------------------------------------------------------------------
 
     CUSTOMER_FIELDS = (
-        "company_name", "status", "reference", "internal_note", "buyers", "phone", "email_addresses",
+        "company_name", "status", "reference", "buyers", "phone", "email_addresses",
         "tax_number", "tax_rate_id", "addresses", "minimum_spend", "payment_terms_id", "customer_group_id",
         "price_list_id",
     )  # fmt: skip
@@ -463,8 +501,8 @@ class Store:
         name = fields.get("company_name", existing["company_name"] if existing else None)
         if not isinstance(name, str) or not name.strip():
             problems.append("Company name can't be blank")
-        if "status" in fields and fields["status"] not in ("active", "inactive"):
-            problems.append("Status must be active or inactive")
+        if "status" in fields and fields["status"] not in CUSTOMER_STATUSES:
+            problems.append("Status must be new, active or closed")
         own = {b.get("email_address") for b in (existing or {}).get("buyers") or []}
         buyers = fields.get("buyers")
         if buyers is not None:
@@ -502,10 +540,9 @@ class Store:
             customer = {
                 "id": self._ids.new("cu"),
                 "company_name": fields["company_name"],
-                "created_at": iso_time(created),
+                "created": iso_time(created),  # as the recorded responses (the docs say created_at)
                 "status": "active",
                 "reference": "",
-                "internal_note": "",
                 "buyers": [],
                 "phone": "",
                 "email_addresses": {"orders": "", "dispatches": "", "invoices": ""},
@@ -615,9 +652,9 @@ class Store:
                 continue
             sku = raw.get("sku") or ""
             shipping = raw.get("shipping") is True
-            quantity = _whole(raw.get("quantity", 1))
-            if quantity is None or quantity < 1:
-                problems.append(f"order line {position}: quantity must be a whole number of at least 1")
+            quantity = _quantity(raw.get("quantity", 1))
+            if quantity is None:
+                problems.append(f"order line {position}: quantity must be a number greater than zero")
                 continue
             tax = customer_tax
             if raw.get("tax_rate_id"):
@@ -699,11 +736,17 @@ class Store:
                 raise ApiError(422, "The order has already been fulfilled")
             if order["status"] == "cancelled":
                 raise ApiError(422, f"Order {order['number']} has been cancelled and can not be dispatched")
+            if order["status"] not in DISPATCHABLE:  # a standing order is a template, never sent itself
+                raise ApiError(
+                    422,
+                    f"Order {order['number']} is a {order['status'].replace('_', ' ')} "
+                    "and can not be dispatched",
+                )
             raw_lines = fields.get("dispatch_lines")
             if not isinstance(raw_lines, list) or not raw_lines:
                 raise ApiError(422, "Validation failed: Dispatch lines can't be blank")
             goods = [line for line in order["order_lines"] if not line.get("shipping")]
-            planned: dict[str, int] = {}  # order line id -> quantity in this dispatch
+            planned: dict[str, float] = {}  # order line id -> quantity in this dispatch
             for position, raw in enumerate(raw_lines, start=1):
                 self._plan_dispatch_line(order, goods, raw, position, planned)
             dispatch_lines = []
@@ -711,11 +754,11 @@ class Store:
                 quantity = planned.get(line["id"])
                 if not quantity:
                     continue
-                line["dispatched"] += quantity
+                line["dispatched"] = _tidy(line["dispatched"] + quantity)
                 level = self._inventory.get(line["sku"])
                 if level is not None:
-                    level["on_hand"] -= quantity
-                    level["available"] -= quantity
+                    level["on_hand"] = _tidy(level["on_hand"] - quantity)
+                    level["available"] = _tidy(level["available"] - quantity)
                     self._touch_levels([line["sku"]])
                 dispatch_lines.append(
                     {
@@ -727,7 +770,7 @@ class Store:
                     }
                 )
             done = all(line["dispatched"] >= line["quantity"] for line in goods)
-            order["status"] = "fulfilled" if done else "part_dispatched"
+            order["status"] = "fulfilled" if done else "part_fulfilled"
             collection = self._collections["dispatches"]
             created = self._now(collection)
             comments = fields.get("comments")
@@ -748,15 +791,15 @@ class Store:
         goods: list[dict[str, Any]],
         raw: Any,
         position: int,
-        planned: dict[str, int],
+        planned: dict[str, float],
     ) -> None:
         if not isinstance(raw, dict):
             raise ApiError(422, f"Validation failed: dispatch line {position} must be an object")
-        quantity = _whole(raw.get("quantity"))
+        quantity = _quantity(raw.get("quantity"))
         label = raw.get("sku") or raw.get("order_line_id") or f"line {position}"
-        if quantity is None or quantity < 1:
+        if quantity is None:
             raise ApiError(
-                422, f"Validation failed: quantity for {label} must be a whole number of at least 1, "
+                422, f"Validation failed: quantity for {label} must be a number greater than zero, "
                 f"got {raw.get('quantity')!r}"
             )  # fmt: skip
         if raw.get("order_line_id"):
@@ -777,11 +820,11 @@ class Store:
             raise ApiError(
                 422, f"Validation failed: dispatch line {position} needs a sku or an order_line_id"
             )
-        remaining = quantity
-        outstanding_total = 0
+        remaining: float = quantity
+        outstanding_total: float = 0
         for line in candidates:
-            outstanding = line["quantity"] - line["dispatched"] - planned.get(line["id"], 0)
-            outstanding_total += outstanding
+            outstanding = _tidy(line["quantity"] - line["dispatched"] - planned.get(line["id"], 0))
+            outstanding_total = _tidy(outstanding_total + outstanding)
         if quantity > outstanding_total:
             raise ApiError(
                 422,
@@ -789,11 +832,11 @@ class Store:
                 f"only {max(outstanding_total, 0)} outstanding",
             )
         for line in candidates:
-            outstanding = line["quantity"] - line["dispatched"] - planned.get(line["id"], 0)
+            outstanding = _tidy(line["quantity"] - line["dispatched"] - planned.get(line["id"], 0))
             take = min(outstanding, remaining)
             if take > 0:
-                planned[line["id"]] = planned.get(line["id"], 0) + take
-                remaining -= take
+                planned[line["id"]] = _tidy(planned.get(line["id"], 0) + take)
+                remaining = _tidy(remaining - take)
 
     # --- inventory -------------------------------------------------------------------------------
 
@@ -813,7 +856,7 @@ class Store:
                 f"got {len(items)}",
             )
         with self.lock:
-            changes: list[tuple[str, str, int]] = []
+            changes: list[tuple[str, str, float]] = []
             for position, item in enumerate(items, start=1):
                 if not isinstance(item, dict):
                     raise ApiError(422, f"Validation failed: inventory level {position} must be an object")
@@ -827,20 +870,20 @@ class Store:
                 field_name = "on_hand" if "on_hand" in item else "available" if "available" in item else None
                 if field_name is None:
                     raise ApiError(422, f"Validation failed: SKU {sku!r} needs on_hand or available")
-                value = _whole(item[field_name])
-                if value is None or value < 0:
+                number = _number(item[field_name])  # documented as a number: decimals allowed
+                if number is None or not math.isfinite(number) or number < 0:
                     raise ApiError(
                         422,
-                        f"Validation failed: {field_name} for SKU {sku!r} must be a whole number "
-                        f"of zero or more, "
+                        f"Validation failed: {field_name} for SKU {sku!r} must be a number of zero or more, "
                         f"got {item[field_name]!r}",
                     )
+                value = _tidy(number)
                 changes.append((sku, field_name, value))
             updated = []
             for sku, field_name, value in changes:
                 level = self._inventory[sku]
                 other = "available" if field_name == "on_hand" else "on_hand"
-                level[other] += value - level[field_name]
+                level[other] = _tidy(level[other] + value - level[field_name])
                 level[field_name] = value
                 updated.append(dict(level))
             self._touch_levels([sku for sku, _, _ in changes])
@@ -1064,10 +1107,65 @@ class Store:
             return copy.deepcopy(webhook)
 
     def delete_webhook(self, webhook_id: str) -> dict[str, Any]:
+        return self.delete("webhooks", webhook_id)
+
+    def delete(self, resource: str, record_id: str) -> dict[str, Any]:
+        """Hard-delete one record (404 if absent); later lists and gets omit it. Returns the documented short
+        representation `{"id": ..., "deleted": true}`. Side effects (guesses, see the module docstring): a
+        product's inventory levels go with it; categories and price lists are detached from what uses them."""
         with self.lock:
-            self.find("webhooks", webhook_id)
-            self._collections["webhooks"].remove(webhook_id)
-            return {"id": webhook_id, "deleted": True}
+            record = self.find(resource, record_id)
+            if resource not in DELETABLE:
+                raise ApiError(405, f"DELETE is not supported on {resource}")
+            self._collection(resource).remove(record_id)
+            if resource == "customers":
+                self._emails.difference_update(b.get("email_address") for b in record.get("buyers") or [])
+            elif resource == "products":
+                for variant in record["product_variants"]:
+                    sku = variant["sku"]
+                    self._variant_by_sku.pop(sku, None)
+                    if self._inventory.pop(sku, None) is not None:
+                        self._skus.remove(sku)
+                        self._level_created.pop(sku, None)
+                        self._level_updated.pop(sku, None)
+            elif resource == "categories":
+                products = self._collections["products"]
+                for product in products.records:
+                    kept = [c for c in product["categories"] if c.get("id") != record_id]
+                    if (
+                        len(kept) != len(product["categories"])
+                        or product["grouping_category_id"] == record_id
+                    ):
+                        product["categories"] = kept
+                        if product["grouping_category_id"] == record_id:
+                            product["grouping_category_id"] = None
+                        products.updated[product["id"]] = self._stamp()
+                for category in self._collections["categories"].records:
+                    if category.get("parent_id") == record_id:
+                        category["parent_id"] = None
+            elif resource == "price_lists":
+                for customer in self._collections["customers"].records:
+                    if customer.get("price_list_id") == record_id:
+                        customer["price_list_id"] = None
+                products = self._collections["products"]
+                for product in products.records:
+                    touched = False
+                    for variant in product["product_variants"]:
+                        prices = variant.get("price_list_prices") or []
+                        kept = [p for p in prices if p.get("id") != record_id]
+                        if len(kept) != len(prices):
+                            variant["price_list_prices"], touched = kept, True
+                    if touched:
+                        products.updated[product["id"]] = self._stamp()
+            return {"id": record_id, "deleted": True}
+
+    def created_times(self, resource: str) -> dict[str, int]:
+        """Each record's (possibly hidden) creation time in epoch seconds, by id (inventory: by SKU)."""
+        with self.lock:
+            if resource == "inventory_levels":
+                return dict(self._level_created)
+            collection = self._collection(resource)
+            return {r["id"]: at for r, at in zip(collection.records, collection.created, strict=True)}
 
     # --- helpers ---------------------------------------------------------------------------------
 
