@@ -407,7 +407,7 @@ def test_quantities_and_stock_levels_are_numbers_some_of_them_decimal(read, smal
 def test_dispatch_create_and_inventory_update_accept_decimal_quantities(sandbox, api):
     """`dispatch_line.quantity` and `on_hand` / `available` are numbers (apidocs _dispatches.html.md,
     _inventory_levels.html.md): 1.25 metres dispatched, 10.5 on hand set."""
-    fabric = next(lv["sku"] for lv in sandbox.store.all("inventory_levels") if lv["sku"].endswith("-M"))
+    fabric = next(lv["sku"] for lv in sandbox.store.all("inventory_levels") if lv["sku"].endswith("-MTR"))
     customer = sandbox.store.all("customers")[0]
     body = {"order": {"customer_id": customer["id"], "order_lines": [{"sku": fabric, "quantity": 2.5}]}}
     order = api.post("orders", json=body).json()["order"]
