@@ -931,6 +931,7 @@ class Store:
                 if not variant["id"]:
                     variant["id"] = self._ids.new("pv")
             collection.append(product, self._now(collection))
+            collection.updated[product["id"]] = self._stamp()  # found by updated_since like any change
             self._commit_skus(product, new_skus, {})
             return copy.deepcopy(product)
 
