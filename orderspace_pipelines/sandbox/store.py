@@ -322,6 +322,8 @@ class Store:
         """
         if resource in UNPAGINATED:
             return list(self._collection(resource).records), None
+        # A blank value (`?sku=`) is no filter at all, as a `present?` check in the web app reads it: a guess.
+        params = {name: value for name, value in params.items() if value.strip() != ""}
         size = self._page_size(params.get("limit"))
         starting_after = params.get("starting_after") or None
         if resource == "inventory_levels":
