@@ -62,7 +62,7 @@ def test_a_fully_dispatchable_order_becomes_one_dispatch(sandbox, push, data_dir
 
 
 def test_a_partly_dispatched_order_takes_only_what_is_outstanding(sandbox, push):
-    order = find_order(sandbox, "part_dispatched")
+    order = find_order(sandbox, "part_fulfilled")
     lines = goods(order)
     open_lines = [line for line in lines if line["quantity"] > line["dispatched"]]
     first = open_lines[0]
@@ -111,7 +111,7 @@ def test_an_already_fulfilled_order_and_an_unknown_number_create_nothing(sandbox
 
 
 def test_dropping_the_same_dispatch_file_twice_creates_nothing_new(sandbox, push):
-    order = find_order(sandbox, "processing", untouched=True)
+    order = find_order(sandbox, "released", untouched=True)
     line = goods(order)[0]
     body = f"order_number,sku,quantity\n{order['number']},{line['sku']},1\n"
     assert push("once.csv", body).dispatches_created == 1
