@@ -1,14 +1,18 @@
-"""The real page size and the documented filters over real HTTP, against the sandbox (which follows the
-API reference: `limit` default 50, maximum 200, and each list's filters)."""
+"""The real page size, the documented filters and the real error shapes over real HTTP, against the sandbox
+(which follows the API reference and the recorded responses: `limit` default 50, maximum 200, each list's
+filters, an empty-bodied 400, a 401 whose `WWW-Authenticate` says why)."""
 
 from __future__ import annotations
 
 import math
+import time
 from datetime import date, timedelta
 
+import httpx
 import pytest
 
 from orderspace_pipelines.client import BadRequestError
+from orderspace_pipelines.client.errors import AuthenticationError, error_from_response
 
 
 @pytest.fixture
@@ -87,3 +91,24 @@ def test_the_real_400_reads_clearly(sandbox, make_client) -> None:
         "400 Bad Request from GET /v1/orders?created_before=not-a-date: empty body: the API refused the "
         "request without giving a reason; the query parameters sent were created_before"
     )
+
+
+def _get_orders(server, token: str) -> httpx.Response:
+    return httpx.get(f"{server.api_url}/orders", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+
+
+def test_the_real_401_says_invalid_or_expired(sandbox_factory, make_client) -> None:
+    server = sandbox_factory(token_ttl=0.3)
+    invalid = _get_orders(server, "not-a-token")
+    assert (invalid.status_code, invalid.content) == (401, b"")
+    error = error_from_response(invalid)
+    assert isinstance(error, AuthenticationError)
+    assert error.message.startswith("the access token is invalid (WWW-Authenticate: error=invalid_token;")
+
+    token = make_client(server).auth.token()
+    time.sleep(0.4)  # past the sandbox's token lifetime
+    expired = _get_orders(server, token)
+    assert expired.status_code == 401
+    error = error_from_response(expired, secrets=[token])
+    assert error.message.startswith("the access token expired (WWW-Authenticate: error=invalid_token;")
+    assert token not in str(error)
