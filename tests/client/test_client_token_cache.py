@@ -272,6 +272,17 @@ def test_the_cache_can_be_relocated(sandbox, throttle_db, tmp_path, monkeypatch)
     assert not _cache_path(throttle_db).exists()
 
 
+def test_the_cache_can_be_a_directory(sandbox, throttle_db, tmp_path, monkeypatch) -> None:
+    folder = tmp_path / "cache-dir"
+    folder.mkdir()
+    monkeypatch.setenv(TOKEN_CACHE_ENV, str(folder))
+    for _ in range(2):
+        with OrderspaceClient(_settings(sandbox), throttle_db=str(throttle_db)) as client:
+            list(client.list_tax_rates())
+    assert sandbox.stats()["tokens_issued"] == 1
+    assert stat.S_IMODE((folder / "orderspace-tokens.json").stat().st_mode) == 0o600
+
+
 def test_a_corrupt_or_shared_cache_file_is_ignored_and_replaced(sandbox, throttle_db, caplog) -> None:
     cache = _cache_path(throttle_db)
     cache.write_text("{not json")
