@@ -25,6 +25,7 @@ from orderspace_pipelines.client.token_store import (
     FileTokenStore,
     MemoryTokenStore,
     StoredToken,
+    TokenStoreError,
     account_key,
     secret_digest,
 )
@@ -345,3 +346,21 @@ def test_discard_only_drops_the_named_token(tmp_path) -> None:
         assert store.discard("value-1") is True
         assert store.read() is None
     assert "value-1" not in repr(token)
+
+
+class _UnwritableStore(MemoryTokenStore):
+    """A store whose writes fail (a full disk, a read-only folder)."""
+
+    def write(self, token: StoredToken) -> None:
+        raise TokenStoreError("disk full")
+
+
+def test_a_store_that_cannot_save_the_token_costs_no_extra_token(sandbox, throttle_db, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="orderspace_pipelines.client")
+    with OrderspaceClient(
+        _settings(sandbox), throttle_db=str(throttle_db), token_store=_UnwritableStore()
+    ) as client:
+        assert list(client.list_tax_rates()) == sandbox.store.all("tax_rates")
+        list(client.list_customers())
+    assert sandbox.stats()["tokens_issued"] == 1
+    assert "Could not share the new access token (disk full)" in caplog.text
