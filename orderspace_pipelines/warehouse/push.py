@@ -128,15 +128,22 @@ def _stopped(claimed: Path, digest: str, exc: Exception, *, mover: _FileAway, lo
         for line, (state, _) in ledger.inventory_states(digest).items():
             if state == "confirmed":
                 sent[line] = RowResult(line, "updated", "sent before the push stopped")
+            elif state == "pending":
+                reason = "was being sent when the push stopped; dropping the file again resends it (harmless)"
+                sent[line] = RowResult(line, "rejected", reason)
         for entry in ledger.dispatches_of(digest):
-            if entry.state == "confirmed":
-                for line in entry.row_lines or []:
-                    sent[line] = RowResult(
-                        line,
-                        "dispatched",
-                        "sent before the push stopped",
-                        dispatch_id=entry.dispatch_id or "",
+            for line in entry.row_lines or []:
+                if entry.state == "confirmed":
+                    reason, status = "sent before the push stopped", "dispatched"
+                elif entry.state == "pending":
+                    status = "rejected"
+                    reason = (
+                        "the dispatch was being sent when the push stopped; dropping the file again looks "
+                        "for it in Orderspace before sending it again"
                     )
+                else:
+                    continue
+                sent[line] = RowResult(line, status, reason, dispatch_id=entry.dispatch_id or "")
     try:
         parsed = parse_bytes(claimed.read_bytes())
         lines = sorted({row.line for row in parsed.rows} | {bad.line for bad in parsed.bad_rows} | set(sent))
