@@ -195,8 +195,9 @@ def _read_header(lines: list[str]) -> tuple[int, list[str], str | None]:
     except StopIteration:
         return 0, [], "the file is empty: no header row and no data rows"
     except csv.Error as exc:
-        hint = " (NUL bytes: is it UTF-16 without a BOM? export it as CSV UTF-8)" if "NUL" in str(exc) else ""
-        return 0, [], f"the header line cannot be read as CSV: {exc}{hint}"
+        return 0, [], f"the header line cannot be read as CSV: {exc}"
+    if any("\x00" in name for name in fields):
+        return 0, [], "the header holds NUL bytes (is the file UTF-16 without a BOM?); export it as CSV UTF-8"
     bad = undecoded_byte("".join(fields))
     if bad:
         return 0, [], f"the header is not UTF-8 text ({bad} is invalid); export the file as CSV UTF-8"
@@ -238,6 +239,9 @@ def _take_row(
             f"line {start}: {name} is {size:,} characters long, more than the {MAX_FIELD_CHARS:,} allowed"
         )
         parsed.bad_rows.append(BadRow(start, reason, raw))
+        return
+    if any("\x00" in value for value in fields):
+        parsed.bad_rows.append(BadRow(start, f"line {start} holds a NUL byte", raw.replace("\x00", "\\0")))
         return
     bad = undecoded_byte("".join(fields))
     if bad:
