@@ -59,7 +59,7 @@ def test_out_of_range_and_non_numbers_are_rejected_and_the_rest_lands(sandbox, p
         "\u0663",  # an Arabic-Indic 3: Python's Decimal would take it
     ]
     good = ["7", "1e2", "+4", "1000000000", "3.250"]
-    body = "sku,on_hand\n" + "".join(f"{skus[i]},\"{value}\"\n" for i, value in enumerate(good + bad))
+    body = "sku,on_hand\n" + "".join(f'{skus[i]},"{value}"\n' for i, value in enumerate(good + bad))
 
     result = push("numbers.csv", body)
 
