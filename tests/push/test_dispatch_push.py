@@ -194,3 +194,26 @@ def test_killed_between_the_api_call_and_the_ledger_write_creates_no_duplicate(
     drop("kill.csv", body)
     assert run_push(path).duplicate_of == "kill.csv"
     assert len(dispatches_for(sandbox, order["id"])) == 1
+
+
+def test_decimal_quantities_are_dispatched_and_checked_against_what_is_outstanding(sandbox, push):
+    order = find_order(sandbox, OPEN, untouched=True)
+    line = goods(order)[0]
+    rest = line["quantity"] - 0.5
+
+    half = push("half.csv", f"order_id,sku,quantity\n{order['id']},{line['sku']},0.5\n")
+    balance = push(
+        "balance.csv",
+        f"order_id,sku,quantity\n{order['id']},{line['sku']},{rest}\n{order['id']},{line['sku']},0.001\n",
+    )
+
+    assert half.rows[0].status == "dispatched" and half.rows[0].value == "0.5"
+    made = dispatches_for(sandbox, order["id"])
+    assert sorted(dl["quantity"] for d in made for dl in d["dispatch_lines"]) == sorted([0.5, rest])
+    rows = {row.line: row for row in balance.rows}
+    assert rows[2].status == "dispatched"
+    assert rows[3].status == "rejected" and "exceeds the 0 still outstanding" in rows[3].reason
+    dispatched = sum(
+        ol["dispatched"] for ol in goods(order_now(sandbox, order["id"])) if ol["sku"] == line["sku"]
+    )
+    assert dispatched == line["quantity"]
