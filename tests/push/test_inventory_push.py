@@ -214,3 +214,30 @@ def test_a_resumed_file_does_not_resend_confirmed_rows(sandbox, client, data_dir
     assert rows[4].status == rows[5].status == "updated" and rows[4].reason == ""
     assert [levels(sandbox)[sku]["on_hand"] for sku in skus[2:]] == [62, 63]
     assert posts(sandbox, "inventory_levels") == 1
+
+
+def test_skus_are_checked_by_the_sku_filter_never_by_listing_every_level(sandbox, push, data_dir):
+    added = add_products(sandbox, 80)  # 800 more SKUs
+    skus = sorted(levels(sandbox))
+    assert len(skus) > 800  # listing every level once takes 5 pages of 200: more than the 4 requests below
+    new = added[:3]  # products created since the last pull
+    write_pulled_variants(data_dir, [sku for sku in skus if sku not in new])
+    body = "sku,on_hand\n" + "".join(f"{sku},{5 + i}\n" for i, sku in enumerate([skus[0], *new, "NOPE-1"]))
+    sandbox.reset_stats()
+
+    result = push("new-products.csv", body)
+
+    rows = by_line(result)
+    by_path = sandbox.stats()["by_path"]
+    assert by_path.get("GET /v1/inventory_levels") == 4  # the 4 SKUs the pulled data lacks, 1 request each
+    assert posts(sandbox, "inventory_levels") == 1
+    assert [rows[n].status for n in (2, 3, 4, 5)] == ["updated"] * 4
+    assert rows[6].status == "rejected" and "unknown SKU 'NOPE-1'" in rows[6].reason
+    # Nothing pulled at all: no look-up; the levels are sent and Orderspace vets the SKUs.
+    for pulled in (data_dir / "parquet").rglob("*.parquet"):
+        pulled.unlink()
+    sandbox.reset_stats()
+    again = push("unpulled.csv", f"sku,on_hand\n{skus[1]},9\nNOPE-2,1\n{skus[2]},8\n")
+    assert sandbox.stats()["by_path"].get("GET /v1/inventory_levels", 0) == 0
+    assert [row.status for row in again.rows] == ["updated", "refused", "updated"]
+    assert "NOPE-2" in again.rows[1].reason
