@@ -330,12 +330,16 @@ def order_dispatches(client: PushClient, order_id: str) -> list[dict[str, Any]]:
     return [d for d in client.list_dispatches(order_id=order_id) if str(d.get("order_id") or "") == order_id]
 
 
-def find_dispatch(client: PushClient, record: DispatchRecord, log: PushLog) -> dict[str, Any] | None:
-    """The dispatch a pending ledger entry created, if Orderspace has it (see the module docstring)."""
+def find_dispatch(
+    client: PushClient, record: DispatchRecord, log: PushLog
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The dispatch a pending ledger entry created, if Orderspace has it (see the module docstring), and the
+    order's dispatches as listed."""
     listed = order_dispatches(client, record.order_id)
     checkpoint("dispatch.reconciled")
     if record.existing_ids is None:  # a legacy entry: its marker is in the comments
-        return next((d for d in listed if record.marker and record.marker in str(d.get("comments"))), None)
+        found = next((d for d in listed if record.marker and record.marker in str(d.get("comments"))), None)
+        return found, listed
     known = set(record.existing_ids)
     wanted = lines_of(record.body.get("dispatch_lines"))
     matches = [
@@ -347,7 +351,16 @@ def find_dispatch(client: PushClient, record: DispatchRecord, log: PushLog) -> d
         log.warning(
             f"order {record.order_id}: {len(matches)} new dispatches match the pending one; taking the oldest"
         )
-    return matches[-1] if matches else None  # the list is newest first
+    return (matches[-1] if matches else None), listed  # the list is newest first
+
+
+def without_marker(body: dict[str, Any], marker: str) -> dict[str, Any]:
+    """A legacy body with the `[wh:...]` marker taken out of its comments (it is never sent again)."""
+    comments = str(body.get("comments") or "").replace(marker, "").strip() if marker else body.get("comments")
+    clean = {key: value for key, value in body.items() if key != "comments"}
+    if comments:
+        clean["comments"] = comments
+    return clean
 
 
 def _dispatch_id(response: Any) -> str:
@@ -491,7 +504,18 @@ def _send(
     while True:
         if must_reconcile:
             log.info(f"reconciling the pending dispatch for order {group.reference}")
-            existing = find_dispatch(client, record, log)
+            existing, listed = find_dispatch(client, record, log)
+            if existing is None and record.existing_ids is None:
+                # A pending entry from a version that marked the comments, not in Orderspace: it is resent
+                # without the marker and from now on reconciled like any other entry.
+                record = ledger.dispatch_pending(
+                    sha256,
+                    group.group_key,
+                    record.order_id,
+                    without_marker(record.body, record.marker),
+                    existing_ids=[str(d.get("id") or "") for d in listed],
+                    row_lines=[row.line for row in rows],
+                )
             if existing is not None:
                 dispatch_id = _dispatch_id(existing)
                 ledger.dispatch_confirmed(sha256, group.group_key, dispatch_id)

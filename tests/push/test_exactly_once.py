@@ -181,3 +181,64 @@ def test_the_reconcile_costs_one_filtered_list_per_pending_order(small, data_dir
     assert result.dispatches_created == 3
     assert len(dispatches_for(server, partly["id"])) == partly_before + 1
     assert len(dispatches_for(server, untouched["id"])) == len(dispatches_for(server, other["id"])) == 1
+
+
+OLD_DISPATCHES_TABLE = """
+CREATE TABLE dispatches (
+    file_sha256 TEXT NOT NULL, group_key TEXT NOT NULL, order_id TEXT NOT NULL, marker TEXT NOT NULL,
+    body TEXT NOT NULL, state TEXT NOT NULL, dispatch_id TEXT, message TEXT, pending_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL, PRIMARY KEY (file_sha256, group_key)
+);
+"""
+
+
+def test_pending_entries_of_the_marker_era_are_settled_and_resent_without_the_marker(
+    sandbox, client, data_dir, drop, folders
+):
+    import sqlite3
+
+    from orderspace_pipelines.warehouse import sha256_of
+
+    landed, lost = three_orders(sandbox)[:2]
+    body = "order_id,sku,quantity,comments\n" + "".join(
+        f"{order['id']},{goods(order)[0]['sku']},1,Sent\n" for order in (landed, lost)
+    )
+    path = drop("legacy.csv", body)
+    digest = sha256_of(path)
+    # What the earlier version left after a kill: both pending, the first one landed with its marker.
+    bodies = {}
+    for order in (landed, lost):
+        marker = f"[wh:{digest[:12]}:id{order['id']}]"
+        bodies[order["id"]] = (
+            marker,
+            {
+                "order_id": order["id"],
+                "comments": f"Sent {marker}",
+                "dispatch_lines": [{"sku": goods(order)[0]["sku"], "quantity": 1}],
+            },
+        )
+    client.create_dispatch(bodies[landed["id"]][1])
+    with sqlite3.connect(folders.ledger_path) as db:
+        db.executescript(OLD_DISPATCHES_TABLE)
+        for order in (landed, lost):
+            marker, sent = bodies[order["id"]]
+            db.execute(
+                "INSERT INTO dispatches VALUES (?, ?, ?, ?, ?, 'pending', NULL, NULL, ?, ?)",
+                (
+                    digest,
+                    f"id:{order['id']}",
+                    order["id"],
+                    marker,
+                    json.dumps(sent),
+                    "2026-11-30T00:00:00+00:00",
+                    "2026-11-30T00:00:00+00:00",
+                ),
+            )
+    sandbox.reset_stats()
+
+    result = push_file(path, client=client, data_dir=data_dir, log=Quiet())
+
+    assert result.dispatches_created == 2 and posts(sandbox, "dispatches") == 1  # only the lost one resent
+    assert len(dispatches_for(sandbox, landed["id"])) == 1
+    [resent] = dispatches_for(sandbox, lost["id"])
+    assert resent["comments"] == "Sent"  # the marker is never sent again
