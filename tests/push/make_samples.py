@@ -37,7 +37,7 @@ def dispatches_csv(orders: list[dict[str, Any]]) -> str:
     open_orders = [
         o
         for o in sorted(orders, key=lambda item: item["number"])
-        if o["status"] in ("new", "released") and not any(line["dispatched"] for line in goods(o))
+        if o["status"] in ("new", "invoiced", "released") and not any(line["dispatched"] for line in goods(o))
     ]
     for order in open_orders[:3]:
         for line in goods(order):
