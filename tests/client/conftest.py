@@ -10,7 +10,6 @@ import pytest
 
 from orderspace_pipelines.client import OrderspaceClient
 from orderspace_pipelines.sandbox import SandboxServer
-from orderspace_pipelines.sandbox.store import DISPATCHABLE
 from orderspace_pipelines.settings import OrderspaceSettings
 
 FAST_BACKOFF = {"backoff_base": 0.01, "backoff_cap": 0.05}
@@ -42,7 +41,7 @@ def make_client(throttle_db: Path) -> Iterator[Callable[..., OrderspaceClient]]:
 
 def _open_order(server: SandboxServer) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     for order in server.store.all("orders"):
-        if order["status"] in DISPATCHABLE:
+        if order["status"] in ("new", "released"):
             lines = [
                 {"sku": line["sku"], "quantity": line["quantity"] - line["dispatched"]}
                 for line in order["order_lines"]
