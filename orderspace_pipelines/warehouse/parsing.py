@@ -25,13 +25,8 @@ import csv
 import re
 import sys
 from dataclasses import dataclass, field
-from enum import StrEnum
 
-
-class FileKind(StrEnum):
-    INVENTORY = "inventory"
-    DISPATCHES = "dispatches"
-
+from orderspace_pipelines.warehouse.states import FileKind
 
 INVENTORY_COLUMNS = ("on_hand", "available")
 ORDER_COLUMNS = ("order_number", "order_id")
@@ -74,6 +69,10 @@ class ParsedFile:
     rows: list[CsvRow] = field(default_factory=list)
     bad_rows: list[BadRow] = field(default_factory=list)
     file_error: str | None = None
+
+    def all_lines(self) -> list[int]:
+        """The line numbers of every row read, good and bad, in file order."""
+        return sorted([row.line for row in self.rows] + [bad.line for bad in self.bad_rows])
 
 
 def canonical_column(name: str) -> str:
