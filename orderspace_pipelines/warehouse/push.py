@@ -207,10 +207,7 @@ def _push_claimed(
         if record.state == FileState.IN_PROGRESS and ledger.inventory_states(digest):
             log.info(f"{name}: resuming an earlier attempt")
         if parsed.file_error:
-            result.file_error = parsed.file_error
-            reason = f"file rejected: {parsed.file_error}"
-            result.rows = [RowResult(line, RowStatus.REJECTED, reason) for line in parsed.all_lines()]
-            log.warning(f"{name}: rejected: {parsed.file_error}")
+            _file_rejected(result, parsed, parsed.file_error, log)
             return mover(result, claimed, ledger=ledger, outcome=FileOutcome.REJECTED)
         log.info(
             f"{name}: {parsed.kind} file, {len(parsed.rows)} rows to check, {len(parsed.bad_rows)} unreadable"
@@ -244,6 +241,14 @@ def _duplicate(result: PushResult, parsed: ParsedFile, record: FileRecord, log: 
     reason = f"duplicate of {record.first_name} (same content, already {record.outcome}); nothing sent"
     result.rows = [RowResult(line, RowStatus.DUPLICATE, reason) for line in parsed.all_lines()]
     log.info(f"{result.file}: {reason}")
+
+
+def _file_rejected(result: PushResult, parsed: ParsedFile, error: str, log: PushLog) -> None:
+    """A file that cannot be read as a warehouse file: every row reported rejected with the file's error."""
+    result.file_error = error
+    reason = f"file rejected: {error}"
+    result.rows = [RowResult(line, RowStatus.REJECTED, reason) for line in parsed.all_lines()]
+    log.warning(f"{result.file}: rejected: {error}")
 
 
 def _push_rows(

@@ -14,7 +14,7 @@ result, every text exactly as read) and as CSV (one line per row), both atomical
 a spreadsheet would run as a formula (it starts with `=`, `+`, `-`, `@`, a tab or a carriage return: file
 text echoed back, such as a SKU `=HYPERLINK(...)`) is prefixed with a single quote, so it shows as text.
 
-`PushResult.exit_code` is what `orderspace-pipelines push` exits with (see `EXIT_CODES`).
+`PushResult.exit_code` is what `orderspace-pipelines push` exits with (the `EXIT_*` constants).
 """
 
 from __future__ import annotations
@@ -35,12 +35,6 @@ EXIT_ALL_DONE = 0  # every row pushed, already right, superseded, or the file wa
 EXIT_ROWS_REJECTED = 3  # the file was processed but some rows were rejected or refused (see the report)
 EXIT_FILE_REJECTED = 4  # nothing was pushed: the file was unreadable or no row of it usable
 EXIT_STOPPED = 5  # the push stopped on an unexpected error; the report names what was sent before it
-EXIT_CODES = {
-    EXIT_ALL_DONE: "every row done",
-    EXIT_ROWS_REJECTED: "some rows rejected (see the report)",
-    EXIT_FILE_REJECTED: "the whole file rejected",
-    EXIT_STOPPED: "the push stopped on an unexpected error; the file is in rejected/ with a report",
-}
 
 
 def spreadsheet_safe(value: object) -> str:
@@ -118,7 +112,7 @@ class PushResult:
 
     @property
     def exit_code(self) -> int:
-        """0 all rows done, 3 some rows rejected, 4 the whole file rejected, 5 stopped (`EXIT_CODES`)."""
+        """0 all rows done, 3 some rows rejected, 4 the whole file rejected, 5 stopped (`EXIT_*`)."""
         if self.stopped_by:
             return EXIT_STOPPED
         if self.outcome != FileOutcome.PROCESSED:
