@@ -16,7 +16,8 @@ DuckDB memory limit (it spills to disk beyond it), so their memory does not grow
 
 - `unique_key` on every table: no two rows share the key, and no key column is null.
   Keys: the contract's, with `line_number` for line tables whose lines have no id of their own;
-  `inventory_level_snapshots` is checked as (sku, snapshot_at) on the `inventory_levels` asset.
+  `inventory_levels` by sku, and its history `inventory_level_snapshots` as (sku, snapshot_at), both on
+  the `inventory_levels` asset.
 - `parent_exists` on order_lines, invoice_lines, invoice_payments, dispatch_lines, product_variants.
 - `totals_match_lines` on orders and invoices: net_total equals the sum of the lines' sub_total, within
   half a penny per line plus a penny (rounding).
@@ -230,6 +231,8 @@ def _checks_for(resource: str) -> list[LakeCheck]:
     spec = RESOURCES[resource]
     tables = [spec.table, *(child.table for child in spec.children)]
     checks = [_unique_check(table) for table in tables]
+    if spec.snapshot_table is not None:
+        checks.append(_unique_check(spec.snapshot_table))
     checks += [_parent_check(table) for table in tables if table_spec(table).parent]
     if resource == "orders":
         checks.append(_totals_check("orders", "order_lines", "order_id"))

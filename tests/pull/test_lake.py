@@ -1,4 +1,4 @@
-"""The lake layer alone: flattening, typed schemas, atomic partitions, streaming, seeking, the catalog."""
+"""The lake layer alone: flattening, typed schemas, atomic partitions, streaming, merging, the catalog."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from orderspace_pipelines.lake import catalog, storage
 from orderspace_pipelines.lake.flatten import CoercionLog, rows_to_arrow, split_record
 from orderspace_pipelines.lake.schemas import RESOURCES, TABLES
-from orderspace_pipelines.lake.sweep import PartitionedLanding, WholeLanding, seek_anchor
+from orderspace_pipelines.lake.sweep import PartitionedLanding, WholeLanding
 
 LOADED = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
@@ -128,7 +128,7 @@ def newest_first(*orders: dict) -> list[dict]:
     return sorted(orders, key=lambda record: record["created"], reverse=True)
 
 
-def test_partitioned_landing_writes_days_stops_past_start_and_seeks(tmp_path: Path) -> None:
+def test_partitioned_landing_writes_days_stops_past_start_and_replaces_the_range(tmp_path: Path) -> None:
     records = newest_first(
         order(1, "2026-11-01T08:00:00Z"),
         order(2, "2026-11-01T09:00:00Z"),
@@ -143,11 +143,8 @@ def test_partitioned_landing_writes_days_stops_past_start_and_seeks(tmp_path: Pa
     # Rows keep the API's listing order: the last row is the oldest of the day.
     assert stored.column("id").to_pylist() == ["or_00002", "or_00001"]
     assert storage.read_partition(tmp_path, "order_lines", date(2026, 11, 2)) is None
-    # Seeking for a range ending on the 2nd starts after the last-listed order of the 4th.
-    assert seek_anchor(tmp_path, RESOURCES["orders"], date(2026, 11, 2)) == "or_00004"
-    assert seek_anchor(tmp_path, RESOURCES["orders"], date(2026, 11, 5)) is None
 
-    # Re-pulling [2nd, 4th] from that anchor: order 4 is gone from the account, order 6 is new on the 2nd.
+    # Re-pulling [2nd, 4th]: order 4 is gone from the account, order 6 is new on the 2nd.
     newer = newest_first(order(6, "2026-11-02T11:00:00Z"), order(3, "2026-11-02T10:00:00Z", lines=0))
     report, pages_used = land(
         tmp_path,
@@ -242,7 +239,7 @@ def test_crash_before_replace_leaves_the_old_partition(
 
     monkeypatch.setattr(pq, "write_table", crash_on_second_file)
     with pytest.raises(OSError, match="disk full"):
-        land(tmp_path, [[order(1, "2026-11-01T08:00:00Z", lines=5, status="shipped")]], None, None)
+        land(tmp_path, [[order(1, "2026-11-01T08:00:00Z", lines=5, status="fulfilled")]], None, None)
     monkeypatch.undo()
     for table, old in before.items():
         assert pq.read_table(storage.partition_file(tmp_path, table, date(2026, 11, 1))).equals(old)
@@ -290,7 +287,7 @@ def test_catalog_views_typed_empty_views_and_inventory_history(tmp_path: Path) -
                 "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'customers'"
             ).fetchall()
         )
-        assert types["minimum_spend"] == "DOUBLE" and types["created_at"] == "TIMESTAMP WITH TIME ZONE"
+        assert types["minimum_spend"] == "DOUBLE" and types["created"] == "TIMESTAMP WITH TIME ZONE"
         assert db.execute("SELECT on_hand FROM inventory_levels").fetchall() == [(7,)]
         assert db.execute("SELECT count(*) FROM inventory_level_snapshots").fetchone() == (2,)
     # Files that all agree are read without union_by_name (DuckDB opens one footer, not one per day).
