@@ -41,6 +41,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -452,7 +453,7 @@ def watermark_from(clock: ServerClock) -> str:
     return (clock.start() - WATERMARK_SAFETY_MARGIN).replace(microsecond=0).isoformat()
 
 
-def saved_watermark(data_dir: Any, key: str) -> datetime | None:
+def saved_watermark(data_dir: Path, key: str) -> datetime | None:
     """A watermark from the lake's state, or None (none yet, or unreadable: a full load follows)."""
     value = storage.read_state(data_dir).get(key)
     if not isinstance(value, str):
