@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -369,3 +369,40 @@ def test_page_fetcher_fetches_only_pages_asked_for_and_raises_their_errors() -> 
     with PageFetcher(iter(())) as fetcher:
         fetcher.want()
         assert fetcher.get() is None  # the end of the listing
+
+
+def test_watermarks_come_from_the_servers_clock_not_ours(tmp_path: Path, monkeypatch) -> None:
+    """A server whose clock is a year behind ours: the watermark follows the server's `Date` header.
+
+    (A unit of the clock reading: `httpx.MockTransport` plays a server whose clock differs from ours,
+    which the sandbox, sharing this machine's clock, cannot.)
+    """
+    import httpx
+
+    from orderspace_pipelines.client import OrderspaceClient
+    from orderspace_pipelines.defs.pull_assets import WATERMARK_SAFETY_MARGIN, ServerClock, watermark_from
+    from orderspace_pipelines.settings import OrderspaceSettings
+
+    monkeypatch.setenv("ORDERSPACE_TOKEN_CACHE", str(tmp_path / "token.json"))
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth/token":
+            return httpx.Response(200, json={"access_token": "tok", "expires_in": 1800})
+        headers = {"Date": "Sun, 30 Nov 2025 04:00:00 GMT"}
+        return httpx.Response(200, json={"products": [], "has_more": False}, headers=headers)
+
+    settings = OrderspaceSettings(
+        client_id="id",
+        client_secret="secret",
+        api_url="http://orderspace.test/v1",
+        token_url="http://orderspace.test/oauth/token",
+        requests_per_minute=6000,
+    )
+    with OrderspaceClient(
+        settings, throttle_db=str(tmp_path / "throttle.sqlite"), transport=httpx.MockTransport(handler)
+    ) as client:
+        clock = ServerClock(client)
+        assert list(client.iter_pages("products")) == []
+    server_start = datetime(2025, 11, 30, 4, 0, tzinfo=UTC)
+    assert clock.start() == server_start
+    assert watermark_from(clock) == (server_start - WATERMARK_SAFETY_MARGIN).isoformat()
