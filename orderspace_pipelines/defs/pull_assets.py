@@ -430,7 +430,8 @@ class ServerClock:
     def __init__(self, client: OrderspaceClient) -> None:
         self.local_start = datetime.now(UTC)
         self.first: datetime | None = None
-        session: httpx.Client = client._http  # httpx's own (public) event hooks on the client's session
+        # The client exposes no response hook of its own: httpx's event hooks on its (private) session.
+        session: httpx.Client = client._http
         hooks = dict(session.event_hooks)
         hooks["response"] = [*hooks.get("response", []), self._seen]
         session.event_hooks = hooks
