@@ -18,8 +18,11 @@ pages of ONE newest-first listing of a range of days `[start, end]`, filtered by
 - stops early (`add_page` returns False) at the first record older than `start` for strictly ordered
   lists (orders, dispatches: a guard should a server ignore `created_since`); invoices, listed by creation
   rather than by invoice date, are read to the end of the server-bounded listing;
-- if a record turns up for a day already written (ordering looser than the slack), it rewrites that day
-  with the record added (unless that day's file already holds its id), and counts it;
+- judges how far the listing has come by each page's oldest day (strictly ordered lists) or median day
+  (invoices: a back-dated one in a page does not count as the listing's position);
+- if a record turns up for a day already written (ordering looser than the slack: forward-dated invoices),
+  it rewrites that day with the record added (unless that day's file already holds its id), once per day
+  at the end (or when `LATE_BATCH` late records are buffered), and counts it;
 - calls `on_day_written(day, {table: rows})` after each day is written, so the caller can report it
   while the listing goes on (between requests, in the time the rate limit leaves free). Days are written
   on the sweep's own thread: a background writer thread was tried and was slower, because
@@ -61,6 +64,7 @@ from orderspace_pipelines.lake.schemas import SNAPSHOT_AT, TIMESTAMP, ResourceSp
 log = logging.getLogger(__name__)
 
 PREVIEW_ROWS = 5
+LATE_BATCH = 2000  # late records (for days already written) buffered before their days are rewritten
 _DATE_FALLBACKS = ("created", "created_at", "invoice_date", "date")
 
 
@@ -282,12 +286,18 @@ class PartitionedLanding:
         report.skipped_older += plan.skipped_older
         for day, record in plan.dated:
             self._add(day, record)
-            if self._low_water is None or day < self._low_water:
-                self._low_water = day
+        page_water = self._page_water(sorted(day for day, _ in plan.dated))
+        if page_water is not None and (self._low_water is None or page_water < self._low_water):
+            self._low_water = page_water
         if self._low_water is not None:
             slack = timedelta(days=self.spec.order_slack_days)
-            for day in [d for d in self._open if d - slack > self._low_water]:
+            # Days written already that got late records are rewritten once, at the end (or when their
+            # buffered records grow past LATE_BATCH), not once per late record.
+            for day in [d for d in self._open if d - slack > self._low_water and d not in self._written]:
                 self._flush(day)
+            if self._late_records() > LATE_BATCH:
+                for day in [d for d in self._open if d in self._written]:
+                    self._flush(day)
         if report.pages % self.progress_every == 0:
             self.logger.info(
                 "%s: %d pages, %d records, now at %s",
@@ -298,6 +308,20 @@ class PartitionedLanding:
             )
         report.processing_seconds += time.perf_counter() - started
         return plan.wants_more
+
+    def _page_water(self, days: list[date]) -> date | None:
+        """How far back the listing has come, judged by one page's (sorted) days.
+
+        Strictly ordered lists: the page's oldest day. Loosely ordered ones (invoices, listed by creation):
+        the page's median day, so that one back-dated record (weeks before its neighbours) does not make
+        the landing write out, too early, every day between it and the listing's real position.
+        """
+        if not days:
+            return None
+        return days[0] if self.spec.order_slack_days == 0 else days[(len(days) - 1) // 2]
+
+    def _late_records(self) -> int:
+        return sum(len(self._open[day][self.spec.table]) for day in self._open if day in self._written)
 
     def _add(self, day: date, record: Mapping[str, Any]) -> None:
         ids = self._open_ids.setdefault(day, set())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -604,3 +604,35 @@ def test_state_updates_are_atomic_and_keep_other_keys(tmp_path: Path) -> None:
     storage.state_path(tmp_path).write_text("{not json")
     assert storage.read_state(tmp_path) == {}  # unreadable: the next pull is a full one
     assert [p.name for p in storage.state_path(tmp_path).parent.iterdir() if p.name.endswith(".tmp")] == []
+
+
+@pytest.mark.parametrize("forward", [False, True])
+def test_skewed_invoice_dates_do_not_make_the_landing_rewrite_days_over_and_over(
+    tmp_path: Path, forward: bool
+) -> None:
+    base = date(2026, 11, 20)
+    records = []
+    for i in range(400):  # listed by creation, newest first: ten a day, one in 25 back-dated (or forward)
+        day = base - timedelta(days=i // 10)
+        if i % 25 == 24:
+            day -= timedelta(days=30)
+        elif forward and i % 25 == 12:
+            day += timedelta(days=20)
+        records.append(invoice(i, day.isoformat()))
+    pages = [records[n : n + 20] for n in range(0, len(records), 20)]
+    report, _ = land(tmp_path, pages, None, None, resource="invoices")
+    forward_days = {
+        date.fromisoformat(r["invoice_date"]) for i, r in enumerate(records) if forward and i % 25 == 12
+    }
+    # A back-dated invoice never causes a rewrite (it does not move the listing's position); a forward-dated
+    # one may find its day written already: that day is rewritten once, whatever number of records it gets.
+    assert report.late_rewrites <= len(forward_days)
+    assert report.rows["invoices"] == 400
+    stored = {
+        day: sorted(storage.read_partition(tmp_path, "invoices", day).column("id").to_pylist())
+        for day in storage.stored_days(tmp_path, "invoices")
+    }
+    expected: dict[date, list[str]] = {}
+    for record in records:
+        expected.setdefault(date.fromisoformat(record["invoice_date"]), []).append(record["id"])
+    assert stored == {day: sorted(ids) for day, ids in expected.items()}
