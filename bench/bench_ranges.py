@@ -73,14 +73,13 @@ def main() -> None:
     with SandboxServer(config).start() as server:
         data_dir = work / "data"
         resources = _resources(server, data_dir)
-        end_day = config.end_date
-        old_day, start, end = (
-            end_day - timedelta(days=100),
-            end_day - timedelta(days=60),
-            end_day - timedelta(days=31),
-        )
         for resource, field in DATE_FIELD.items():
             records = server.store.all(resource)
+            # Relative to the resource's own last day in the account (the generated account's newest orders
+            # are still open, so its dispatches end weeks earlier; some invoices are forward-dated).
+            end_day = max(d for d in (_day(r, field) for r in records) if d <= config.end_date)
+            old_day = end_day - timedelta(days=100)
+            start, end = end_day - timedelta(days=60), end_day - timedelta(days=31)
             for lake in ("empty", "full"):
                 shutil.rmtree(data_dir, ignore_errors=True)
                 if lake == "full":
