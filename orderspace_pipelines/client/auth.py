@@ -166,15 +166,17 @@ class ClientCredentialsAuth(httpx.Auth):
                 if rejected is not None and store.discard(rejected):
                     logger.info("Dropped the rejected access token from the shared token cache")
                 token = self._fetch_token()
-                store.write(
-                    StoredToken(
-                        value=token.value,
-                        expires_at=token.obtained_at + token.lifetime,
-                        lifetime=token.lifetime,
-                        client_id=self.client_id,
-                        secret_sha256=self._secret_sha256,
-                    )
+                stored = StoredToken(
+                    value=token.value,
+                    expires_at=token.obtained_at + token.lifetime,
+                    lifetime=token.lifetime,
+                    client_id=self.client_id,
+                    secret_sha256=self._secret_sha256,
                 )
+                try:
+                    store.write(stored)
+                except TokenStoreError as exc:  # the token is good: use it, unshared
+                    logger.warning("Could not share the new access token (%s); using it unshared", exc)
                 return token
         except TokenStoreError as exc:
             logger.warning(

@@ -39,6 +39,7 @@ logger = logging.getLogger("orderspace_pipelines.client")
 TOKEN_CACHE_ENV = "ORDERSPACE_TOKEN_CACHE"
 DISABLED_VALUES = frozenset({"off", "none", "false", "0", "no", "disabled"})
 FILE_MODE = 0o600
+DIRECTORY_FILE_NAME = "orderspace-tokens.json"  # its name when ORDERSPACE_TOKEN_CACHE is a directory
 FORMAT_VERSION = 1
 LOCK_TIMEOUT_SECONDS = 120.0  # a token fetch retries for seconds at most; past this something is wrong
 
@@ -119,15 +120,16 @@ class TokenStore(Protocol):
 
 
 def default_token_cache_path(throttle_path: str | os.PathLike[str]) -> Path | None:
-    """`$ORDERSPACE_TOKEN_CACHE` (a file path; `off` disables the cache), else a file beside the throttle DB.
-
-    The default name carries the throttle DB's own name, so an account's cache sits with its throttle bucket.
-    """
+    """`$ORDERSPACE_TOKEN_CACHE` (a file, or a directory to hold `orderspace-tokens.json`; `off` disables the
+    cache), else a file beside the throttle DB named after it, so an account's cache sits with its bucket."""
     configured = os.environ.get(TOKEN_CACHE_ENV, "").strip()
     if configured.lower() in DISABLED_VALUES:
         return None
     if configured:
-        return Path(configured).expanduser()
+        path = Path(configured).expanduser()
+        if path.is_dir() or configured.endswith(("/", os.sep)):
+            return path / DIRECTORY_FILE_NAME
+        return path
     throttle = Path(throttle_path)
     return throttle.with_name(f"{throttle.stem}.tokens.json")
 
@@ -157,16 +159,21 @@ class FileTokenStore:
             return {}
         except OSError as exc:
             raise TokenStoreError(f"cannot open the token cache {self.path}: {exc.strerror}") from None
-        with os.fdopen(fd, "rb") as handle:
-            info = os.fstat(handle.fileno())
-            if info.st_mode & 0o077 or (hasattr(os, "getuid") and info.st_uid != os.getuid()):
-                logger.warning(
-                    "Ignoring the token cache %s: not private to this user (mode %o); it will be replaced",
-                    self.path,
-                    stat.S_IMODE(info.st_mode),
-                )
-                return {}
-            raw = handle.read()
+        try:
+            with os.fdopen(fd, "rb") as handle:
+                info = os.fstat(handle.fileno())
+                if not stat.S_ISREG(info.st_mode):
+                    raise TokenStoreError(f"the token cache {self.path} is not a regular file")
+                if info.st_mode & 0o077 or (hasattr(os, "getuid") and info.st_uid != os.getuid()):
+                    logger.warning(
+                        "Ignoring the token cache %s: not private to this user (mode %o); replacing it",
+                        self.path,
+                        stat.S_IMODE(info.st_mode),
+                    )
+                    return {}
+                raw = handle.read()
+        except OSError as exc:
+            raise TokenStoreError(f"cannot read the token cache {self.path}: {exc.strerror}") from None
         try:
             data = json.loads(raw)
         except ValueError:

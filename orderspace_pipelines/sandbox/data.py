@@ -367,7 +367,7 @@ class _Generator:
                     unit_price = base_price
                     variant = {
                         "id": new("pv"),
-                        "sku": f"{code}-{colour_code}-{'M' if size == METRE else size}",
+                        "sku": f"{code}-{colour_code}-{'MTR' if size == METRE else size}",
                         "barcode": str(rng.randrange(10**12, 10**13)),
                         "options": {"Colour": colour, "Size": size},
                         "unit_price": unit_price,

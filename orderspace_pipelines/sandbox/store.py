@@ -322,6 +322,8 @@ class Store:
         """
         if resource in UNPAGINATED:
             return list(self._collection(resource).records), None
+        # A blank value (`?sku=`) is no filter at all, as a `present?` check in the web app reads it: a guess.
+        params = {name: value for name, value in params.items() if value.strip() != ""}
         size = self._page_size(params.get("limit"))
         starting_after = params.get("starting_after") or None
         if resource == "inventory_levels":
@@ -931,6 +933,7 @@ class Store:
                 if not variant["id"]:
                     variant["id"] = self._ids.new("pv")
             collection.append(product, self._now(collection))
+            collection.updated[product["id"]] = self._stamp()  # found by updated_since like any change
             self._commit_skus(product, new_skus, {})
             return copy.deepcopy(product)
 

@@ -25,6 +25,7 @@ from orderspace_pipelines.client.token_store import (
     FileTokenStore,
     MemoryTokenStore,
     StoredToken,
+    TokenStoreError,
     account_key,
     secret_digest,
 )
@@ -272,6 +273,17 @@ def test_the_cache_can_be_relocated(sandbox, throttle_db, tmp_path, monkeypatch)
     assert not _cache_path(throttle_db).exists()
 
 
+def test_the_cache_can_be_a_directory(sandbox, throttle_db, tmp_path, monkeypatch) -> None:
+    folder = tmp_path / "cache-dir"
+    folder.mkdir()
+    monkeypatch.setenv(TOKEN_CACHE_ENV, str(folder))
+    for _ in range(2):
+        with OrderspaceClient(_settings(sandbox), throttle_db=str(throttle_db)) as client:
+            list(client.list_tax_rates())
+    assert sandbox.stats()["tokens_issued"] == 1
+    assert stat.S_IMODE((folder / "orderspace-tokens.json").stat().st_mode) == 0o600
+
+
 def test_a_corrupt_or_shared_cache_file_is_ignored_and_replaced(sandbox, throttle_db, caplog) -> None:
     cache = _cache_path(throttle_db)
     cache.write_text("{not json")
@@ -334,3 +346,21 @@ def test_discard_only_drops_the_named_token(tmp_path) -> None:
         assert store.discard("value-1") is True
         assert store.read() is None
     assert "value-1" not in repr(token)
+
+
+class _UnwritableStore(MemoryTokenStore):
+    """A store whose writes fail (a full disk, a read-only folder)."""
+
+    def write(self, token: StoredToken) -> None:
+        raise TokenStoreError("disk full")
+
+
+def test_a_store_that_cannot_save_the_token_costs_no_extra_token(sandbox, throttle_db, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="orderspace_pipelines.client")
+    with OrderspaceClient(
+        _settings(sandbox), throttle_db=str(throttle_db), token_store=_UnwritableStore()
+    ) as client:
+        assert list(client.list_tax_rates()) == sandbox.store.all("tax_rates")
+        list(client.list_customers())
+    assert sandbox.stats()["tokens_issued"] == 1
+    assert "Could not share the new access token (disk full)" in caplog.text

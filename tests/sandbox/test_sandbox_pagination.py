@@ -122,3 +122,17 @@ def test_inventory_is_in_sku_order_and_categories_in_sort_order(sandbox, api):
     assert skus == sorted(skus)
     categories = walk(api, "categories", limit=4)
     assert [c["name"] for c in categories[:2]] == ["Dresses", "Tops"]
+
+
+def test_a_blank_filter_value_is_no_filter(sandbox, api):
+    """A guess where the reference is silent: `?status=&sku=` reads as if absent (a `present?` check)."""
+    assert walk(api, "orders", status="", customer_id="", created_before="") == sandbox.store.all("orders")
+    assert walk(api, "inventory_levels", sku="") == sandbox.store.all("inventory_levels")
+
+
+def test_a_filter_combines_with_the_cursor(sandbox, api):
+    fulfilled = [o for o in sandbox.store.all("orders") if o["status"] == "fulfilled"]
+    assert len(fulfilled) > 14
+    assert walk(api, "orders", status="fulfilled", limit=7) == fulfilled
+    page = api.get("orders", params={"status": "fulfilled", "limit": 3, "starting_after": fulfilled[4]["id"]})
+    assert page.json() == {"orders": fulfilled[5:8], "has_more": True}
