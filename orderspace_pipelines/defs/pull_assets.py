@@ -480,7 +480,7 @@ def _land_pages(pages: Iterator[Page], land: Callable[[Sequence[Mapping[str, Any
 
 
 def _sweep(
-    client: OrderspaceClient, resource: str, landing: PartitionedLanding, filters: Mapping[str, str]
+    client: OrderspaceClient, resource: str, landing: PartitionedLanding, filters: dict[str, Any]
 ) -> None:
     with PageFetcher(client.iter_pages(resource, **filters)) as pages:
         pages.want()
@@ -514,7 +514,7 @@ def pull_whole(
     since = None
     if spec.updated_since and not full_refresh and storage.whole_file(lake.root, spec.table).is_file():
         since = saved_watermark(lake.root, watermark_key)
-    params = {} if since is None else {"updated_since": _utc_text(since)}
+    params: dict[str, Any] = {} if since is None else {"updated_since": _utc_text(since)}
     if spec.updated_since:
         context.log.info(
             "%s: %s",

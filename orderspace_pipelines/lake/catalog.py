@@ -349,9 +349,10 @@ def summary(data_dir: Path) -> list[tuple[str, int]]:
     """`[(table, rows), ...]` for every catalog table, in contract order, read straight from the Parquet."""
     connection = lake_connection(Path(data_dir))
     try:
-        return [
-            (table, int(connection.execute(f"SELECT count(*) FROM {_quote_ident(table)}").fetchone()[0]))
-            for table in CATALOG_TABLES
-        ]
+        counts = []
+        for table in CATALOG_TABLES:
+            row = connection.execute(f"SELECT count(*) FROM {_quote_ident(table)}").fetchone()
+            counts.append((table, int(row[0]) if row else 0))
+        return counts
     finally:
         connection.close()

@@ -361,7 +361,7 @@ class PartitionedLanding:
                 self._drop_stored_duplicates(day, buffer, set(old_parent.column("id").to_pylist()))
             if not buffer[self.spec.table]:
                 return  # every late record was already stored: nothing to rewrite
-        tables: dict[str, pa.Table | None] = {}
+        tables: dict[str, pa.Table] = {}
         for table, rows in buffer.items():
             data = rows_to_arrow(
                 table_spec(table), rows, loaded_at=self.loaded_at, coercions=self.report.coercions
