@@ -13,6 +13,11 @@ step event, a check) first writes what is held, so the event log keeps its order
 the rest, also when the block raises. Until a batch is written its events are not yet visible to other
 processes (the UI sees a day's status at most `BATCH_SIZE` events late).
 
+Dagster's own batched writes go the same way: a run over a partition range logs a "planned" event per
+partition and asset when it is created (by the webserver or daemon for a UI backfill), which Dagster hands
+to `store_event_batch` when `DAGSTER_EVENT_BATCH_SIZE` is set; this storage sets it (unless already set)
+and writes each such batch in one transaction per database.
+
 `orderspace_pipelines/dagster_home/dagster.yaml` selects it (`storage: custom:`). On any other instance
 storage (the default SQLite, Postgres, the in-memory ephemeral instance) `batched_materializations` does
 nothing and every event is written as it comes.
@@ -20,6 +25,7 @@ nothing and every event is written as it comes.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -45,6 +51,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
 BATCH_SIZE = 200
+EVENT_BATCH_SIZE_ENV = "DAGSTER_EVENT_BATCH_SIZE"
 _BATCHED_TYPES = frozenset({DagsterEventType.ASSET_MATERIALIZATION})
 
 
@@ -142,6 +149,10 @@ class BatchingSqliteStorage(DagsterSqliteStorage):
         self._schedule_storage = SqliteScheduleStorage.from_local(_schedule_directory(base_dir))
         self._inst_data = inst_data
         super(DagsterSqliteStorage, self).__init__()
+        # Dagster's own batches (a ranged run's per-partition "planned" events, at run creation, and the
+        # per-partition events of an output) reach `store_event_batch` only with this set; the instance
+        # reads it at each event. A value the user set is kept.
+        os.environ.setdefault(EVENT_BATCH_SIZE_ENV, str(BATCH_SIZE))
 
     @classmethod
     def from_config_value(  # type: ignore[override]
