@@ -20,7 +20,8 @@
   check before the page is landed), so no request is spent past the end of a range, and it holds at
   most one page ahead, so memory stays at a couple of pages. The per-day materialization events of a
   partitioned pull are logged as each day is written, in the time the rate limit leaves between
-  requests, rather than all at the end.
+  requests, rather than all at the end; on the project's instance storage they are written to SQLite in
+  batches (`defs/event_log.py`), which took most of a full pull's local time when written one by one.
 """
 
 import json
@@ -276,8 +277,9 @@ def pull_partitioned(
 ) -> Iterator[Any]:
     """One newest-first sweep over the run's partition range, landed day by day.
 
-    Logs one materialization per day written or emptied (with that day's row count), not one per partition
-    of the range: a full pull spans thousands of days, most of them empty (see `_DayEvents`).
+    Logs one materialization per day and table with that day's row count: for a range run, every day of
+    the range (0 rows where the sweep found none); for a full-history run, the days it wrote or emptied
+    (see `_DayEvents`).
     """
     spec = RESOURCES[resource]
     tables = _selected_tables(context, spec)

@@ -2,7 +2,7 @@
 
 The same asset code the UI and the schedules run. The daily-partitioned assets get ONE run over a partition
 range (`dagster/asset_partition_range_start/_end` tags, single-run backfill policy): `--since D` pulls
-D..today. No `--since` pulls the whole history as one sweep per resource (run tag `orderspace/full_history`,
+D..today and materializes every day of that range (0 rows where there were no records). No `--since` pulls the whole history as one sweep per resource (run tag `orderspace/full_history`,
 targeting today's partition; each day written is logged as that partition's materialization), so records
 older than the start date land too and Dagster does not plan thousands of empty partitions.
 Whole-refresh assets and the inventory snapshot run once.
