@@ -8,6 +8,12 @@
 
 Configuration errors (a missing variable, a bad date) end with one clear line and exit code 2,
 never a stack trace.
+
+`push FILE` exits 0 when every row was done (pushed, already right, superseded, or the file was a
+duplicate), 3 when some rows were rejected or refused (the report names them), 4 when the whole file was
+rejected (nothing pushed), 5 when the push stopped on an unexpected error (the file is in rejected/ with a
+report of what was sent; drop it again to push the rest), 1 when it did not finish (Orderspace down: the file
+stays in warehouse/work/ and the same command resumes it), 2 for a missing file or configuration.
 """
 
 from __future__ import annotations
@@ -50,7 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--select", type=_parse_select, help="comma-separated assets/tables, e.g. orders,customers"
     )
 
-    push = commands.add_parser("push", help="run the warehouse push job for one file")
+    push = commands.add_parser(
+        "push",
+        help="run the warehouse push job for one file (exit 0 all rows done, 3 some rows rejected, "
+        "4 file rejected, 5 stopped by an unexpected error, 1 not finished)",
+    )
     push.add_argument("file", type=Path)
 
     demo = commands.add_parser(

@@ -72,9 +72,19 @@ def push_command(path: Path) -> int:
     from orderspace_pipelines.definitions import build_resources
     from orderspace_pipelines.defs.push_jobs import run_push
 
-    result = run_push(path, instance=_instance(), resources=build_resources())
-    print(result.describe() if hasattr(result, "describe") else result)
-    return 0 if result.success else 1
+    instance, resources = _instance(), build_resources()  # configuration errors exit 2 (cli.main)
+    try:
+        result = run_push(path, instance=instance, resources=resources)
+    except Exception as error:  # API down, outcome unknown: the file stays claimed, a re-run resumes it
+        cause = error.__cause__ or error
+        print(
+            f"orderspace-pipelines push: the push did not finish ({type(cause).__name__}: {cause}); the file "
+            "stays in warehouse/work/ and running the same command again resumes it",
+            file=sys.stderr,
+        )
+        return 1
+    print(result.describe())
+    return result.exit_code
 
 
 # --- the sandbox as a child process -------------------------------------------------------------------------

@@ -9,7 +9,12 @@ with OrderspaceClient.from_settings(OrderspaceSettings.from_env()) as client:
 """
 
 from orderspace_pipelines.client.auth import ClientCredentialsAuth
-from orderspace_pipelines.client.client import INVENTORY_BATCH_LIMIT, OrderspaceClient, Page
+from orderspace_pipelines.client.client import (
+    INVENTORY_BATCH_LIMIT,
+    MAX_PAGE_SIZE,
+    OrderspaceClient,
+    Page,
+)
 from orderspace_pipelines.client.errors import (
     APIError,
     AuthenticationError,
@@ -23,16 +28,31 @@ from orderspace_pipelines.client.errors import (
     TransportError,
     ValidationError,
 )
+from orderspace_pipelines.client.filters import LIST_FILTERS, ORDER_STATUSES, filter_params
 from orderspace_pipelines.client.throttle import RequestThrottle, default_throttle_path
+from orderspace_pipelines.client.token_store import (
+    TOKEN_CACHE_ENV,
+    FileTokenStore,
+    MemoryTokenStore,
+    StoredToken,
+    TokenStore,
+    default_token_cache_path,
+)
 from orderspace_pipelines.client.transport import RequestStats, ThrottledRetryTransport
 
 __all__ = [
     "INVENTORY_BATCH_LIMIT",
+    "LIST_FILTERS",
+    "MAX_PAGE_SIZE",
+    "ORDER_STATUSES",
+    "TOKEN_CACHE_ENV",
     "APIError",
     "AuthenticationError",
     "BadRequestError",
     "ClientCredentialsAuth",
     "ConfigurationError",
+    "FileTokenStore",
+    "MemoryTokenStore",
     "NotFoundError",
     "OrderspaceClient",
     "OrderspaceError",
@@ -42,8 +62,12 @@ __all__ = [
     "RequestThrottle",
     "ResponseFormatError",
     "ServerError",
+    "StoredToken",
     "ThrottledRetryTransport",
+    "TokenStore",
     "TransportError",
     "ValidationError",
     "default_throttle_path",
+    "default_token_cache_path",
+    "filter_params",
 ]

@@ -12,8 +12,7 @@ import logging
 import socket
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from typing import Any, Self
+from typing import Any, Literal, Self, Unpack
 from urllib.parse import quote
 
 import httpx
@@ -28,7 +27,26 @@ from orderspace_pipelines.client.errors import (
     error_from_response,
     truncate,
 )
+from orderspace_pipelines.client.filters import (
+    CategoryFilters,
+    CustomerFilters,
+    DateLike,
+    DispatchFilters,
+    InventoryLevelFilters,
+    InvoiceFilters,
+    NoFilters,
+    OrderFilters,
+    ProductFilters,
+    filter_params,
+    format_datetime,
+)
 from orderspace_pipelines.client.throttle import RequestThrottle, default_throttle_path
+from orderspace_pipelines.client.token_store import (
+    FileTokenStore,
+    TokenStore,
+    account_key,
+    default_token_cache_path,
+)
 from orderspace_pipelines.client.transport import RequestStats, ThrottledRetryTransport
 from orderspace_pipelines.settings import OrderspaceSettings
 
@@ -37,7 +55,9 @@ logger = logging.getLogger("orderspace_pipelines.client")
 INVENTORY_BATCH_LIMIT = 200
 # Send small requests at once rather than waiting on Nagle's algorithm (a 40 ms stall per request otherwise).
 NO_DELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
-MAX_PAGE_SIZE = 100
+# `limit` on every paginated list: "The default is 50 and the maximum limit is 200" (API reference,
+# source/includes/models/_<resource>.html.md, "List ..." parameters). The client always asks for the maximum.
+MAX_PAGE_SIZE = 200
 # Endpoints documented as returning everything in one response (no `limit` is sent; `has_more: true` is still
 # followed, in case the API starts paginating them).
 UNPAGINATED_RESOURCES = frozenset(
@@ -53,8 +73,6 @@ SINGULAR = {
     "webhooks": "webhook",
     "inventory_levels": "inventory_level",
 }
-
-DateLike = date | datetime | str
 
 
 @dataclass(frozen=True)
@@ -72,17 +90,8 @@ def cursor_field(resource: str) -> str:
 
 
 def format_since(value: DateLike) -> str:
-    """`created_since` as the API expects it: `YYYY-MM-DD`, or an ISO 8601 UTC time."""
-    if isinstance(value, datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
-        return value.replace(microsecond=0).isoformat() + "Z"
-    if isinstance(value, date):
-        return value.isoformat()
-    text = str(value).strip()
-    if not text:
-        raise ValueError("created_since must not be empty")
-    return text
+    """`created_since` as the API expects it: `YYYY-MM-DD`, or an ISO 8601 UTC time (see `filters.py`)."""
+    return format_datetime(value, "created_since")
 
 
 def _coerce_has_more(value: Any) -> bool | None:
@@ -107,6 +116,10 @@ class OrderspaceClient:
     `transport` replaces the innermost HTTP transport (tests: `httpx.MockTransport`); throttling, retries and
     auth still wrap it. `min_429_wait` defaults to the settings' rate window (60 s on the real API). `stats`
     counts this client's API requests, retries, 429s and throttle waits.
+
+    `token_store` shares the access token with the account's other clients and processes: by default a 0600
+    file beside the throttle DB (`$ORDERSPACE_TOKEN_CACHE` relocates it, `off` disables it), `None` for a
+    token of this client's own, or any `TokenStore`.
     """
 
     def __init__(
@@ -121,10 +134,13 @@ class OrderspaceClient:
         transport: httpx.BaseTransport | None = None,
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
+        token_store: TokenStore | Literal["default"] | None = "default",
     ) -> None:
         _check_settings(settings)
-        if not 1 <= page_size <= 1000:
-            raise ConfigurationError(f"page_size must be between 1 and 1000, got {page_size}")
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ConfigurationError(
+                f"page_size must be between 1 and {MAX_PAGE_SIZE} (the API's maximum), got {page_size}"
+            )
         self.settings = settings
         self.page_size = page_size
         self.stats = RequestStats()
@@ -154,12 +170,17 @@ class OrderspaceClient:
             retry_unsafe_methods=True,
             close_inner=False,
         )
+        if token_store == "default":
+            cache_path = default_token_cache_path(path)
+            key = account_key(settings.api_url, settings.token_url, settings.client_id)
+            token_store = None if cache_path is None else FileTokenStore(cache_path, key)
         self.auth = ClientCredentialsAuth(
             settings.token_url,
             settings.client_id,
             settings.client_secret,
             transport=token_transport,
             timeout=timeout,
+            store=token_store,
         )
         self._http = httpx.Client(
             base_url=settings.api_url.rstrip("/") + "/",
@@ -237,25 +258,31 @@ class OrderspaceClient:
         *,
         page_size: int | None = None,
         starting_after: str | None = None,
-        created_since: DateLike | None = None,
-        **params: Any,
+        **filters: Any,
     ) -> Iterator[Page]:
         """Every page of a list endpoint, oldest request first, empty pages skipped.
 
+        `filters` are the resource's documented filters (see `filters.py`; None means unset): one the
+        resource does not document raises `TypeError` here, before any request.
         Pages by `limit`/`starting_after` (cursor: the last record's `id`, `sku` for inventory levels).
         `has_more` is trusted when sent; without it paging continues until an empty page (a short page is not
         the end: the server may cap the page size). A cursor that does not advance raises
         `ResponseFormatError`.
         """
         resource = resource.strip().strip("/")
+        limit = page_size or self.page_size
+        if not 1 <= limit <= MAX_PAGE_SIZE:
+            raise ValueError(
+                f"page_size must be between 1 and {MAX_PAGE_SIZE} (the API's maximum), got {limit}"
+            )
+        query: dict[str, Any] = filter_params(resource, filters)
+        return self._pages(resource, limit, query, starting_after)
+
+    def _pages(
+        self, resource: str, limit: int, query: dict[str, Any], starting_after: str | None
+    ) -> Iterator[Page]:
         paginated = resource not in UNPAGINATED_RESOURCES
         field = cursor_field(resource)
-        limit = page_size or self.page_size
-        if not 1 <= limit <= 1000:
-            raise ValueError(f"page_size must be between 1 and 1000, got {limit}")
-        query: dict[str, Any] = dict(params)
-        if created_since is not None:
-            query["created_since"] = format_since(created_since)
         cursor = starting_after
         seen_cursors: set[str] = set() if cursor is None else {cursor}
         while True:
@@ -286,14 +313,16 @@ class OrderspaceClient:
             cursor = next_cursor
 
     def iter_records(self, resource: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        """Every record of a list endpoint (see `iter_pages` for the arguments)."""
-        for page in self.iter_pages(resource, **kwargs):
-            yield from page.records
+        """Every record of a list endpoint (see `iter_pages`; the arguments are checked at once)."""
+        pages = self.iter_pages(resource, **kwargs)
+        return (record for page in pages for record in page.records)
 
-    def _list(self, resource: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    def _list(
+        self, resource: str, page_size: int | None, starting_after: str | None, filters: Mapping[str, Any]
+    ) -> Iterator[dict[str, Any]]:
         # Unpaginated endpoints take the same arguments (page_size is not sent to them) so callers can treat
         # every list_* alike.
-        return self.iter_records(resource, **kwargs)
+        return self.iter_records(resource, page_size=page_size, starting_after=starting_after, **filters)
 
     def _get(self, resource: str, record_id: str) -> dict[str, Any]:
         body = self.request("GET", f"{resource}/{_path_id(SINGULAR[resource], record_id)}")
@@ -312,8 +341,16 @@ class OrderspaceClient:
 
     # -- endpoint map ------------------------------------------------------------------------------------
 
-    def list_customers(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        return self._list("customers", **kwargs)
+    def list_customers(
+        self,
+        *,
+        page_size: int | None = None,
+        starting_after: str | None = None,
+        **filters: Unpack[CustomerFilters],
+    ) -> Iterator[dict[str, Any]]:
+        """Filters: created_since, company_name, buyers_email_address, status, reference,
+        payment_terms_id, customer_group_id, price_list_id."""
+        return self._list("customers", page_size, starting_after, filters)
 
     def get_customer(self, customer_id: str) -> dict[str, Any]:
         return self._get("customers", customer_id)
@@ -324,8 +361,16 @@ class OrderspaceClient:
     def update_customer(self, customer_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
         return self._update("customers", customer_id, changes)
 
-    def list_orders(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        return self._list("orders", **kwargs)
+    def list_orders(
+        self,
+        *,
+        page_size: int | None = None,
+        starting_after: str | None = None,
+        **filters: Unpack[OrderFilters],
+    ) -> Iterator[dict[str, Any]]:
+        """Filters: created_since, created_before, delivery_date_since/_before, number, status,
+        reference, customer_id, standing_order_id."""
+        return self._list("orders", page_size, starting_after, filters)
 
     def get_order(self, order_id: str) -> dict[str, Any]:
         return self._get("orders", order_id)
@@ -333,8 +378,15 @@ class OrderspaceClient:
     def create_order(self, order: Mapping[str, Any]) -> dict[str, Any]:
         return self._create("orders", order)
 
-    def list_dispatches(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        return self._list("dispatches", **kwargs)
+    def list_dispatches(
+        self,
+        *,
+        page_size: int | None = None,
+        starting_after: str | None = None,
+        **filters: Unpack[DispatchFilters],
+    ) -> Iterator[dict[str, Any]]:
+        """Filters: created_since, created_before, order_id."""
+        return self._list("dispatches", page_size, starting_after, filters)
 
     def get_dispatch(self, dispatch_id: str) -> dict[str, Any]:
         return self._get("dispatches", dispatch_id)
@@ -344,8 +396,15 @@ class OrderspaceClient:
         `maybe_processed`, or `ServerError`, look for the dispatch before sending it again."""
         return self._create("dispatches", dispatch)
 
-    def list_products(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        return self._list("products", **kwargs)
+    def list_products(
+        self,
+        *,
+        page_size: int | None = None,
+        starting_after: str | None = None,
+        **filters: Unpack[ProductFilters],
+    ) -> Iterator[dict[str, Any]]:
+        """Filters: created_since, updated_since, code, name, active, category_id."""
+        return self._list("products", page_size, starting_after, filters)
 
     def get_product(self, product_id: str) -> dict[str, Any]:
         return self._get("products", product_id)
@@ -356,8 +415,15 @@ class OrderspaceClient:
     def update_product(self, product_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
         return self._update("products", product_id, changes)
 
-    def list_inventory_levels(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        return self._list("inventory_levels", **kwargs)
+    def list_inventory_levels(
+        self,
+        *,
+        page_size: int | None = None,
+        starting_after: str | None = None,
+        **filters: Unpack[InventoryLevelFilters],
+    ) -> Iterator[dict[str, Any]]:
+        """Filters: created_since, updated_since, product_id, sku."""
+        return self._list("inventory_levels", page_size, starting_after, filters)
 
     def update_inventory_levels(self, levels: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Set stock levels in requests of at most `INVENTORY_BATCH_LIMIT` (200); returns every updated level.
@@ -388,32 +454,89 @@ class OrderspaceClient:
             updated.extend(records)
         return updated
 
-    def list_invoices(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        return self._list("invoices", **kwargs)
+    def list_invoices(
+        self,
+        *,
+        page_size: int | None = None,
+        starting_after: str | None = None,
+        **filters: Unpack[InvoiceFilters],
+    ) -> Iterator[dict[str, Any]]:
+        """Filters: created_since, invoice_date_after/_before, due_date_after/_before, number,
+        customer_id, paid, proforma."""
+        return self._list("invoices", page_size, starting_after, filters)
 
     def get_invoice(self, invoice_id: str) -> dict[str, Any]:
         return self._get("invoices", invoice_id)
 
-    def list_categories(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        return self._list("categories", **kwargs)
+    def list_categories(
+        self,
+        *,
+        page_size: int | None = None,
+        starting_after: str | None = None,
+        **filters: Unpack[CategoryFilters],
+    ) -> Iterator[dict[str, Any]]:
+        """Filters: name, parent_id."""
+        return self._list("categories", page_size, starting_after, filters)
 
-    def list_customer_groups(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        return self._list("customer_groups", **kwargs)
+    def list_customer_groups(
+        self,
+        *,
+        page_size: int | None = None,
+        starting_after: str | None = None,
+        **filters: Unpack[NoFilters],
+    ) -> Iterator[dict[str, Any]]:
+        """Documented without filters (and without pagination)."""
+        return self._list("customer_groups", page_size, starting_after, filters)
 
-    def list_price_lists(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        return self._list("price_lists", **kwargs)
+    def list_price_lists(
+        self,
+        *,
+        page_size: int | None = None,
+        starting_after: str | None = None,
+        **filters: Unpack[NoFilters],
+    ) -> Iterator[dict[str, Any]]:
+        """Documented without filters (and without pagination)."""
+        return self._list("price_lists", page_size, starting_after, filters)
 
-    def list_payment_terms(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        return self._list("payment_terms", **kwargs)
+    def list_payment_terms(
+        self,
+        *,
+        page_size: int | None = None,
+        starting_after: str | None = None,
+        **filters: Unpack[NoFilters],
+    ) -> Iterator[dict[str, Any]]:
+        """Documented without filters (and without pagination)."""
+        return self._list("payment_terms", page_size, starting_after, filters)
 
-    def list_tax_rates(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        return self._list("tax_rates", **kwargs)
+    def list_tax_rates(
+        self,
+        *,
+        page_size: int | None = None,
+        starting_after: str | None = None,
+        **filters: Unpack[NoFilters],
+    ) -> Iterator[dict[str, Any]]:
+        """Documented without filters (and without pagination)."""
+        return self._list("tax_rates", page_size, starting_after, filters)
 
-    def list_preorder_windows(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        return self._list("preorder_windows", **kwargs)
+    def list_preorder_windows(
+        self,
+        *,
+        page_size: int | None = None,
+        starting_after: str | None = None,
+        **filters: Unpack[NoFilters],
+    ) -> Iterator[dict[str, Any]]:
+        """Documented without filters (and without pagination)."""
+        return self._list("preorder_windows", page_size, starting_after, filters)
 
-    def list_webhooks(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        return self._list("webhooks", **kwargs)
+    def list_webhooks(
+        self,
+        *,
+        page_size: int | None = None,
+        starting_after: str | None = None,
+        **filters: Unpack[NoFilters],
+    ) -> Iterator[dict[str, Any]]:
+        """Documented without filters (and without pagination)."""
+        return self._list("webhooks", page_size, starting_after, filters)
 
     def get_webhook(self, webhook_id: str) -> dict[str, Any]:
         return self._get("webhooks", webhook_id)

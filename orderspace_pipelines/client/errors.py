@@ -20,6 +20,7 @@ import httpx
 
 MESSAGE_LIMIT = 200
 REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-amzn-requestid", "x-correlation-id", "cf-ray")
+EMPTY_BODY = "(empty response body)"
 _MESSAGE_KEYS = ("message", "error_description", "error", "detail", "errors", "title")
 
 
@@ -214,7 +215,7 @@ def message_from_body(response: httpx.Response) -> tuple[str, Any]:
         raw = response.read()
     text = raw.decode(response.encoding or "utf-8", errors="replace").strip()
     if not text:
-        return "(empty response body)", None
+        return EMPTY_BODY, None
     content_type = response.headers.get("content-type", "").lower()
     parsed: Any = None
     if "json" in content_type or text[:1] in "{[":
@@ -230,6 +231,49 @@ def message_from_body(response: httpx.Response) -> tuple[str, Any]:
     return truncate(text), None
 
 
+_CHALLENGE_PARAM = re.compile(r'([A-Za-z_][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
+
+
+def bearer_challenge(response: httpx.Response) -> dict[str, str]:
+    """The parameters of a `WWW-Authenticate: Bearer ...` header (RFC 6750), e.g. `error`,
+    `error_description`; {} when there is none."""
+    header = response.headers.get("www-authenticate", "").strip()
+    if not header.lower().startswith("bearer"):
+        return {}
+    params: dict[str, str] = {}
+    for match in _CHALLENGE_PARAM.finditer(header[len("bearer") :]):
+        value = match.group(2) if match.group(2) is not None else match.group(3)
+        params[match.group(1).lower()] = re.sub(r"\\(.)", r"\1", value)
+    return params
+
+
+def unauthorized_message(response: httpx.Response) -> str | None:
+    """What a 401's `WWW-Authenticate` says about the token: expired, invalid, or its own words.
+
+    The real API answers a refused token with an empty `text/html` body and
+    `WWW-Authenticate: Bearer realm="Orderspace", error="invalid_token", error_description="The access token
+    expired"` (or "... is invalid"): the header is the only place that tells the two apart.
+    """
+    challenge = bearer_challenge(response)
+    description = " ".join(challenge.get("error_description", "").split())
+    error = challenge.get("error", "").strip()
+    if not description and not error:
+        return None
+    lowered = description.lower()
+    if "expired" in lowered:
+        verdict = "the access token expired"
+    elif error == "invalid_token" or "invalid" in lowered:
+        verdict = "the access token is invalid"
+    else:
+        verdict = "the access token was refused"
+    detail = "; ".join(part for part in (f"error={error}" if error else "", description) if part)
+    return truncate(f"{verdict} (WWW-Authenticate: {detail})")
+
+
+def _query_names(request: httpx.Request) -> list[str]:
+    return sorted({name for name, _ in request.url.params.multi_items()})
+
+
 def redact(text: str, secrets: Iterable[str | None]) -> str:
     for secret in secrets:
         if secret and len(secret) >= 4:
@@ -242,6 +286,14 @@ def error_from_response(
 ) -> APIError:
     """The typed APIError for an error response; `hint` is appended to the server's message."""
     message, parsed = message_from_body(response)
+    if parsed is None and message == EMPTY_BODY:
+        if response.status_code == 401:
+            message = unauthorized_message(response) or message
+        elif response.status_code == 400:
+            # The real API's 400 has an empty body: it never says which parameter it refused.
+            names = _query_names(response.request)
+            sent = f"; the query parameters sent were {', '.join(names)}" if names else ""
+            message = f"empty body: the API refused the request without giving a reason{sent}"
     if hint:
         message = f"{message}. {hint}"
     message = redact(message, secrets)

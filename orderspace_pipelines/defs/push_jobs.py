@@ -73,6 +73,7 @@ def push_warehouse_file(
         "levels_unchanged": result.levels_unchanged,
         "dispatches_created": result.dispatches_created,
         "rows_rejected": result.rows_rejected,
+        "exit_code": result.exit_code,
         "requests_spent": result.requests,
         "throttle_wait_seconds": result.throttle_wait_seconds,
         "report": dg.MetadataValue.path(result.report_path),
@@ -81,6 +82,11 @@ def push_warehouse_file(
     }
     if result.file_error:
         metadata["file_error"] = result.file_error
+    if result.stopped_by:
+        # Not a crash of the run: the file was reported and filed away in rejected/, and dropping it again
+        # resumes it; but nobody should miss it.
+        context.log.error(f"{result.file}: {result.summary()}")
+        metadata["stopped_by"] = result.stopped_by
     if result.duplicate_of:
         metadata["duplicate_of"] = result.duplicate_of
     return dg.Output(result, metadata=metadata)

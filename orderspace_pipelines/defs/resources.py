@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from orderspace_pipelines.client import OrderspaceClient
+from orderspace_pipelines.client import MAX_PAGE_SIZE, OrderspaceClient
 from orderspace_pipelines.settings import (
     DEFAULT_API_URL,
     DEFAULT_DATA_DIR,
@@ -27,7 +27,8 @@ class OrderspaceResource(dg.ConfigurableResource):
 
     Configure it from the environment with `OrderspaceResource.from_env()` (the contract's variables via
     `EnvVar`),
-    or with literal values in tests. Each step gets its own client, so its request counts are its own.
+    or with literal values in tests. Each step gets its own client, so its request counts are its own; the
+    access token is shared by every client of the account (the token cache, `ORDERSPACE_TOKEN_CACHE`).
     """
 
     client_id: str = Field(description="Orderspace private app client id (ORDERSPACE_CLIENT_ID).")
@@ -46,7 +47,8 @@ class OrderspaceResource(dg.ConfigurableResource):
         default=60.0, description="Length of the rate window (60 s on the real API)."
     )
     page_size: int = Field(
-        default=100, description="Records asked for per list request (the API's largest page)."
+        default=MAX_PAGE_SIZE,
+        description="Records asked for per list request (default 200: the API's documented maximum).",
     )
 
     @classmethod

@@ -53,7 +53,7 @@ class SandboxConfig:
     token_ttl: float = 1800.0
     client_id: str = "sandbox-client"
     client_secret: str = field(default="sandbox-secret", repr=False)
-    max_page_size: int = 100
+    max_page_size: int = 200  # the documented maximum `limit` of every paginated list
     end_date: date = date(2026, 11, 20)
     faults: list[str] = field(default_factory=list)  # startup faults, e.g. ["500_html:3", "drop"]
     latency: float = 0.0  # seconds added to every API request

@@ -37,9 +37,10 @@ class TokenRegistry:
         return token
 
     def check(self, token: str | None) -> str | None:
-        """None when the token is valid, else the reason it is not (for the 401 message)."""
+        """None when the token is valid, else the reason it is not (the 401's error_description): the two
+        recorded ones. A missing token reads as an invalid one (a guess: the recordings show no other)."""
         if not token:
-            return "The access token is missing"
+            return "The access token is invalid"
         with self._lock:
             expiry = self._expiry.get(token)
         if expiry is None:

@@ -7,12 +7,22 @@ Consistency the generator guarantees (and the tests check):
 - order `net_total` = sum of line `sub_total` (shipping lines included);
   `gross_total` = net + sum of `tax_amount`;
 - each order line's `dispatched` = the quantities of the dispatch lines pointing at it; an order is
-  `fulfilled` exactly when every non-shipping line is fully dispatched, `part_dispatched` when some of it is;
+  `fulfilled` exactly when every non-shipping line is fully dispatched, `part_fulfilled` when some of it is,
+  and every other status has nothing dispatched;
 - invoice lines copy the order's lines and its totals; paid invoices carry payments summing to `gross_total`;
-- creation timestamps strictly increase in creation order; invoices are created in `invoice_date` order;
-- the most recent ~10% of orders are still `new`/`processing`, so the push side has work to do.
+- creation timestamps strictly increase in creation order (invoices: their hidden creation time, which is
+  not their `invoice_date`: some invoices are back-dated or forward-dated by weeks, see `SKEWED_EVERY`);
+- the most recent ~10% of orders are still open (`new`, `invoiced`, `released`, `preorder`), so the push
+  side has work to do.
 
-Order statuses used: new, processing, part_dispatched, fulfilled, cancelled.
+Order statuses: the documented set (`ORDER_STATUSES`). Their meaning in generated data (the reference lists
+the names only, so the mapping is a guess): `new` just placed; `invoiced` has a pro forma invoice, nothing
+sent; `released` released to the warehouse, nothing sent yet; `preorder` its lines wait on a preorder
+window; `part_fulfilled` / `fulfilled` as above; `standing_order` the template of a repeat order (other
+orders point at it by `standing_order_id`; it is never dispatched itself); `cancelled`.
+
+Quantities are JSON numbers, as documented: whole for garments (`5`), decimal for fabric sold by the
+metre (`2.5`), in order, dispatch and invoice lines and in stock levels.
 """
 
 from __future__ import annotations
@@ -40,6 +50,13 @@ SCALE_SIZES: dict[str, tuple[int, int, int, int]] = {
 
 RECENT_SHARE = 0.10  # the newest orders are left open for the push side
 DAY = 86400
+ORDER_STATUSES = (
+    "new", "invoiced", "released", "part_fulfilled", "preorder", "fulfilled", "standing_order", "cancelled",
+)  # fmt: skip
+# Every SKEWED_EVERY-th invoice (by position in generation) is back-dated, and the one half-way between is
+# forward-dated, by 14-60 days against its creation: deterministic, so every scale and seed has some.
+SKEWED_EVERY = 25
+METRE = "Per metre"  # the Size option of fabric sold by the metre: decimal quantities
 
 
 def iso_time(epoch: int) -> str:
@@ -62,7 +79,7 @@ def order_line_record(
     options: str,
     grouping: dict[str, Any] | None,
     shipping: bool,
-    quantity: int,
+    quantity: float,
     unit_price: float,
     tax: dict[str, Any],
 ) -> dict[str, Any]:
@@ -168,6 +185,7 @@ GARMENTS: dict[str, tuple[list[str], list[str]]] = {
     "Skirts": (["8", "10", "12", "14", "16"], ["Skirt"]),
     "Outerwear": (["XS", "S", "M", "L", "XL"], ["Jacket", "Coat"]),
     "Accessories": (["OS"], ["Scarf", "Bag", "Hat"]),
+    "Fabric": ([METRE], ["Linen", "Cotton Lawn", "Needlecord"]),
 }
 COLOURS = [
     ("RED", "Red"), ("NAV", "Navy"), ("BLK", "Black"), ("GRN", "Green"), ("CRM", "Cream"), ("MUS", "Mustard"),
@@ -187,6 +205,11 @@ WEBHOOK_EVENTS = [
     "invoice.created", "invoice.deleted", "payment.created", "product.created", "product.updated",
     "product.deleted", "order.created", "order.updated", "order.deleted",
 ]  # fmt: skip
+
+
+def _customer_status(roll: float) -> str:
+    """The documented customer statuses (new, active, closed), mostly active."""
+    return "new" if roll < 0.03 else "closed" if roll < 0.09 else "active"
 
 
 def _strictly_increasing(times: list[int]) -> list[int]:
@@ -241,9 +264,9 @@ class _Generator:
             {"id": new("cg"), "name": name} for name in ("Default", "Independent Retailers", "Distributors")
         ]
         self.price_lists = [
-            {"id": new("pr"), "name": "Trade", "currency": "GBP", "conversion_rate": 100},
-            {"id": new("pr"), "name": "Euros", "currency": "EUR", "conversion_rate": 117},
-            {"id": new("pr"), "name": "US Dollars", "currency": "USD", "conversion_rate": 127},
+            {"id": new("pl"), "name": "Trade", "currency": "GBP", "conversion_rate": 100},
+            {"id": new("pl"), "name": "Euros", "currency": "EUR", "conversion_rate": 117},
+            {"id": new("pl"), "name": "US Dollars", "currency": "USD", "conversion_rate": 127},
         ]
         self.categories: list[dict[str, Any]] = []
         for name in GARMENTS:
@@ -303,8 +326,10 @@ class _Generator:
         products: list[dict[str, Any]] = []
         self.variants: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (product, variant)
         self.variant_tax: dict[str, dict[str, Any]] = {}
-        for _ in range(self.n_products):
-            category_name = rng.choice(list(GARMENTS))
+        clothing = [name for name in GARMENTS if name != "Fabric"]
+        for index in range(self.n_products):
+            # One product in twenty is fabric sold by the metre, the second one always (every scale has some).
+            category_name = "Fabric" if index == 1 or rng.random() < 0.05 else rng.choice(clothing)
             sizes, types = GARMENTS[category_name]
             first, garment = rng.choice(FIRST_NAMES), rng.choice(types)
             prefix = first[0] + garment[0]
@@ -342,7 +367,7 @@ class _Generator:
                     unit_price = base_price
                     variant = {
                         "id": new("pv"),
-                        "sku": f"{code}-{colour_code}-{size}",
+                        "sku": f"{code}-{colour_code}-{'MTR' if size == METRE else size}",
                         "barcode": str(rng.randrange(10**12, 10**13)),
                         "options": {"Colour": colour, "Size": size},
                         "unit_price": unit_price,
@@ -352,8 +377,8 @@ class _Generator:
                         ],
                         "rrp": float(math.ceil(unit_price * 2.4)),
                         "backorder": rng.random() < 0.3,
-                        "minimum": rng.choice([1, 1, 2, 3]),
-                        "multiple": rng.choice([None, None, 1, 2]),
+                        "minimum": 1 if METRE in sizes else rng.choice([1, 1, 2, 3]),
+                        "multiple": 0.5 if METRE in sizes else rng.choice([None, None, 1, 2]),
                         "weight": rng.choice([0.0, 0.3, 0.5, 1.0]),
                     }
                     product["product_variants"].append(variant)
@@ -365,11 +390,14 @@ class _Generator:
         )
         self.add("products", products, created)
         for _, variant in sorted(self.variants, key=lambda pv: pv[1]["sku"]):
-            on_hand = rng.choice([0, rng.randint(0, 10), rng.randint(10, 150), rng.randint(20, 300)])
+            on_hand: float = rng.choice([0, rng.randint(0, 10), rng.randint(10, 150), rng.randint(20, 300)])
+            held: float = rng.randint(0, min(int(on_hand), 8))
+            if variant["options"]["Size"] == METRE:  # fabric is counted to the quarter metre
+                on_hand, held = on_hand + rng.choice([0, 0.25, 0.5, 0.75]), held / 2
             self.account.inventory[variant["sku"]] = {
                 "sku": variant["sku"],
                 "on_hand": on_hand,
-                "available": on_hand - rng.randint(0, min(on_hand, 8)),
+                "available": on_hand - held,
             }
 
     # --- customers -------------------------------------------------------------------------------
@@ -414,10 +442,9 @@ class _Generator:
                 {
                     "id": new("cu"),
                     "company_name": name,
-                    "created_at": iso_time(created[i]),
-                    "status": "active" if rng.random() < 0.92 else "inactive",
+                    "created": iso_time(created[i]),  # `created`, as the real API sends (docs: created_at)
+                    "status": _customer_status(rng.random()),
                     "reference": f"C{1000 + i}" if rng.random() < 0.5 else "",
-                    "internal_note": "",
                     "buyers": [
                         {"name": contact, "email_address": f"{contact.split()[0].lower()}@{slug}.example.com"}
                     ],
@@ -456,7 +483,9 @@ class _Generator:
                 p["unit_price"] for p in variant["price_list_prices"] if p["id"] == price_list["id"]
             )
         tax = self.tax_by_id.get(customer["tax_rate_id"]) or self.variant_tax[variant["sku"]]
-        quantity = variant["minimum"] * rng.randint(1, 6)
+        quantity: float = variant["minimum"] * rng.randint(1, 6)
+        if variant["options"]["Size"] == METRE:
+            quantity = rng.randint(2, 40) / 2  # 1.0 .. 20.0 metres in half metres
         grouping = self.category_by_id[product["grouping_category_id"]]
         return order_line_record(
             line_id=self.ids.new("ol"),
@@ -486,10 +515,18 @@ class _Generator:
         recent_from = int(self.n_orders * (1 - RECENT_SHARE))
         orders: list[dict[str, Any]] = []
         dispatches: list[tuple[int, dict[str, Any]]] = []
-        invoices: list[tuple[int, int, dict[str, Any]]] = []
+        invoices: list[tuple[int, dict[str, Any]]] = []
+        customer_by_id = {c["id"]: c for c in customers}
+        self.order_by_id: dict[str, dict[str, Any]] = {}
+        templates: list[dict[str, Any]] = []  # standing orders so far
         for index, created in enumerate(times):
-            known = max(1, bisect_right(self.customer_created, created))
-            customer = customers[rng.randrange(known)]
+            standing_order_id = None
+            if templates and rng.random() < 0.03:  # a repeat order generated by a standing order
+                template = rng.choice(templates)
+                customer, standing_order_id = customer_by_id[template["customer_id"]], template["id"]
+            else:
+                known = max(1, bisect_right(self.customer_created, created))
+                customer = customers[rng.randrange(known)]
             price_list = price_list_by_id[customer["price_list_id"]]
             shipping_name, shipping_price = rng.choice(SHIPPING)
             picks = rng.sample(
@@ -540,7 +577,7 @@ class _Generator:
                 "customer_note": rng.choice(
                     ["", "", "", "Please deliver before noon", "Leave with reception"]
                 ),
-                "standing_order_id": None,
+                "standing_order_id": standing_order_id,
                 "shipping_type": shipping_name if lines[-1]["shipping"] else "",
                 "shipping_address": address,
                 "billing_address": address,
@@ -551,31 +588,81 @@ class _Generator:
             }
             self.account.next_order_number += 1
             orders.append(order)
+            self.order_by_id[order["id"]] = order
             if index >= recent_from:
-                order["status"] = "new" if rng.random() < 0.6 else "processing"
-                if rng.random() < 0.3:
-                    invoices.append(self._invoice(order, customer, terms_by_id, created_day, proforma=True))
+                self._open_order(order, customer, terms_by_id, created, templates, invoices)
                 continue
             roll = rng.random()
             if roll < 0.03:
                 order["status"] = "cancelled"
                 continue
-            dispatched_any = self._dispatch_history(order, created, partial=roll < 0.08, out=dispatches)
+            if roll < 0.04 and standing_order_id is None:
+                order["status"] = "standing_order"
+                templates.append(order)
+                continue
+            dispatched_any = self._dispatch_history(order, created, partial=roll < 0.09, out=dispatches)
             if dispatched_any:
-                invoice_day = created_day + timedelta(days=rng.randint(0, 3))
-                invoices.append(
-                    self._invoice(
-                        order, customer, terms_by_id, min(invoice_day, self.end_date), proforma=False
-                    )
-                )
+                invoices.append(self._invoice(order, customer, terms_by_id, created, proforma=False))
         self.add("orders", orders, times)
         dispatches.sort(key=lambda pair: pair[0])
         dispatch_times = _strictly_increasing([t for t, _ in dispatches])
         for t, (_, dispatch) in zip(dispatch_times, dispatches, strict=True):
             dispatch["created"] = iso_time(t)
         self.add("dispatches", [d for _, d in dispatches], dispatch_times)
-        invoices.sort(key=lambda triple: (triple[0], triple[1]))
-        self.add("invoices", [inv for _, _, inv in invoices], [day for day, _, _ in invoices])
+        self._skew_invoice_dates(invoices)
+        invoices.sort(key=lambda pair: pair[0])
+        invoice_times = _strictly_increasing([t for t, _ in invoices])
+        self.add("invoices", [inv for _, inv in invoices], invoice_times)
+
+    def _open_order(
+        self,
+        order: dict[str, Any],
+        customer: dict[str, Any],
+        terms_by_id: dict[str, dict[str, Any]],
+        created: int,
+        templates: list[dict[str, Any]],
+        invoices: list[tuple[int, dict[str, Any]]],
+    ) -> None:
+        """A recent order, nothing dispatched: new, invoiced (pro forma), released, preorder or standing."""
+        rng = self.rng
+        roll = rng.random()
+        if roll < 0.25:
+            order["status"] = "invoiced"
+            invoices.append(self._invoice(order, customer, terms_by_id, created, proforma=True))
+        elif roll < 0.65:
+            order["status"] = "new"
+        elif roll < 0.85:
+            order["status"] = "released"
+        elif roll < 0.97 or order["standing_order_id"] is not None:
+            order["status"] = "preorder"
+            window = rng.choice(self.preorder_windows)
+            order["delivery_date"] = window["due"]
+            for line in order["order_lines"]:
+                if not line["shipping"]:
+                    line["preorder_window_id"] = window["id"]
+        else:
+            order["status"] = "standing_order"
+            templates.append(order)
+
+    def _skew_invoice_dates(self, invoices: list[tuple[int, dict[str, Any]]]) -> None:
+        """Back-date and forward-date some invoices by 14-60 days against their creation, as users do."""
+        for index, (_, invoice) in enumerate(invoices):
+            if index % SKEWED_EVERY not in (SKEWED_EVERY // 2, SKEWED_EVERY - 1):
+                continue
+            shift = self.rng.randint(14, 60) * (-1 if index % SKEWED_EVERY == SKEWED_EVERY - 1 else 1)
+            invoice_day = date.fromisoformat(invoice["invoice_date"]) + timedelta(days=shift)
+            due_day = date.fromisoformat(invoice["due_date"]) + timedelta(days=shift)
+            invoice["invoice_date"], invoice["due_date"] = invoice_day.isoformat(), due_day.isoformat()
+            if invoice["deposit"]:
+                deposit_day = date.fromisoformat(invoice["deposit"]["due_date"]) + timedelta(days=shift)
+                invoice["deposit"]["due_date"] = deposit_day.isoformat()
+            if invoice_day > self.end_date:  # forward-dated into the future: not paid yet
+                invoice["paid"], invoice["payments"] = False, []
+                for order in invoice["orders"]:
+                    for line in self.order_by_id[order["id"]]["order_lines"]:
+                        line["paid"] = 0
+            for payment in invoice["payments"]:
+                payment["payment_date"] = max(payment["payment_date"], invoice_day.isoformat())
 
     def _dispatch_history(
         self, order: dict[str, Any], created: int, *, partial: bool, out: list[tuple[int, dict[str, Any]]]
@@ -585,11 +672,10 @@ class _Generator:
         goods = [line for line in order["order_lines"] if not line["shipping"]]
         first_at = created + rng.randrange(DAY, 5 * DAY)
         if first_at > self.end:
-            order["status"] = "processing"
+            order["status"] = "released"
             return False
         if partial:
-            plan = [[(line, rng.randint(0, line["quantity"] - 1) if i else max(1, line["quantity"] // 2))
-                     for i, line in enumerate(goods)]]  # fmt: skip
+            plan = [[(line, self._part_of(line["quantity"], first=i == 0)) for i, line in enumerate(goods)]]
         elif len(goods) > 1 and rng.random() < 0.2:
             cut = rng.randint(1, len(goods) - 1)
             plan = [
@@ -618,8 +704,15 @@ class _Generator:
                 )
             out.append((at, self._dispatch_record(order, dispatch_lines)))
         done = all(line["dispatched"] >= line["quantity"] for line in goods)
-        order["status"] = "fulfilled" if done else "part_dispatched"
+        order["status"] = "fulfilled" if done else "part_fulfilled"
         return True
+
+    def _part_of(self, quantity: float, *, first: bool) -> float:
+        """Less than all of a line's quantity (at least something on the first line)."""
+        if isinstance(quantity, int):
+            return max(1, quantity // 2) if first else self.rng.randint(0, quantity - 1)
+        half = math.floor(quantity) / 2  # decimal (fabric): half metres, 1.0 -> 0.5
+        return half if first else self.rng.choice([0, half])
 
     def _dispatch_record(self, order: dict[str, Any], dispatch_lines: list[dict[str, Any]]) -> dict[str, Any]:
         comments = self.rng.choice(["", "Sent by Royal Mail", "DPD"])
@@ -630,11 +723,15 @@ class _Generator:
         order: dict[str, Any],
         customer: dict[str, Any],
         terms_by_id: dict[str, dict[str, Any]],
-        invoice_day: date,
+        order_created: int,
         *,
         proforma: bool,
-    ) -> tuple[int, int, dict[str, Any]]:
+    ) -> tuple[int, dict[str, Any]]:
+        """(creation time, invoice): a pro forma is raised with its order, others 0-3 days later."""
         rng = self.rng
+        created = order_created if proforma else order_created + rng.randrange(0, 4 * DAY)
+        created = min(created, self.end)
+        invoice_day = date(*time.gmtime(created)[:3])
         terms = terms_by_id[customer["payment_terms_id"]]
         due_day = invoice_day + timedelta(days=terms["days_due"])
         gross = order["gross_total"]
@@ -704,7 +801,7 @@ class _Generator:
             "gross_total": gross,
             "payments": payments,
         }
-        return epoch_of(invoice_day), order["number"], invoice
+        return created, invoice
 
     def webhooks(self) -> None:
         rng, new = self.rng, self.ids.new

@@ -8,7 +8,7 @@ Built on the standard library's `http.server.ThreadingHTTPServer` on purpose:
 
 Request pipeline for `/v1/...`: count it (stats + rate window, the 429'd attempts included, as the real API
 counts attempts) -> optional latency -> 429 if over the window's limit -> injected fault, if one matches ->
-Bearer token check (401) -> route. Every response carries `X-Request-Id`.
+route exists (else an HTML 404) -> Bearer token check (401) -> handler. Every response carries `X-Request-Id`.
 """
 
 from __future__ import annotations
@@ -52,11 +52,13 @@ COLLECTION_METHODS: dict[str, set[str]] = {name: {"GET"} for name in RESOURCES}
 for _name in ("customers", "orders", "dispatches", "products", "inventory_levels", "webhooks"):
     COLLECTION_METHODS[_name].add("POST")
 ITEM_METHODS: dict[str, set[str]] = {
-    "customers": {"GET", "PUT"},
-    "orders": {"GET"},
+    "customers": {"GET", "PUT", "DELETE"},
+    "orders": {"GET", "DELETE"},
     "dispatches": {"GET"},
-    "products": {"GET", "PUT"},
-    "invoices": {"GET"},
+    "products": {"GET", "PUT", "DELETE"},
+    "invoices": {"GET", "DELETE"},
+    "categories": {"GET", "DELETE"},
+    "price_lists": {"GET", "DELETE"},
     "webhooks": {"GET", "PUT", "DELETE"},
 }
 API_PATH = re.compile(r"^/v1/(?P<resource>[a-z_]+)(?:/(?P<item>[^/]+))?/?$")
@@ -69,6 +71,27 @@ HTML_PAGES = {
     400: "<html>\r\n<head><title>400 Bad Request</title></head>\r\n<body>\r\n<center><h1>400 Bad Request</h1>"
     "</center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n",
 }
+# An unknown path (or a method the path does not answer) gets an HTML page, as the real API's web framework
+# sends (recorded in orderspace-ruby's not_found.http); the wording here is the sandbox's own.
+NOT_FOUND_PAGE = (
+    "<!DOCTYPE html>\n<html>\n<head><title>404 Page Not Found</title></head>\n<body>\n<div>\n"
+    "<h1>Page Not Found</h1>\n<p>There is nothing at this address.</p>\n</div>\n</body>\n</html>\n"
+)
+# The recorded 401s: an empty text/html body, the reason in WWW-Authenticate's error_description.
+UNAUTHORIZED_HEADER = 'Bearer realm="Orderspace", error="invalid_token", error_description="{reason}"'
+
+
+def _no_route() -> _Response:
+    return _Response(404, NOT_FOUND_PAGE.encode(), "text/html; charset=utf-8")
+
+
+def _unauthorized(reason: str) -> _Response:
+    headers = {
+        "WWW-Authenticate": UNAUTHORIZED_HEADER.format(reason=reason),
+        "Cache-Control": "private, no-store",
+        "Pragma": "no-cache",
+    }
+    return _Response(401, b"", "text/html", headers)
 
 
 class _Response:
@@ -185,7 +208,10 @@ class _Handler(BaseHTTPRequestHandler):
         except (ValueError, OSError):
             self.close_connection = True
             self._send(
-                _message(400, "Could not read the request body (bad Content-Length or chunking)"), request_id
+                self.server.sandbox._bad_request(
+                    "Could not read the request body (bad Content-Length or chunking)"
+                ),
+                request_id,
             )
             return
         url = urlsplit(self.path)
@@ -323,7 +349,7 @@ class SandboxServer:
             return self._token(method, raw_body, headers)
         if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
             return self._api(method, path, query, raw_body, headers)
-        return _message(404, f"No route matches {method} {path}")
+        return _no_route()
 
     def _api(self, method: str, path: str, query: str, raw_body: bytes, headers: Any) -> _Response:
         match = API_PATH.match(path)
@@ -342,15 +368,25 @@ class SandboxServer:
             faulted = self._fault_response(fault)
             if faulted is not None:
                 return self._count(faulted)
+        if not self._routed(method, match):  # routing comes before authentication, as in a web framework
+            return self._count(_no_route())
         authorization = headers.get("Authorization") or ""
         scheme, _, token = authorization.partition(" ")
         reason = self.tokens.check(token.strip() if scheme.lower() == "bearer" else None)
         if reason is not None:
-            return self._count(_message(401, reason))
+            return self._count(_unauthorized(reason))
         try:
             return self._count(self._route(method, path, match, query, raw_body))
         except ApiError as error:
+            if error.status == 400:
+                return self._count(self._bad_request(error.message))
             return self._count(_message(error.status, error.message))
+
+    def _bad_request(self, reason: str) -> _Response:
+        """A 400 as the real API sends it: `text/html`, empty body. The reason goes to stderr when verbose."""
+        if self.config.verbose:
+            print(f"sandbox: 400 Bad Request: {reason}", file=sys.stderr)
+        return _Response(400, b"", "text/html; charset=utf-8")
 
     def _count(self, response: _Response) -> _Response:
         self._stats.count_status(response.status)
@@ -386,20 +422,25 @@ class SandboxServer:
         status = int(kind.split("_")[0])
         return _Response(status, HTML_PAGES[status].encode(), "text/html; charset=utf-8")
 
+    @staticmethod
+    def _routed(method: str, match: re.Match[str] | None) -> bool:
+        """Whether (method, path) is an API route. Routed by method and path, as a web framework does: an
+        unknown method on a known path is a 404 page too, not a 405."""
+        if match is None or match["resource"] not in SINGULAR:
+            return False
+        allowed = (
+            ITEM_METHODS.get(match["resource"], set())
+            if match["item"]
+            else COLLECTION_METHODS[match["resource"]]
+        )
+        return method in allowed
+
     def _route(
         self, method: str, path: str, match: re.Match[str] | None, query: str, raw_body: bytes
     ) -> _Response:
-        resource = match["resource"] if match else None
-        if match is None or resource not in SINGULAR:
-            return _message(404, f"No route matches {method} {path}")
-        item = match["item"]
-        allowed = ITEM_METHODS.get(resource, set()) if item else COLLECTION_METHODS[resource]
-        if not allowed:
-            return _message(404, f"No route matches {method} {path}")
-        if method not in allowed:
-            return _message(
-                405, f"{method} is not supported on this endpoint", {"Allow": ", ".join(sorted(allowed))}
-            )
+        if match is None or not self._routed(method, match):
+            return _no_route()
+        resource, item = match["resource"], match["item"]
         body: Any = None
         if method in ("POST", "PUT"):
             try:
@@ -411,7 +452,7 @@ class SandboxServer:
             params = parse_qs(query, keep_blank_values=True)
             return self._render_get(resource, item, params)
         if method == "DELETE":
-            return _json(200, {SINGULAR[resource]: store.delete_webhook(item)})
+            return _json(200, {SINGULAR[resource]: store.delete(resource, item)})
         if resource == "inventory_levels":
             return _json(200, {"inventory_levels": store.update_inventory(body)})
         actions = {
@@ -433,17 +474,13 @@ class SandboxServer:
         return _json(200, {SINGULAR[resource]: record})
 
     def _render_get(self, resource: str, item: str | None, params: dict[str, list[str]]) -> _Response:
-        def param(name: str) -> str | None:
-            values = params.get(name)
-            return values[-1] if values else None
-
         drift = self.drift.get(resource)
         with self.store.lock:  # serialise while holding the lock: records are live objects
             if item:
                 record = self.store.find(resource, item)
                 return _json(200, {SINGULAR[resource]: apply_drift(record, drift)})
             records, has_more = self.store.page(
-                resource, param("limit"), param("starting_after"), param("created_since")
+                resource, {name: values[-1] for name, values in params.items()}
             )
             payload: dict[str, Any] = {resource: [apply_drift(r, drift) for r in records]}
             if (
@@ -518,7 +555,6 @@ class SandboxServer:
                 "token_type": "Bearer",
                 "expires_in": int(ttl) if float(ttl).is_integer() else ttl,
                 "scope": "read write",
-                "created_at": int(time.time()),
             },
             {"Cache-Control": "no-store", "Pragma": "no-cache"},
         )

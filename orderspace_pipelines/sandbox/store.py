@@ -3,15 +3,27 @@
 One lock guards everything. Handlers call the store's methods, which take the lock, and serialise responses
 while holding it (`render_*`), so a reader never sees a record half-way through a dispatch.
 
-Choices where the reference is silent (all documented here, the tests pin them):
-- default page size 20, larger `limit` clamped to `max_page_size` (100); `limit` < 1 or not a number -> 400;
-- `starting_after` naming no record of that list -> 400 with a message (inventory: a SKU that does not exist);
-- `created_since` (YYYY-MM-DD or ISO 8601 datetime) keeps records created at or after it; invoices compare by
-  `invoice_date`, products and webhooks by their (hidden) creation time; categories and inventory ignore it;
+Facts from the reference's source (jgarlick/apidocs, includes/models/_*.html.md) and the recorded real
+responses (ecomba/orderspace-ruby, spec/fixtures/responses.http): `limit` default 50, maximum 200; each
+list's filters (see `page`); the order statuses; quantities and stock levels are numbers (may be decimal);
+DELETE on customers, orders, invoices, products, categories, price lists and webhooks answers
+`{"<singular>": {"id": ..., "deleted": true}}`; customers carry `created` and no `internal_note`.
+
+Choices where they are silent (all documented here, the tests pin them):
+- a `limit` above 200 is clamped to 200; `limit` < 1 or not a number -> 400 (empty body, as every 400);
+- `starting_after` naming no record of that list -> 400 (inventory: a SKU that does not exist);
+- the bounds of each filter (inclusive / exclusive): see `_time_param` and `Store._filters`;
+- a filter value that cannot be parsed (a date that is not a date, `paid=yes`, an unknown status) -> 400;
+- `created_since` compares each record's creation time, hidden where the record has no such field
+  (invoices: not their `invoice_date`; products, inventory levels, webhooks); categories ignore it;
 - dispatching reduces both `on_hand` and `available` of each SKU and may take them below zero (backorders);
-- order statuses: new, processing, part_dispatched, fulfilled, cancelled;
-- the invoices list has no `has_more`, as in the reference (the real API's drift); other paginated
-  lists have it.
+- an order can be dispatched while `new`, `invoiced`, `released`, `part_fulfilled` or `preorder`
+  (`DISPATCHABLE`); `fulfilled`, `cancelled` and `standing_order` (a template) are refused with a 422;
+- deleting is a hard delete with no cascade, except what cannot exist alone: a product's inventory levels go
+  with it; a deleted category leaves products' category lists, a deleted price list leaves customers and
+  variant prices (those products count as updated);
+- the invoices list has no `has_more`, as in the reference (the real API's drift); webhooks are one
+  unpaginated list (the recorded list_webhooks response has no `has_more`); other paginated lists have it.
 """
 
 from __future__ import annotations
@@ -19,10 +31,12 @@ from __future__ import annotations
 import calendar
 import copy
 import json
+import math
 import re
 import threading
 import time
 from bisect import bisect_left, bisect_right, insort
+from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from typing import Any
 
@@ -52,10 +66,21 @@ SINGULAR = {
     "webhooks": "webhook",
 }
 RESOURCES = tuple(SINGULAR)
-NEWEST_FIRST = ("customers", "orders", "dispatches", "products", "invoices", "webhooks")
-UNPAGINATED = ("customer_groups", "price_lists", "payment_terms", "tax_rates", "preorder_windows")
+NEWEST_FIRST = ("customers", "orders", "dispatches", "products", "invoices")
+UNPAGINATED = ("customer_groups", "price_lists", "payment_terms", "tax_rates", "preorder_windows", "webhooks")
 WITHOUT_HAS_MORE = ("invoices",)
-DEFAULT_PAGE_SIZE = 20
+CREATED_BEFORE = ("orders", "dispatches")  # the lists that document `created_before`
+DEFAULT_PAGE_SIZE = 50  # documented on every paginated list: "The default is 50 and the maximum limit is 200"
+MAX_PAGE_SIZE = 200
+ORDER_STATUSES = (
+    "new", "invoiced", "released", "part_fulfilled", "preorder", "fulfilled", "standing_order", "cancelled",
+)  # fmt: skip
+CUSTOMER_STATUSES = ("new", "active", "closed")
+DELETABLE = ("customers", "orders", "invoices", "products", "categories", "price_lists", "webhooks")
+DISPATCHABLE = ("new", "invoiced", "released", "part_fulfilled", "preorder")
+# The recorded 404 bodies: "Couldn't find order with id 42", "Couldn't find a customer with ID cu_x". Other
+# resources follow the order's wording (a guess).
+NOT_FOUND = {"customers": "Couldn't find a customer with ID {id}"}
 MAX_INVENTORY_UPDATE = 200
 BOTH_LEVELS_MESSAGE = (
     "On Hand and Available can not be updated at the same time because one is automatically calculated "
@@ -83,26 +108,88 @@ def _whole(value: Any) -> int | None:
     return None
 
 
+def _quantity(value: Any) -> float | None:
+    """A quantity: a number greater than zero (decimals allowed: the API types quantities as numbers).
+    Whole values stay ints (5.0 -> 5); decimals are rounded to 6 places against float noise."""
+    number = _number(value)
+    if number is None or not math.isfinite(number) or number <= 0:
+        return None
+    return _tidy(number)
+
+
+def _tidy(number: float) -> float:
+    """An int when whole, else rounded to 6 decimal places (sums of decimal quantities stay clean)."""
+    if isinstance(number, int):
+        return number
+    number = round(number, 6)
+    return int(number) if number.is_integer() else number
+
+
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value)
 
 
-def parse_since(text: str) -> int:
-    """`created_since` as epoch seconds: a date means its midnight UTC; a datetime without zone is UTC."""
+def parse_time(text: str) -> int:
+    """A `*_since` / `*_before` time as epoch seconds: a date means its midnight UTC; a datetime without a
+    zone is taken as UTC (a guess: the reference's examples, e.g. `2019-10-29T21:00`, carry none).
+    ValueError if malformed."""
     text = text.strip()
-    try:
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-            return calendar.timegm(date.fromisoformat(text).timetuple())
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise ApiError(
-            400, f"created_since must be a date (YYYY-MM-DD) or an ISO 8601 date and time, got {text!r}"
-        ) from None
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        return calendar.timegm(date.fromisoformat(text).timetuple())
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}.*", text):
+        raise ValueError(text)
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     if moment.tzinfo is None:
         return calendar.timegm(moment.timetuple())
     return int(moment.timestamp())
+
+
+def _time_param(params: Mapping[str, str], name: str) -> int | None:
+    """A time filter: `created_since` / `updated_since` keep records at or after it (inclusive: "since"),
+    `created_before` keeps records strictly before it, so `since=D&before=D+1` is exactly day D with no
+    overlap between consecutive days. The reference is silent on both ends; these are guesses."""
+    text = params.get(name)
+    if text is None or text == "":
+        return None
+    try:
+        return parse_time(text)
+    except ValueError:
+        raise ApiError(
+            400, f"{name} must be a date (YYYY-MM-DD) or an ISO 8601 date and time, got {text!r}"
+        ) from None
+
+
+def _day_param(params: Mapping[str, str], name: str) -> str | None:
+    """A date filter (YYYY-MM-DD, as documented), returned as its ISO text (which sorts like the date)."""
+    text = params.get(name)
+    if text is None or text == "":
+        return None
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()):
+            raise ValueError(text)
+        return date.fromisoformat(text.strip()).isoformat()
+    except ValueError:
+        raise ApiError(400, f"{name} must be a date (YYYY-MM-DD), got {text!r}") from None
+
+
+def _bool_param(params: Mapping[str, str], name: str) -> bool | None:
+    """`true` / `false`, as documented; anything else is a 400 (a guess)."""
+    text = params.get(name)
+    if text is None or text == "":
+        return None
+    if text.strip().lower() in ("true", "false"):
+        return text.strip().lower() == "true"
+    raise ApiError(400, f"{name} must be true or false, got {text!r}")
+
+
+def _whole_param(params: Mapping[str, str], name: str) -> int:
+    text = params[name]
+    try:
+        return int(text)
+    except ValueError:
+        raise ApiError(400, f"{name} must be a whole number, got {text!r}") from None
 
 
 def _body_object(body: Any, key: str) -> dict[str, Any]:
@@ -118,16 +205,20 @@ class _Collection:
         self.records = records
         self.created = created
         self.position = {record["id"]: i for i, record in enumerate(records)}
+        # Last change through the API (creation at first); hidden, as the records carry no such field.
+        self.updated = {record["id"]: at for record, at in zip(records, created, strict=True)}
 
     def append(self, record: dict[str, Any], created: int) -> None:
         self.position[record["id"]] = len(self.records)
         self.records.append(record)
         self.created.append(created)
+        self.updated[record["id"]] = created
 
     def remove(self, record_id: str) -> dict[str, Any]:
         index = self.position[record_id]
         record = self.records.pop(index)
         self.created.pop(index)
+        self.updated.pop(record_id, None)
         self.position = {r["id"]: i for i, r in enumerate(self.records)}
         return record
 
@@ -139,7 +230,7 @@ class _Collection:
 class Store:
     """The sandbox account. Thread-safe: every public method takes the store's lock."""
 
-    def __init__(self, seed: int, scale: str, end_date: date, max_page_size: int = 100) -> None:
+    def __init__(self, seed: int, scale: str, end_date: date, max_page_size: int = MAX_PAGE_SIZE) -> None:
         account, self._ids, self._rng = generate_account(seed, scale, end_date)
         self.lock = threading.RLock()
         self.max_page_size = max_page_size
@@ -160,6 +251,25 @@ class Store:
             for customer in self._collections["customers"].records
             for buyer in customer.get("buyers") or []
         }
+        # Hidden creation and last-change times of each inventory level (created_since / updated_since): a
+        # level is created with its product; it last changed at the latest dispatch of its SKU, if any.
+        products = self._collections["products"]
+        self._level_created: dict[str, int] = {}
+        for product, created in zip(products.records, products.created, strict=True):
+            for variant in product["product_variants"]:
+                self._level_created[variant["sku"]] = created
+        self._level_updated = dict(self._level_created)
+        dispatches = self._collections["dispatches"]
+        for dispatch, created in zip(dispatches.records, dispatches.created, strict=True):
+            for line in dispatch["dispatch_lines"]:
+                if line["sku"] in self._level_updated:
+                    self._level_updated[line["sku"]] = max(self._level_updated[line["sku"]], created)
+        # Changes through the API are stamped no earlier than the generated history's end (end_date may be
+        # ahead of the clock), so `updated_since` a moment before a change always finds it.
+        self._history_end = max(
+            [self._level_updated[s] for s in self._skus]
+            + [c.created[-1] for c in self._collections.values() if c.created]
+        )
 
     # --- reading ---------------------------------------------------------------------------------
 
@@ -197,36 +307,27 @@ class Store:
         """The stored record (not a copy; call with the lock held) or a 404."""
         record = self._collection(resource).get(record_id)
         if record is None:
-            raise ApiError(404, f"No {SINGULAR[resource].replace('_', ' ')} found with id {record_id!r}")
+            template = NOT_FOUND.get(
+                resource, "Couldn't find " + SINGULAR[resource].replace("_", " ") + " with id {id}"
+            )
+            raise ApiError(404, template.format(id=record_id))
         return record
 
-    def page(
-        self, resource: str, limit: str | None, starting_after: str | None, created_since: str | None
-    ) -> tuple[list[dict[str, Any]], bool | None]:
+    def page(self, resource: str, params: Mapping[str, str]) -> tuple[list[dict[str, Any]], bool | None]:
         """One page of a list endpoint: (records, has_more); has_more is None where the list has none.
 
-        Call with the lock held and serialise the records before releasing it.
+        `params` are the query parameters (last value of each). Unknown parameters are ignored; a malformed
+        value of a known one is a 400 (empty body, as the real API's). Call with the lock held and serialise
+        the records before releasing it.
         """
         if resource in UNPAGINATED:
             return list(self._collection(resource).records), None
-        size = DEFAULT_PAGE_SIZE
-        if limit is not None:
-            try:
-                size = int(limit)
-            except ValueError:
-                raise ApiError(400, f"limit must be a whole number, got {limit!r}") from None
-            if size < 1:
-                raise ApiError(400, f"limit must be at least 1, got {size}")
-            size = min(size, self.max_page_size)
-        since = None if created_since in (None, "") else parse_since(created_since)
+        # A blank value (`?sku=`) is no filter at all, as a `present?` check in the web app reads it: a guess.
+        params = {name: value for name, value in params.items() if value.strip() != ""}
+        size = self._page_size(params.get("limit"))
+        starting_after = params.get("starting_after") or None
         if resource == "inventory_levels":
-            start = 0
-            if starting_after:
-                if starting_after not in self._inventory:
-                    raise ApiError(400, f"starting_after: no inventory level with SKU {starting_after!r}")
-                start = bisect_right(self._skus, starting_after)
-            skus = self._skus[start : start + size]
-            return [self._inventory[sku] for sku in skus], start + size < len(self._skus)
+            return self._inventory_page(size, starting_after, params)
         collection = self._collection(resource)
         records = collection.records
         after_index: int | None = None
@@ -237,22 +338,162 @@ class Store:
                     400,
                     f"starting_after: no {SINGULAR[resource].replace('_', ' ')} with id {starting_after!r}",
                 )
-        if resource not in NEWEST_FIRST:  # categories: sort order, oldest position first
+        if resource not in NEWEST_FIRST:  # categories: sort order, oldest position first; no filters
             start = 0 if after_index is None else after_index + 1
             return records[start : start + size], start + size < len(records)
-        low = 0
-        if since is not None:
-            if resource == "invoices":  # invoices carry a date only: compare whole days
-                since -= since % 86400
-            low = bisect_left(collection.created, since)
-        high = len(records) if after_index is None else after_index
-        chosen = records[max(low, high - size) : max(low, high)][::-1]
-        return chosen, high - size > low
+        since = _time_param(params, "created_since")
+        before = _time_param(params, "created_before") if resource in CREATED_BEFORE else None
+        low = 0 if since is None else bisect_left(collection.created, since)  # created >= since
+        high = len(records) if before is None else bisect_left(collection.created, before)  # created < before
+        if after_index is not None:
+            high = min(high, after_index)
+        tests = self._filters(resource, params)
+        if not tests:
+            chosen = records[max(low, high - size) : max(low, high)][::-1]
+            return chosen, high - size > low
+        chosen = []
+        for index in range(high - 1, low - 1, -1):
+            record = records[index]
+            if all(test(record) for test in tests):
+                if len(chosen) == size:
+                    return chosen, True
+                chosen.append(record)
+        return chosen, False
+
+    def _page_size(self, limit: str | None) -> int:
+        """`limit`: default 50, at most `max_page_size` (200) as documented. A larger limit is clamped (the
+        reference is silent on it: a guess); zero, negative or not a whole number -> 400 (a guess too)."""
+        if limit is None:
+            return min(DEFAULT_PAGE_SIZE, self.max_page_size)
+        try:
+            size = int(limit)
+        except ValueError:
+            raise ApiError(400, f"limit must be a whole number, got {limit!r}") from None
+        if size < 1:
+            raise ApiError(400, f"limit must be at least 1, got {size}")
+        return min(size, self.max_page_size)
+
+    def _inventory_page(
+        self, size: int, starting_after: str | None, params: Mapping[str, str]
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Inventory levels in SKU order, cursor = SKU; filters: sku, product_id, created_/updated_since."""
+        start = 0
+        if starting_after:
+            if starting_after not in self._inventory:
+                raise ApiError(400, f"starting_after: no inventory level with SKU {starting_after!r}")
+            start = bisect_right(self._skus, starting_after)
+        since = _time_param(params, "created_since")
+        updated_since = _time_param(params, "updated_since")
+        sku = params.get("sku")
+        product_id = params.get("product_id")
+        if since is None and updated_since is None and sku is None and product_id is None:
+            skus = self._skus[start : start + size]
+            return [self._inventory[s] for s in skus], start + size < len(self._skus)
+        if sku is not None:
+            candidates = [sku] if sku in self._inventory and bisect_left(self._skus, sku) >= start else []
+        else:
+            candidates = self._skus[start:]
+        chosen: list[dict[str, Any]] = []
+        for candidate in candidates:
+            if since is not None and self._level_created[candidate] < since:
+                continue
+            if updated_since is not None and self._level_updated[candidate] < updated_since:
+                continue
+            if product_id is not None:
+                owner = self._variant_by_sku.get(candidate)
+                if owner is None or owner[0]["id"] != product_id:
+                    continue
+            if len(chosen) == size:
+                return chosen, True
+            chosen.append(self._inventory[candidate])
+        return chosen, False
+
+    def _filters(self, resource: str, params: Mapping[str, str]) -> list[Callable[[dict[str, Any]], bool]]:
+        """The record tests for `resource`'s documented filters present in `params` (created_* aside)."""
+        tests: list[Callable[[dict[str, Any]], bool]] = []
+
+        def equal(name: str, key: str | None = None) -> None:
+            if name in params:
+                value, field_name = params[name], key or name
+                tests.append(lambda r: r.get(field_name) == value)
+
+        def day_bound(name: str, key: str, after: bool) -> None:
+            # Date bounds named *_after / *_before (and delivery_date_since, documented as "after the
+            # specified date") are EXCLUSIVE here. The reference is silent; this is a guess, and the strict
+            # one on purpose: a client that widens its window by a day each side and filters locally is
+            # right whether the real API is inclusive or exclusive; one relying on inclusion is caught here.
+            bound = _day_param(params, name)
+            if bound is not None:
+                if after:
+                    tests.append(lambda r: bool(r.get(key)) and r[key] > bound)
+                else:
+                    tests.append(lambda r: bool(r.get(key)) and r[key] < bound)
+
+        def flag(name: str) -> None:
+            value = _bool_param(params, name)
+            if value is not None:
+                tests.append(lambda r: r.get(name) is value)
+
+        if resource == "orders":
+            day_bound("delivery_date_since", "delivery_date", after=True)
+            day_bound("delivery_date_before", "delivery_date", after=False)
+            if "number" in params:
+                number = _whole_param(params, "number")
+                tests.append(lambda r: r["number"] == number)
+            if "status" in params:
+                status = params["status"]
+                if status not in ORDER_STATUSES:
+                    raise ApiError(400, f"status must be one of {', '.join(ORDER_STATUSES)}, got {status!r}")
+                tests.append(lambda r: r["status"] == status)
+            for name in ("reference", "customer_id", "standing_order_id"):
+                equal(name)
+        elif resource == "dispatches":
+            equal("order_id")
+        elif resource == "invoices":
+            day_bound("invoice_date_after", "invoice_date", after=True)
+            day_bound("invoice_date_before", "invoice_date", after=False)
+            day_bound("due_date_after", "due_date", after=True)
+            day_bound("due_date_before", "due_date", after=False)
+            equal("number")
+            equal("customer_id")
+            flag("paid")
+            flag("proforma")
+        elif resource == "products":
+            updated_since = _time_param(params, "updated_since")
+            if updated_since is not None:
+                updated = self._collections["products"].updated
+                tests.append(lambda r: updated[r["id"]] >= updated_since)
+            equal("code")
+            equal("name")
+            flag("active")
+            if "category_id" in params:
+                category_id = params["category_id"]
+                tests.append(lambda r: any(c.get("id") == category_id for c in r.get("categories") or []))
+        elif resource == "customers":
+            if "status" in params:
+                status = params["status"]
+                if status not in CUSTOMER_STATUSES:
+                    raise ApiError(
+                        400, f"status must be one of {', '.join(CUSTOMER_STATUSES)}, got {status!r}"
+                    )
+                tests.append(lambda r: r["status"] == status)
+            for name in (
+                "company_name",
+                "reference",
+                "payment_terms_id",
+                "customer_group_id",
+                "price_list_id",
+            ):
+                equal(name)
+            if "buyers_email_address" in params:
+                email = params["buyers_email_address"]
+                tests.append(lambda r: any(b.get("email_address") == email for b in r.get("buyers") or []))
+        return tests
 
     # --- customers -------------------------------------------------------------------------------
 
     CUSTOMER_FIELDS = (
-        "company_name", "status", "reference", "internal_note", "buyers", "phone", "email_addresses",
+        "company_name", "status", "reference", "buyers", "phone", "email_addresses",
         "tax_number", "tax_rate_id", "addresses", "minimum_spend", "payment_terms_id", "customer_group_id",
         "price_list_id",
     )  # fmt: skip
@@ -262,8 +503,8 @@ class Store:
         name = fields.get("company_name", existing["company_name"] if existing else None)
         if not isinstance(name, str) or not name.strip():
             problems.append("Company name can't be blank")
-        if "status" in fields and fields["status"] not in ("active", "inactive"):
-            problems.append("Status must be active or inactive")
+        if "status" in fields and fields["status"] not in CUSTOMER_STATUSES:
+            problems.append("Status must be new, active or closed")
         own = {b.get("email_address") for b in (existing or {}).get("buyers") or []}
         buyers = fields.get("buyers")
         if buyers is not None:
@@ -301,10 +542,9 @@ class Store:
             customer = {
                 "id": self._ids.new("cu"),
                 "company_name": fields["company_name"],
-                "created_at": iso_time(created),
+                "created": iso_time(created),  # as the recorded responses (the docs say created_at)
                 "status": "active",
                 "reference": "",
-                "internal_note": "",
                 "buyers": [],
                 "phone": "",
                 "email_addresses": {"orders": "", "dispatches": "", "invoices": ""},
@@ -414,9 +654,9 @@ class Store:
                 continue
             sku = raw.get("sku") or ""
             shipping = raw.get("shipping") is True
-            quantity = _whole(raw.get("quantity", 1))
-            if quantity is None or quantity < 1:
-                problems.append(f"order line {position}: quantity must be a whole number of at least 1")
+            quantity = _quantity(raw.get("quantity", 1))
+            if quantity is None:
+                problems.append(f"order line {position}: quantity must be a number greater than zero")
                 continue
             tax = customer_tax
             if raw.get("tax_rate_id"):
@@ -498,11 +738,17 @@ class Store:
                 raise ApiError(422, "The order has already been fulfilled")
             if order["status"] == "cancelled":
                 raise ApiError(422, f"Order {order['number']} has been cancelled and can not be dispatched")
+            if order["status"] not in DISPATCHABLE:  # a standing order is a template, never sent itself
+                raise ApiError(
+                    422,
+                    f"Order {order['number']} is a {order['status'].replace('_', ' ')} "
+                    "and can not be dispatched",
+                )
             raw_lines = fields.get("dispatch_lines")
             if not isinstance(raw_lines, list) or not raw_lines:
                 raise ApiError(422, "Validation failed: Dispatch lines can't be blank")
             goods = [line for line in order["order_lines"] if not line.get("shipping")]
-            planned: dict[str, int] = {}  # order line id -> quantity in this dispatch
+            planned: dict[str, float] = {}  # order line id -> quantity in this dispatch
             for position, raw in enumerate(raw_lines, start=1):
                 self._plan_dispatch_line(order, goods, raw, position, planned)
             dispatch_lines = []
@@ -510,11 +756,12 @@ class Store:
                 quantity = planned.get(line["id"])
                 if not quantity:
                     continue
-                line["dispatched"] += quantity
+                line["dispatched"] = _tidy(line["dispatched"] + quantity)
                 level = self._inventory.get(line["sku"])
                 if level is not None:
-                    level["on_hand"] -= quantity
-                    level["available"] -= quantity
+                    level["on_hand"] = _tidy(level["on_hand"] - quantity)
+                    level["available"] = _tidy(level["available"] - quantity)
+                    self._touch_levels([line["sku"]])
                 dispatch_lines.append(
                     {
                         "order_line_id": line["id"],
@@ -525,7 +772,7 @@ class Store:
                     }
                 )
             done = all(line["dispatched"] >= line["quantity"] for line in goods)
-            order["status"] = "fulfilled" if done else "part_dispatched"
+            order["status"] = "fulfilled" if done else "part_fulfilled"
             collection = self._collections["dispatches"]
             created = self._now(collection)
             comments = fields.get("comments")
@@ -546,15 +793,15 @@ class Store:
         goods: list[dict[str, Any]],
         raw: Any,
         position: int,
-        planned: dict[str, int],
+        planned: dict[str, float],
     ) -> None:
         if not isinstance(raw, dict):
             raise ApiError(422, f"Validation failed: dispatch line {position} must be an object")
-        quantity = _whole(raw.get("quantity"))
+        quantity = _quantity(raw.get("quantity"))
         label = raw.get("sku") or raw.get("order_line_id") or f"line {position}"
-        if quantity is None or quantity < 1:
+        if quantity is None:
             raise ApiError(
-                422, f"Validation failed: quantity for {label} must be a whole number of at least 1, "
+                422, f"Validation failed: quantity for {label} must be a number greater than zero, "
                 f"got {raw.get('quantity')!r}"
             )  # fmt: skip
         if raw.get("order_line_id"):
@@ -575,11 +822,11 @@ class Store:
             raise ApiError(
                 422, f"Validation failed: dispatch line {position} needs a sku or an order_line_id"
             )
-        remaining = quantity
-        outstanding_total = 0
+        remaining: float = quantity
+        outstanding_total: float = 0
         for line in candidates:
-            outstanding = line["quantity"] - line["dispatched"] - planned.get(line["id"], 0)
-            outstanding_total += outstanding
+            outstanding = _tidy(line["quantity"] - line["dispatched"] - planned.get(line["id"], 0))
+            outstanding_total = _tidy(outstanding_total + outstanding)
         if quantity > outstanding_total:
             raise ApiError(
                 422,
@@ -587,11 +834,11 @@ class Store:
                 f"only {max(outstanding_total, 0)} outstanding",
             )
         for line in candidates:
-            outstanding = line["quantity"] - line["dispatched"] - planned.get(line["id"], 0)
+            outstanding = _tidy(line["quantity"] - line["dispatched"] - planned.get(line["id"], 0))
             take = min(outstanding, remaining)
             if take > 0:
-                planned[line["id"]] = planned.get(line["id"], 0) + take
-                remaining -= take
+                planned[line["id"]] = _tidy(planned.get(line["id"], 0) + take)
+                remaining = _tidy(remaining - take)
 
     # --- inventory -------------------------------------------------------------------------------
 
@@ -611,7 +858,7 @@ class Store:
                 f"got {len(items)}",
             )
         with self.lock:
-            changes: list[tuple[str, str, int]] = []
+            changes: list[tuple[str, str, float]] = []
             for position, item in enumerate(items, start=1):
                 if not isinstance(item, dict):
                     raise ApiError(422, f"Validation failed: inventory level {position} must be an object")
@@ -625,22 +872,23 @@ class Store:
                 field_name = "on_hand" if "on_hand" in item else "available" if "available" in item else None
                 if field_name is None:
                     raise ApiError(422, f"Validation failed: SKU {sku!r} needs on_hand or available")
-                value = _whole(item[field_name])
-                if value is None or value < 0:
+                number = _number(item[field_name])  # documented as a number: decimals allowed
+                if number is None or not math.isfinite(number) or number < 0:
                     raise ApiError(
                         422,
-                        f"Validation failed: {field_name} for SKU {sku!r} must be a whole number "
-                        f"of zero or more, "
+                        f"Validation failed: {field_name} for SKU {sku!r} must be a number of zero or more, "
                         f"got {item[field_name]!r}",
                     )
+                value = _tidy(number)
                 changes.append((sku, field_name, value))
             updated = []
             for sku, field_name, value in changes:
                 level = self._inventory[sku]
                 other = "available" if field_name == "on_hand" else "on_hand"
-                level[other] += value - level[field_name]
+                level[other] = _tidy(level[other] + value - level[field_name])
                 level[field_name] = value
                 updated.append(dict(level))
+            self._touch_levels([sku for sku, _, _ in changes])
             return updated
 
     # --- products --------------------------------------------------------------------------------
@@ -685,6 +933,7 @@ class Store:
                 if not variant["id"]:
                     variant["id"] = self._ids.new("pv")
             collection.append(product, self._now(collection))
+            collection.updated[product["id"]] = self._stamp()  # found by updated_since like any change
             self._commit_skus(product, new_skus, {})
             return copy.deepcopy(product)
 
@@ -700,6 +949,7 @@ class Store:
                 if not variant["id"]:
                     variant["id"] = self._ids.new("pv")
             collection.records[collection.position[product_id]] = product
+            collection.updated[product_id] = self._stamp()
             self._commit_skus(product, new_skus, old_skus)
             return copy.deepcopy(product)
 
@@ -714,11 +964,16 @@ class Store:
                 level["sku"] = variant["sku"]
                 self._inventory[variant["sku"]] = level
                 insort(self._skus, variant["sku"])
+                self._level_created[variant["sku"]] = self._level_created.pop(old)
+                self._level_updated.pop(old, None)
+                self._touch_levels([variant["sku"]])
             self._variant_by_sku[variant["sku"]] = (product, variant)
         for sku in new_skus:
             if sku not in self._inventory:
                 self._inventory[sku] = {"sku": sku, "on_hand": 0, "available": 0}
                 insort(self._skus, sku)
+                self._level_created[sku] = self._stamp()
+                self._touch_levels([sku])
 
     def _apply_product_fields(
         self, product: dict[str, Any], fields: dict[str, Any], *, creating: bool
@@ -855,12 +1110,76 @@ class Store:
             return copy.deepcopy(webhook)
 
     def delete_webhook(self, webhook_id: str) -> dict[str, Any]:
+        return self.delete("webhooks", webhook_id)
+
+    def delete(self, resource: str, record_id: str) -> dict[str, Any]:
+        """Hard-delete one record (404 if absent); later lists and gets omit it. Returns the documented short
+        representation `{"id": ..., "deleted": true}`. Side effects (guesses, see the module docstring): a
+        product's inventory levels go with it; categories and price lists are detached from what uses them."""
         with self.lock:
-            self.find("webhooks", webhook_id)
-            self._collections["webhooks"].remove(webhook_id)
-            return {"id": webhook_id, "deleted": True}
+            record = self.find(resource, record_id)
+            if resource not in DELETABLE:
+                raise ApiError(405, f"DELETE is not supported on {resource}")
+            self._collection(resource).remove(record_id)
+            if resource == "customers":
+                self._emails.difference_update(b.get("email_address") for b in record.get("buyers") or [])
+            elif resource == "products":
+                for variant in record["product_variants"]:
+                    sku = variant["sku"]
+                    self._variant_by_sku.pop(sku, None)
+                    if self._inventory.pop(sku, None) is not None:
+                        self._skus.remove(sku)
+                        self._level_created.pop(sku, None)
+                        self._level_updated.pop(sku, None)
+            elif resource == "categories":
+                products = self._collections["products"]
+                for product in products.records:
+                    kept = [c for c in product["categories"] if c.get("id") != record_id]
+                    if (
+                        len(kept) != len(product["categories"])
+                        or product["grouping_category_id"] == record_id
+                    ):
+                        product["categories"] = kept
+                        if product["grouping_category_id"] == record_id:
+                            product["grouping_category_id"] = None
+                        products.updated[product["id"]] = self._stamp()
+                for category in self._collections["categories"].records:
+                    if category.get("parent_id") == record_id:
+                        category["parent_id"] = None
+            elif resource == "price_lists":
+                for customer in self._collections["customers"].records:
+                    if customer.get("price_list_id") == record_id:
+                        customer["price_list_id"] = None
+                products = self._collections["products"]
+                for product in products.records:
+                    touched = False
+                    for variant in product["product_variants"]:
+                        prices = variant.get("price_list_prices") or []
+                        kept = [p for p in prices if p.get("id") != record_id]
+                        if len(kept) != len(prices):
+                            variant["price_list_prices"], touched = kept, True
+                    if touched:
+                        products.updated[product["id"]] = self._stamp()
+            return {"id": record_id, "deleted": True}
+
+    def created_times(self, resource: str) -> dict[str, int]:
+        """Each record's (possibly hidden) creation time in epoch seconds, by id (inventory: by SKU)."""
+        with self.lock:
+            if resource == "inventory_levels":
+                return dict(self._level_created)
+            collection = self._collection(resource)
+            return {r["id"]: at for r, at in zip(collection.records, collection.created, strict=True)}
 
     # --- helpers ---------------------------------------------------------------------------------
+
+    def _stamp(self) -> int:
+        """The time of a change made now: the clock, but never before the generated history's end."""
+        return max(int(time.time()), self._history_end + 1)
+
+    def _touch_levels(self, skus: list[str]) -> None:
+        stamp = self._stamp()
+        for sku in skus:
+            self._level_updated[sku] = stamp
 
     @staticmethod
     def _now(collection: _Collection) -> int:

@@ -1,32 +1,51 @@
 """Dispatch files: the rows of one order become one dispatch, created exactly once.
 
 Per row: an order reference (`order_id` when that column is filled, else `order_number`), a `sku` and a
-whole `quantity` of at least 1. Rows are grouped by order reference, in file order.
+`quantity` above zero (decimals allowed, see `quantities.py`). When a row fills both `order_id` and
+`order_number` they must name the same order: a row whose two references disagree is rejected naming both
+(it is not dispatched to either). Rows are grouped by the order they resolve to, in file order, so rows
+naming one order by id and others by number still make one dispatch.
 
-Resolving an order number to its id: the pulled orders Parquet first; numbers it does not know are looked up
-by paging the API's order list from the newest (one request per 100 orders, stopping when every number is
-found; an unknown number therefore costs a full scan, which is why the pulled data is asked first).
+Resolving an order number to its id: the pulled orders Parquet first; a number it does not know costs one
+request, the order list filtered by `number` (never a scan of the list). That request returns the order
+itself, so it is not fetched again.
 
-Before sending, the live order is fetched (1 request): every row's SKU must be on the order and the rows'
-quantities, taken in file order, must not exceed what is still outstanding (ordered - dispatched, summed
-over the order's non-shipping lines with that SKU). Rows that fail are rejected with the reason; the
-others form the dispatch, one dispatch line per SKU. An order with no sendable row creates no dispatch.
+Before sending, the live order is fetched (1 request, unless the number look-up just returned it). Its
+status must be one that can still be dispatched (`DISPATCHABLE_STATUSES`, see there for which are guesses);
+every row's SKU must be on the order and the rows' quantities, taken in file order, must not exceed what is
+still outstanding (ordered - dispatched, summed over the order's non-shipping lines with that SKU). Rows that
+fail are rejected with the reason; the others form the dispatch, one dispatch line per SKU. An order with no
+sendable row creates no dispatch.
 
-Exactly once: each dispatch carries a marker `[wh:<sha256[:12]>:<group>]` at the end of its `comments`.
-The ledger records the exact body as `pending` before the POST and `confirmed` (with the dispatch id) after.
-A `pending` entry found on a later run, or a POST whose outcome is unknown (connection dropped, 5xx), is
-reconciled against Orderspace before anything is sent again: the dispatches created since the day before
-the pending time are listed and one for the same order with the marker in its comments (or, should the API
-stop returning comments, the same lines) counts as sent. Test hook: `ORDERSPACE_PUSH_CRASH_AFTER_SEND=1`
-kills the process right after the API answers and before the ledger is updated.
+Exactly once, with nothing added to what the customer reads (`comments` appear on the delivery note and in
+the dispatch email, so they carry only the warehouse's own comment):
+
+1. The order's existing dispatches are listed with the dispatch list's `order_id` filter (1 request). When
+   every line of the live order shows nothing dispatched yet, no dispatch of it can exist and the request
+   is skipped (an inference from the API's model: a dispatch marks its order lines as dispatched).
+2. The ledger records, committed before the POST: the exact body, the ids of those existing dispatches and
+   the file lines the dispatch is made of (`pending`).
+3. POST; the ledger records the dispatch id (`confirmed`).
+
+A `pending` entry found on a later run (the process died between 2 and 3), or a POST whose outcome is unknown
+(connection dropped, 5xx), is reconciled before anything is sent again: the order's dispatches are listed
+(`order_id` filter, 1 request) and a dispatch that is not among the recorded ids and whose lines equal the
+recorded lines (same SKUs, same total quantity per SKU) is ours: it is confirmed, not resent. None: the body
+is resent.
+
+Remaining ambiguity, by design: if, in the seconds between our list (1) and the reconcile, a person creates
+by hand a dispatch for the same order with exactly the same lines, and our POST did not land, that dispatch
+is taken for ours and ours is not resent. The order then shows those goods dispatched once, which is what
+both meant in every case we can think of; telling them apart would need a marker in the customer's text.
 """
 
 from __future__ import annotations
 
-import os
+import itertools
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from orderspace_pipelines.client.errors import (
@@ -38,16 +57,30 @@ from orderspace_pipelines.client.errors import (
     ValidationError,
 )
 from orderspace_pipelines.warehouse import lakedata
-from orderspace_pipelines.warehouse.inventory import CRASH_HOOK_ENV
+from orderspace_pipelines.warehouse.hooks import checkpoint
 from orderspace_pipelines.warehouse.ledger import DispatchRecord, Ledger
 from orderspace_pipelines.warehouse.parsing import CsvRow, ParsedFile
 from orderspace_pipelines.warehouse.protocols import PushClient, PushLog
+from orderspace_pipelines.warehouse.quantities import canonical, from_api, parse_quantity, to_json
 from orderspace_pipelines.warehouse.report import RowResult
 
-CLOSED_STATUSES = frozenset(
-    {"fulfilled", "cancelled", "canceled", "voided", "void", "deleted", "rejected", "closed"}
-)
+# The real order statuses (API reference, orders model). Dispatchable: `new` and `part_fulfilled` plainly;
+# `invoiced` (invoiced before it ships) and `released` (a pre-order released for dispatch) are guesses.
+DISPATCHABLE_STATUSES = frozenset({"new", "invoiced", "released", "part_fulfilled"})
+# Not dispatchable, with the reason the report gives. `fulfilled` and `cancelled` are certain; `preorder`
+# (waits for its release) and `standing_order` (a template that repeat orders are made from) are guesses.
+UNDISPATCHABLE_STATUSES = {
+    "fulfilled": "everything on it has already been dispatched",
+    "cancelled": "it was cancelled",
+    "preorder": "a pre-order cannot be dispatched until it is released",
+    "standing_order": "a standing order is a template for repeat orders, not an order to ship",
+}
+# Spellings some other systems (and older sandboxes) use for closed orders: not dispatchable either.
+_CLOSED_ALIASES = frozenset({"canceled", "voided", "void", "deleted", "rejected", "closed"})
 DEFINITIVE_ERRORS = (ValidationError, BadRequestError, NotFoundError)
+# At most this many records are read from a `number`-filtered order list: a filtered list holds one order,
+# and should the filter ever be ignored this keeps the look-up to its first page (1 request), not a scan.
+NUMBER_LOOKUP_READ_LIMIT = 50
 
 
 class DispatchOutcomeUnknownError(RuntimeError):
@@ -60,8 +93,9 @@ class DispatchRow:
     reference: str  # as written in the file, for reports
     group_key: str  # "id:or_x" or "no:1204"
     sku: str
-    quantity: int
+    quantity: Decimal
     comments: str
+    stated_number: str = ""  # order_number written beside an order_id (they must agree)
 
 
 @dataclass
@@ -70,6 +104,7 @@ class OrderGroup:
     reference: str
     rows: list[DispatchRow] = field(default_factory=list)
     order_id: str | None = None
+    order: dict[str, Any] | None = None  # the live order when a look-up already returned it
 
 
 def validate_rows(rows: list[CsvRow]) -> tuple[list[DispatchRow], list[RowResult]]:
@@ -79,24 +114,21 @@ def validate_rows(rows: list[CsvRow]) -> tuple[list[DispatchRow], list[RowResult
     for row in rows:
         values = row.values
         order_id = values.get("order_id", "")
-        number = lakedata.normalise_order_number(values.get("order_number", ""))
+        raw_number = values.get("order_number", "")
+        number = lakedata.normalise_order_number(raw_number)
         sku = values.get("sku", "")
         raw_quantity = values.get("quantity", "")
         reference = order_id or number
         problems = []
         if not reference:
             problems.append("the order reference (order_number / order_id) is empty")
-        elif not order_id and not number.isdigit():
-            problems.append(f"order_number {values.get('order_number')!r} is not a number")
+        elif number and not number.isdigit():
+            problems.append(f"order_number {raw_number!r} is not a number")
         if not sku:
             problems.append("sku is empty")
-        quantity = _whole(raw_quantity)
-        if quantity is None:
-            problems.append(
-                f"quantity {raw_quantity!r} is not a whole number" if raw_quantity else "quantity is empty"
-            )
-        elif quantity < 1:
-            problems.append(f"quantity {raw_quantity} must be at least 1")
+        quantity, error = parse_quantity(raw_quantity, "quantity", positive=True)
+        if error:
+            problems.append(error)
         if problems:
             bad.append(
                 RowResult(
@@ -106,21 +138,11 @@ def validate_rows(rows: list[CsvRow]) -> tuple[list[DispatchRow], list[RowResult
             continue
         assert quantity is not None
         group_key = f"id:{order_id}" if order_id else f"no:{number}"
-        good.append(DispatchRow(row.line, reference, group_key, sku, quantity, values.get("comments", "")))
+        stated = number if order_id else ""
+        good.append(
+            DispatchRow(row.line, reference, group_key, sku, quantity, values.get("comments", ""), stated)
+        )
     return good, bad
-
-
-def _whole(text: str) -> int | None:
-    text = text.strip()
-    try:
-        number = float(text)
-    except ValueError:
-        return None
-    return int(number) if number.is_integer() else None
-
-
-def marker_for(sha256: str, group_key: str) -> str:
-    return f"[wh:{sha256[:12]}:{group_key.replace(':', '')}]"
 
 
 def group_rows(rows: list[DispatchRow]) -> list[OrderGroup]:
@@ -130,10 +152,20 @@ def group_rows(rows: list[DispatchRow]) -> list[OrderGroup]:
     return list(groups.values())
 
 
-def resolve_order_ids(groups: list[OrderGroup], *, client: PushClient, data_dir, log: PushLog) -> None:
-    """Fill `order_id` for every group whose order can be found (pulled data first, then the API)."""
+def lookup_order_number(client: PushClient, number: str) -> dict[str, Any] | None:
+    """The live order with this number: one request, the order list filtered by `number`."""
+    for order in itertools.islice(client.list_orders(number=number), NUMBER_LOOKUP_READ_LIMIT):
+        if lakedata.normalise_order_number(order.get("number", "")) == number and order.get("id"):
+            return order
+    return None
+
+
+def resolve_order_ids(groups: list[OrderGroup], *, client: PushClient, data_dir: Path, log: PushLog) -> None:
+    """Fill `order_id` for every group whose order can be found (pulled data first, then 1 request each)."""
     numbers: dict[str, list[OrderGroup]] = defaultdict(list)
     for group in groups:
+        if group.order_id is not None:
+            continue
         if group.group_key.startswith("id:"):
             group.order_id = group.group_key[3:]
         else:
@@ -141,31 +173,78 @@ def resolve_order_ids(groups: list[OrderGroup], *, client: PushClient, data_dir,
     if not numbers:
         return
     found = lakedata.order_ids_by_number(data_dir, numbers)
-    missing = set(numbers) - set(found)
+    missing = [number for number in numbers if number not in found]
     if missing:
-        log.info(f"looking up {len(missing)} order number(s) not in the pulled orders through the API")
-        for order in client.list_orders():
-            key = lakedata.normalise_order_number(order.get("number", ""))
-            if key in missing and order.get("id"):
-                found[key] = str(order["id"])
-                missing.discard(key)
-                if not missing:
-                    break
+        log.info(f"looking up {len(missing)} order number(s) not in the pulled orders (1 request each)")
+    fetched: dict[str, dict[str, Any]] = {}
+    for number in missing:
+        order = lookup_order_number(client, number)
+        if order is not None:
+            found[number] = str(order["id"])
+            fetched[number] = order
     for number, owners in numbers.items():
         for group in owners:
             group.order_id = found.get(number)
+            group.order = fetched.get(number)
+
+
+def merge_by_order(groups: list[OrderGroup]) -> list[OrderGroup]:
+    """One group per resolved order (rows naming it by id and by number make one dispatch)."""
+    merged: dict[str, OrderGroup] = {}
+    out: list[OrderGroup] = []
+    for group in groups:
+        if group.order_id is None:
+            out.append(group)
+            continue
+        into = merged.get(group.order_id)
+        if into is None:
+            merged[group.order_id] = group
+            out.append(group)
+            continue
+        into.rows = sorted([*into.rows, *group.rows], key=lambda row: row.line)
+        into.order = into.order or group.order
+        if group.group_key.startswith("id:") and not into.group_key.startswith("id:"):
+            into.group_key, into.reference = group.group_key, group.reference
+    return out
+
+
+def _status_problem(status: str, label: str) -> str | None:
+    if status in UNDISPATCHABLE_STATUSES:
+        return f"{label} is {status}: {UNDISPATCHABLE_STATUSES[status]}; nothing can be dispatched"
+    if status in _CLOSED_ALIASES:
+        return f"{label} is {status}; nothing can be dispatched"
+    return None
+
+
+def _quantity(value: object) -> Decimal:
+    return from_api(value) or Decimal(0)
 
 
 def plan_dispatch(group: OrderGroup, order: dict[str, Any]) -> tuple[list[DispatchRow], list[RowResult]]:
     """Rows of `group` the live order can take, and rejections for the others."""
     label = f"order {order.get('number') or group.reference}"
+    live_number = lakedata.normalise_order_number(order.get("number", ""))
+    rows: list[DispatchRow] = []
+    rejected: list[RowResult] = []
+    for row in group.rows:
+        if row.stated_number and live_number and row.stated_number != live_number:
+            rejected.append(
+                _reject(
+                    row,
+                    f"order_id {row.group_key[3:]} is order {live_number} but order_number says "
+                    f"{row.stated_number}; the row names two different orders, so it is sent to neither",
+                )
+            )
+        else:
+            rows.append(row)
     status = str(order.get("status") or "").strip().lower()
-    if status in CLOSED_STATUSES:
-        return [], [_reject(row, f"{label} is {status}; nothing can be dispatched") for row in group.rows]
+    problem = _status_problem(status, label)
+    if problem:
+        return [], rejected + [_reject(row, problem) for row in rows]
     lines = order.get("order_lines")
     if not isinstance(lines, list):
-        return [], [
-            _reject(row, f"{label} came back without order lines; cannot check it") for row in group.rows
+        return [], rejected + [
+            _reject(row, f"{label} came back without order lines; cannot check it") for row in rows
         ]
     ordered: Counter[str] = Counter()
     dispatched: Counter[str] = Counter()
@@ -173,24 +252,26 @@ def plan_dispatch(group: OrderGroup, order: dict[str, Any]) -> tuple[list[Dispat
         if not isinstance(line, dict) or line.get("shipping") is True:
             continue
         sku = str(line.get("sku") or "").strip()
-        ordered[sku] += _whole(str(line.get("quantity", 0))) or 0
-        dispatched[sku] += _whole(str(line.get("dispatched", 0) or 0)) or 0
+        ordered[sku] += _quantity(line.get("quantity", 0))
+        dispatched[sku] += _quantity(line.get("dispatched", 0))
     taken: Counter[str] = Counter()
     sendable: list[DispatchRow] = []
-    rejected: list[RowResult] = []
-    for row in group.rows:
+    for row in rows:
         if row.sku not in ordered:
             rejected.append(_reject(row, f"SKU {row.sku} is not on {label}"))
             continue
         outstanding = ordered[row.sku] - dispatched[row.sku] - taken[row.sku]
         if row.quantity > outstanding:
-            earlier = f" after earlier rows of this file ({taken[row.sku]})" if taken[row.sku] else ""
+            earlier = (
+                f" after earlier rows of this file ({canonical(taken[row.sku])})" if taken[row.sku] else ""
+            )
             rejected.append(
                 _reject(
                     row,
-                    f"quantity {row.quantity} exceeds the {max(outstanding, 0)} still outstanding for "
-                    f"{row.sku} on {label}{earlier} "
-                    f"(ordered {ordered[row.sku]}, dispatched {dispatched[row.sku]})",
+                    f"quantity {canonical(row.quantity)} exceeds the "
+                    f"{canonical(max(outstanding, Decimal(0)))} "
+                    f"still outstanding for {row.sku} on {label}{earlier} "
+                    f"(ordered {canonical(ordered[row.sku])}, dispatched {canonical(dispatched[row.sku])})",
                 )
             )
             continue
@@ -199,47 +280,87 @@ def plan_dispatch(group: OrderGroup, order: dict[str, Any]) -> tuple[list[Dispat
     return sendable, rejected
 
 
+def nothing_dispatched_yet(order: dict[str, Any]) -> bool:
+    """True when every line of the live order says 0 dispatched (then no dispatch of it exists)."""
+    lines = order.get("order_lines")
+    if not isinstance(lines, list):
+        return False
+    for line in lines:
+        if not isinstance(line, dict) or "dispatched" not in line:
+            return False
+        if from_api(line.get("dispatched") or 0) != 0:
+            return False
+    return True
+
+
 def _reject(row: DispatchRow, reason: str, status: str = "rejected") -> RowResult:
-    return RowResult(row.line, status, reason, sku=row.sku, value=str(row.quantity), order=row.reference)
-
-
-def build_body(order_id: str, rows: list[DispatchRow], marker: str) -> dict[str, Any]:
-    quantities: dict[str, int] = {}
-    for row in rows:
-        quantities[row.sku] = quantities.get(row.sku, 0) + row.quantity
-    notes = list(dict.fromkeys(row.comments for row in rows if row.comments))
-    return {
-        "order_id": order_id,
-        "comments": " ".join([*notes, marker]),
-        "dispatch_lines": [{"sku": sku, "quantity": quantity} for sku, quantity in quantities.items()],
-    }
-
-
-def find_dispatch(client: PushClient, record: DispatchRecord) -> dict[str, Any] | None:
-    """The dispatch a pending ledger entry created, if Orderspace has it (see the module docstring)."""
-    pending_day = datetime.fromisoformat(record.pending_at).date() - timedelta(days=1)
-    wanted_lines = Counter(
-        (str(line["sku"]), int(line["quantity"])) for line in record.body.get("dispatch_lines", [])
+    return RowResult(
+        row.line, status, reason, sku=row.sku, value=canonical(row.quantity), order=row.reference
     )
-    same_order: list[dict[str, Any]] = []
-    for dispatch in client.list_dispatches(created_since=pending_day.isoformat()):
-        if str(dispatch.get("order_id") or "") != record.order_id:
-            continue
-        if record.marker in str(dispatch.get("comments") or ""):
-            return dispatch
-        same_order.append(dispatch)
-    # Drift fallback: the API stopped returning comments, so match the same order and the same lines.
-    for dispatch in same_order:
-        if "comments" in dispatch:
-            continue
-        lines = Counter(
-            (str(line.get("sku")), _whole(str(line.get("quantity"))) or 0)
-            for line in dispatch.get("dispatch_lines") or []
-            if isinstance(line, dict)
+
+
+def build_body(order_id: str, rows: list[DispatchRow]) -> dict[str, Any]:
+    """The POST body: the rows' SKUs summed, and the warehouse's own comments (nothing else)."""
+    quantities: dict[str, Decimal] = {}
+    for row in rows:
+        quantities[row.sku] = quantities.get(row.sku, Decimal(0)) + row.quantity
+    notes = list(dict.fromkeys(row.comments for row in rows if row.comments))
+    body: dict[str, Any] = {
+        "order_id": order_id,
+        "dispatch_lines": [
+            {"sku": sku, "quantity": to_json(quantity)} for sku, quantity in quantities.items()
+        ],
+    }
+    if notes:
+        body["comments"] = " ".join(notes)
+    return body
+
+
+def lines_of(dispatch_lines: object) -> Counter[str]:
+    """SKU -> total quantity of a dispatch's (or a body's) lines, for comparing them."""
+    totals: Counter[str] = Counter()
+    for line in dispatch_lines if isinstance(dispatch_lines, list) else []:
+        if isinstance(line, dict):
+            totals[str(line.get("sku") or "").strip()] += _quantity(line.get("quantity"))
+    return totals
+
+
+def order_dispatches(client: PushClient, order_id: str) -> list[dict[str, Any]]:
+    """The order's dispatches, newest first (the dispatch list filtered by `order_id`)."""
+    return [d for d in client.list_dispatches(order_id=order_id) if str(d.get("order_id") or "") == order_id]
+
+
+def find_dispatch(
+    client: PushClient, record: DispatchRecord, log: PushLog
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The dispatch a pending ledger entry created, if Orderspace has it (see the module docstring), and the
+    order's dispatches as listed."""
+    listed = order_dispatches(client, record.order_id)
+    checkpoint("dispatch.reconciled")
+    if record.existing_ids is None:  # a legacy entry: its marker is in the comments
+        found = next((d for d in listed if record.marker and record.marker in str(d.get("comments"))), None)
+        return found, listed
+    known = set(record.existing_ids)
+    wanted = lines_of(record.body.get("dispatch_lines"))
+    matches = [
+        d
+        for d in listed
+        if str(d.get("id") or "") not in known and lines_of(d.get("dispatch_lines")) == wanted
+    ]
+    if len(matches) > 1:
+        log.warning(
+            f"order {record.order_id}: {len(matches)} new dispatches match the pending one; taking the oldest"
         )
-        if lines == wanted_lines:
-            return dispatch
-    return None
+    return (matches[-1] if matches else None), listed  # the list is newest first
+
+
+def without_marker(body: dict[str, Any], marker: str) -> dict[str, Any]:
+    """A legacy body with the `[wh:...]` marker taken out of its comments (it is never sent again)."""
+    comments = str(body.get("comments") or "").replace(marker, "").strip() if marker else body.get("comments")
+    clean = {key: value for key, value in body.items() if key != "comments"}
+    if comments:
+        clean["comments"] = comments
+    return clean
 
 
 def _dispatch_id(response: Any) -> str:
@@ -250,14 +371,18 @@ def _dispatch_id(response: Any) -> str:
 
 
 def push_dispatches(
-    parsed: ParsedFile, *, sha256: str, client: PushClient, ledger: Ledger, data_dir, log: PushLog
+    parsed: ParsedFile, *, sha256: str, client: PushClient, ledger: Ledger, data_dir: Path, log: PushLog
 ) -> list[RowResult]:
     """Validate, check against the live orders and create one dispatch per order; a result for every row."""
     rows, results = validate_rows(parsed.rows)
     groups = group_rows(rows)
-    # Orders already settled in the ledger need no look-up at all.
-    unsettled = [g for g in groups if ledger.dispatch(sha256, g.group_key) is None]
-    resolve_order_ids(unsettled, client=client, data_dir=data_dir, log=log)
+    # Groups the ledger already knows need no look-up: their order id is recorded.
+    for group in groups:
+        record = ledger.dispatch(sha256, group.group_key)
+        if record is not None:
+            group.order_id = record.order_id
+    resolve_order_ids(groups, client=client, data_dir=data_dir, log=log)
+    groups = merge_by_order(groups)
     unknown_outcomes: list[str] = []
     for group in groups:
         record = ledger.dispatch(sha256, group.group_key)
@@ -272,22 +397,36 @@ def push_dispatches(
             reason = f"order number {group.reference} was not found in Orderspace"
             results.extend(_reject(row, reason) for row in group.rows)
             continue
-        try:
-            order = client.get_order(group.order_id)
-        except NotFoundError:
-            results.extend(
-                _reject(row, f"order {group.reference} was not found in Orderspace") for row in group.rows
-            )
-            continue
+        order = group.order
+        if order is None:
+            try:
+                order = client.get_order(group.order_id)
+            except NotFoundError:
+                results.extend(
+                    _reject(row, f"order {group.reference} was not found in Orderspace") for row in group.rows
+                )
+                continue
         if isinstance(order.get("order"), dict):
             order = order["order"]
+        status = str(order.get("status") or "").strip().lower()
+        if status and status not in DISPATCHABLE_STATUSES and _status_problem(status, "") is None:
+            log.warning(f"order {group.reference} has status {status!r}, not a known one; Orderspace decides")
         sendable, rejected = plan_dispatch(group, order)
         results.extend(rejected)
         if not sendable:
             continue
-        marker = marker_for(sha256, group.group_key)
-        body = build_body(group.order_id, sendable, marker)
-        record = ledger.dispatch_pending(sha256, group.group_key, group.order_id, marker, body)
+        existing = [] if nothing_dispatched_yet(order) else order_dispatches(client, group.order_id)
+        body = build_body(group.order_id, sendable)
+        checkpoint("dispatch.planned")
+        record = ledger.dispatch_pending(
+            sha256,
+            group.group_key,
+            group.order_id,
+            body,
+            existing_ids=[str(d.get("id") or "") for d in existing],
+            row_lines=[row.line for row in sendable],
+        )
+        checkpoint("dispatch.pending")
         outcome = _send(group, sendable, record, sha256=sha256, client=client, ledger=ledger, log=log)
         results.extend(outcome)
         if (ledger.dispatch(sha256, group.group_key) or record).state == "pending":
@@ -301,6 +440,12 @@ def push_dispatches(
     return results
 
 
+def _in_record(record: DispatchRecord, row: DispatchRow) -> bool:
+    if record.row_lines is not None:
+        return row.line in record.row_lines
+    return row.sku in {str(line.get("sku")) for line in record.body.get("dispatch_lines", [])}
+
+
 def _settle_recorded(
     group: OrderGroup,
     record: DispatchRecord,
@@ -311,31 +456,23 @@ def _settle_recorded(
     log: PushLog,
 ) -> list[RowResult]:
     """Results for a group the ledger already knows; a pending one is reconciled and, if absent, resent."""
-    rows = group.rows
-    sent_skus = {line["sku"] for line in record.body.get("dispatch_lines", [])}
+    rows = [row for row in group.rows if _in_record(record, row)]
+    others = [
+        _reject(row, "not part of the dispatch recorded by an earlier attempt (failed its checks then)")
+        for row in group.rows
+        if not _in_record(record, row)
+    ]
     if record.state == "confirmed":
         return [
-            _dispatched(row, record.dispatch_id or "", "created by an earlier attempt")
-            for row in rows
-            if row.sku in sent_skus
-        ] + _not_in_body(rows, sent_skus)
+            _dispatched(row, record.dispatch_id or "", "created by an earlier attempt") for row in rows
+        ] + others
     if record.state == "refused":
         reason = f"the API refused the dispatch: {record.message}"
-        return [_reject(row, reason, "refused") for row in rows if row.sku in sent_skus] + _not_in_body(
-            rows, sent_skus
-        )
-    sendable = [row for row in rows if row.sku in sent_skus]
-    return _send(
-        group, sendable, record, sha256=sha256, client=client, ledger=ledger, log=log, reconcile_first=True
-    ) + (_not_in_body(rows, sent_skus))
-
-
-def _not_in_body(rows: list[DispatchRow], sent_skus: set[str]) -> list[RowResult]:
-    return [
-        _reject(row, "not part of the dispatch recorded by an earlier attempt (failed its checks then)")
-        for row in rows
-        if row.sku not in sent_skus
-    ]
+        return [_reject(row, reason, "refused") for row in rows] + others
+    return (
+        _send(group, rows, record, sha256=sha256, client=client, ledger=ledger, log=log, reconcile_first=True)
+        + others
+    )
 
 
 def _dispatched(row: DispatchRow, dispatch_id: str, reason: str = "") -> RowResult:
@@ -344,7 +481,7 @@ def _dispatched(row: DispatchRow, dispatch_id: str, reason: str = "") -> RowResu
         "dispatched",
         reason,
         sku=row.sku,
-        value=str(row.quantity),
+        value=canonical(row.quantity),
         order=row.reference,
         dispatch_id=dispatch_id,
     )
@@ -366,11 +503,23 @@ def _send(
     must_reconcile = reconcile_first
     while True:
         if must_reconcile:
-            log.info(f"reconciling the pending dispatch for order {group.reference} ({record.marker})")
-            existing = find_dispatch(client, record)
+            log.info(f"reconciling the pending dispatch for order {group.reference}")
+            existing, listed = find_dispatch(client, record, log)
+            if existing is None and record.existing_ids is None:
+                # A pending entry from a version that marked the comments, not in Orderspace: it is resent
+                # without the marker and from now on reconciled like any other entry.
+                record = ledger.dispatch_pending(
+                    sha256,
+                    group.group_key,
+                    record.order_id,
+                    without_marker(record.body, record.marker),
+                    existing_ids=[str(d.get("id") or "") for d in listed],
+                    row_lines=[row.line for row in rows],
+                )
             if existing is not None:
                 dispatch_id = _dispatch_id(existing)
                 ledger.dispatch_confirmed(sha256, group.group_key, dispatch_id)
+                checkpoint("dispatch.confirmed")
                 log.info(f"order {group.reference}: dispatch {dispatch_id} already exists; not sent again")
                 return [_dispatched(row, dispatch_id, "created by an earlier attempt") for row in rows]
             if attempts >= 2:
@@ -393,9 +542,9 @@ def _send(
         except APIError as exc:  # any other 4xx: definitive, nothing was created
             ledger.dispatch_refused(sha256, group.group_key, exc.message)
             return [_reject(row, f"the API refused the dispatch: {exc.message}", "refused") for row in rows]
-        if os.environ.get(CRASH_HOOK_ENV) == "1":
-            os._exit(70)  # test hook: die between the API call and the ledger write
+        checkpoint("dispatch.posted")
         dispatch_id = _dispatch_id(response)
         ledger.dispatch_confirmed(sha256, group.group_key, dispatch_id)
+        checkpoint("dispatch.confirmed")
         log.info(f"order {group.reference}: dispatch {dispatch_id} created ({len(rows)} row(s))")
         return [_dispatched(row, dispatch_id) for row in rows]

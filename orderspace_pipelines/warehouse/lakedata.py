@@ -10,6 +10,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
@@ -59,7 +60,7 @@ class LevelSnapshot:
     """The latest pulled inventory levels: sku -> {"on_hand": n, "available": n}."""
 
     taken_at: datetime
-    levels: dict[str, dict[str, int | None]]
+    levels: dict[str, dict[str, Decimal | None]]
 
     def age_seconds(self, now: datetime | None = None) -> float:
         return ((now or datetime.now(UTC)) - self.taken_at).total_seconds()
@@ -85,7 +86,8 @@ def latest_snapshot(data_dir: Path) -> LevelSnapshot | None:
         return None
     rows = _query(
         f"WITH s AS (SELECT * FROM read_parquet('{source}', union_by_name = true)) "
-        "SELECT CAST(sku AS VARCHAR), TRY_CAST(on_hand AS BIGINT), TRY_CAST(available AS BIGINT), "
+        "SELECT CAST(sku AS VARCHAR), TRY_CAST(on_hand AS DECIMAL(18, 3)), "
+        "TRY_CAST(available AS DECIMAL(18, 3)), "
         "snapshot_at FROM s WHERE snapshot_at = (SELECT max(snapshot_at) FROM s)"
     )
     if not rows:

@@ -10,10 +10,13 @@ Tables:
 * `files(sha256)`: a file's content hash, the name it first came under, `in_progress` or `done`, and its
   outcome. A `done` hash dropped again is a duplicate: nothing is sent.
 * `dispatches(file_sha256, group_key)`: one row per dispatch (the rows of one order in one file):
-  `pending` (the exact request body and its marker recorded, the POST may or may not have landed),
-  `confirmed` (the dispatch id is known), `refused` (the API answered 422: definitive, nothing created).
+  `pending` (the exact request body and the ids of the order's dispatches that existed before it are
+  recorded; the POST may or may not have landed), `confirmed` (the dispatch id is known), `refused` (the API
+  answered 4xx: definitive, nothing created). `marker` is only set on entries written by versions that put a
+  `[wh:...]` marker in the comments; they are still reconciled by it.
 * `inventory_rows(file_sha256, line)`: one row per file line sent: `pending`, `confirmed` or `refused`.
-  Levels are absolute, so resending a pending row is harmless; confirmed rows are not resent.
+  Levels are absolute, so resending a pending row is harmless; confirmed rows are not resent. The value is
+  stored as its canonical decimal text, so no value can overflow the column.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ CREATE TABLE IF NOT EXISTS dispatches (
     order_id TEXT NOT NULL,
     marker TEXT NOT NULL,
     body TEXT NOT NULL,
+    existing_ids TEXT,
+    row_lines TEXT,
     state TEXT NOT NULL,
     dispatch_id TEXT,
     message TEXT,
@@ -55,7 +60,7 @@ CREATE TABLE IF NOT EXISTS inventory_rows (
     file_sha256 TEXT NOT NULL,
     line INTEGER NOT NULL,
     sku TEXT NOT NULL,
-    value INTEGER NOT NULL,
+    value TEXT NOT NULL,
     state TEXT NOT NULL,
     message TEXT,
     updated_at TEXT NOT NULL,
@@ -87,6 +92,8 @@ class DispatchRecord:
     order_id: str
     marker: str
     body: dict[str, Any]
+    existing_ids: list[str] | None  # None: a legacy entry (reconciled by its marker)
+    row_lines: list[int] | None  # the file lines the dispatch is made of (None: a legacy entry)
     state: str
     dispatch_id: str | None
     message: str | None
@@ -104,6 +111,10 @@ class Ledger:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
+        columns = {row["name"] for row in self._db.execute("PRAGMA table_info(dispatches)")}
+        for column in ("existing_ids", "row_lines"):  # a ledger written before markers left the comments
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE dispatches ADD COLUMN {column} TEXT")
 
     def close(self) -> None:
         self._db.close()
@@ -161,20 +172,42 @@ class Ledger:
         data = dict(row)
         data.pop("updated_at")
         data["body"] = json.loads(data["body"])
+        for column in ("existing_ids", "row_lines"):
+            data[column] = json.loads(data[column]) if data.get(column) is not None else None
         return DispatchRecord(**data)
 
+    def dispatches_of(self, sha256: str) -> list[DispatchRecord]:
+        """Every dispatch entry of one file."""
+        keys = self._db.execute(
+            "SELECT group_key FROM dispatches WHERE file_sha256 = ?", (sha256,)
+        ).fetchall()
+        records = [self.dispatch(sha256, row["group_key"]) for row in keys]
+        return [record for record in records if record is not None]
+
     def dispatch_pending(
-        self, sha256: str, group_key: str, order_id: str, marker: str, body: dict[str, Any]
+        self,
+        sha256: str,
+        group_key: str,
+        order_id: str,
+        body: dict[str, Any],
+        *,
+        existing_ids: Iterable[str],
+        row_lines: Iterable[int],
     ) -> DispatchRecord:
-        """Record the exact body about to be POSTed (committed before the request leaves)."""
+        """Record the exact body about to be POSTed, the ids of the order's dispatches that exist before it
+        and the file lines it is made of (committed before the request leaves)."""
         now = utc_now()
+        existing = json.dumps(sorted(set(existing_ids)))
+        lines = json.dumps(sorted(set(row_lines)))
         with self._transaction() as db:
             db.execute(
-                "INSERT INTO dispatches (file_sha256, group_key, order_id, marker, body, state, pending_at, "
-                "updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?) "
+                "INSERT INTO dispatches (file_sha256, group_key, order_id, marker, body, existing_ids, "
+                "row_lines, state, pending_at, updated_at) VALUES (?, ?, ?, '', ?, ?, ?, 'pending', ?, ?) "
                 "ON CONFLICT (file_sha256, group_key) DO UPDATE SET state = 'pending', body = excluded.body, "
-                "order_id = excluded.order_id, marker = excluded.marker, updated_at = excluded.updated_at",
-                (sha256, group_key, order_id, marker, json.dumps(body, sort_keys=True), now, now),
+                "order_id = excluded.order_id, marker = excluded.marker, "
+                "existing_ids = excluded.existing_ids, row_lines = excluded.row_lines, "
+                "updated_at = excluded.updated_at",
+                (sha256, group_key, order_id, json.dumps(body, sort_keys=True), existing, lines, now, now),
             )
         record = self.dispatch(sha256, group_key)
         assert record is not None
@@ -211,14 +244,14 @@ class Ledger:
         return {row["line"]: (row["state"], row["message"]) for row in rows}
 
     def mark_inventory(
-        self, sha256: str, rows: Iterable[tuple[int, str, int]], state: str, message: str | None = None
+        self, sha256: str, rows: Iterable[tuple[int, str, str]], state: str, message: str | None = None
     ) -> None:
-        """Set the state of (line, sku, value) rows in one transaction."""
+        """Set the state of (line, sku, value as canonical decimal text) rows in one transaction."""
         now = utc_now()
         with self._transaction() as db:
             db.executemany(
                 "INSERT INTO inventory_rows (file_sha256, line, sku, value, state, message, updated_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (file_sha256, line) DO UPDATE SET "
                 "state = excluded.state, message = excluded.message, updated_at = excluded.updated_at",
-                [(sha256, line, sku, value, state, message, now) for line, sku, value in rows],
+                [(sha256, line, sku, str(value), state, message, now) for line, sku, value in rows],
             )

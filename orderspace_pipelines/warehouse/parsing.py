@@ -2,15 +2,19 @@
 
 Rules (see CONTRACT.md, "Warehouse files"):
 
-* UTF-8 with or without BOM, comma separated; anything else is a file-level error.
-* Header names are matched case- and space-insensitively (`" On Hand"` is `on_hand`).
+* UTF-8 with or without BOM (a UTF-16 file with its BOM is read too), comma separated. A line holding bytes
+  that are not UTF-8 (a Windows-1252 `é` in one comment) is a bad row naming the byte; the other lines are
+  read. A header that is not UTF-8 rejects the file.
+* Header names are matched case- and space-insensitively (`" On Hand"` is `on_hand`). A column the file
+  kind uses may appear once (twice is ambiguous: file rejected); repeated columns the push ignores are fine.
 * inventory: `sku` and exactly one of `on_hand` / `available` (both -> file rejected: the API computes one
   from the other and refuses both at once).
-* dispatches: `order_number` or `order_id` (both allowed: a row's `order_id` wins when filled), `sku`,
-  `quantity`, optional `comments`. Other columns are ignored.
+* dispatches: `order_number` or `order_id` (both allowed: a row's `order_id` wins when filled, and the two
+  must name the same order), `sku`, `quantity`, optional `comments`. Other columns are ignored.
 * A row with the wrong number of fields is a bad row (a short last line without a line ending is reported
-  as truncated); completely empty lines are skipped; a CSV syntax error ends the file at that line, the rows
-  before it are kept.
+  as truncated); completely empty lines are skipped. A field longer than `MAX_FIELD_CHARS` makes its row a
+  bad row. A line that is not valid CSV (a stray quote, a NUL byte) is a bad row and reading goes on at the
+  next line, so one broken line never costs the rows after it.
 
 No values are interpreted here: that is validation's job (`inventory.py`, `dispatches.py`).
 """
@@ -18,8 +22,8 @@ No values are interpreted here: that is validation's job (`inventory.py`, `dispa
 from __future__ import annotations
 
 import csv
-import io
 import re
+import sys
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -31,6 +35,12 @@ class FileKind(StrEnum):
 
 INVENTORY_COLUMNS = ("on_hand", "available")
 ORDER_COLUMNS = ("order_number", "order_id")
+USED_COLUMNS = frozenset({"sku", "quantity", "comments", *INVENTORY_COLUMNS, *ORDER_COLUMNS})
+# The longest field a row may carry (a SKU, a number, a comment with tracking details all fit many times
+# over); a longer one is a bad row. Python's csv module stops a whole file at 131,072 characters by default.
+MAX_FIELD_CHARS = 10_000
+_PHYSICAL_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
+_UNDECODED = re.compile(r"[\udc80-\udcff]")
 EXPECTED_HEADERS = (
     "inventory: sku plus exactly one of on_hand or available; "
     "dispatches: order_number or order_id, sku, quantity and optionally comments"
@@ -74,7 +84,7 @@ def canonical_column(name: str) -> str:
 def detect_kind(columns: list[str]) -> tuple[FileKind | None, str | None, str | None]:
     """(kind, inventory value column, error) for a canonical header."""
     present = set(columns)
-    duplicates = sorted({c for c in columns if c and columns.count(c) > 1})
+    duplicates = sorted({c for c in columns if c in USED_COLUMNS and columns.count(c) > 1})
     if duplicates:
         return None, None, f"the header repeats column(s) {', '.join(duplicates)}"
     has_order = any(c in present for c in ORDER_COLUMNS)
@@ -96,14 +106,29 @@ def detect_kind(columns: list[str]) -> tuple[FileKind | None, str | None, str | 
 
 
 def decode(data: bytes) -> tuple[str | None, str | None]:
-    """(text, error): UTF-8 with an optional BOM, strictly."""
-    try:
-        return data.decode("utf-8-sig"), None
-    except UnicodeDecodeError as exc:
-        return None, (
-            f"the file is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start} is invalid); "
-            "export it as CSV UTF-8"
-        )
+    """(text, error). UTF-8 (optional BOM); bytes that are not UTF-8 are kept as lone surrogates
+    (`surrogateescape`) so that only the lines holding them are rejected. UTF-16 with a BOM is decoded."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16"), None
+        except UnicodeDecodeError as exc:
+            return None, f"the file starts like UTF-16 text but is not ({exc.reason}); export it as CSV UTF-8"
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    return data.decode("utf-8", errors="surrogateescape"), None
+
+
+def undecoded_byte(text: str) -> str | None:
+    """`'byte 0xe9'` for the first byte of `text` that was not UTF-8, else None."""
+    match = _UNDECODED.search(text)
+    if match is None:
+        return None
+    return f"byte 0x{ord(match.group()) - 0xDC00:02x}"
+
+
+def physical_lines(text: str) -> list[str]:
+    """The text's lines with their endings, split where the csv module splits (\\n, \\r\\n, \\r)."""
+    return _PHYSICAL_LINE.findall(text)
 
 
 def parse_bytes(data: bytes) -> ParsedFile:
@@ -116,58 +141,115 @@ def parse_bytes(data: bytes) -> ParsedFile:
     if not text.strip():
         parsed.file_error = "the file is empty: no header row and no data rows"
         return parsed
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    lines = text.splitlines()
-    ends_with_newline = text.endswith(("\n", "\r"))
-    previous_line = 0
-    try:
-        header_fields = next(reader)
-    except csv.Error as exc:
-        parsed.file_error = f"the header line cannot be read as CSV: {exc}"
+    if csv.field_size_limit() < len(text) + 1:
+        # Fields are measured below; the csv module must not stop the file at its own (small) limit.
+        csv.field_size_limit(min(sys.maxsize, max(len(text) + 1, 1 << 20)))
+    lines = physical_lines(text)
+    header_end, header_fields, header_error = _read_header(lines)
+    if header_error is not None:
+        parsed.file_error = header_error
         return parsed
-    previous_line = reader.line_num
     parsed.header = [canonical_column(h) for h in header_fields]
     kind, value_column, error = detect_kind(parsed.header)
     parsed.kind, parsed.value_column, parsed.file_error = kind, value_column, error
     width = len(parsed.header)
-    while True:
-        start = previous_line + 1
-        try:
-            fields = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            raw = lines[start - 1] if start - 1 < len(lines) else ""
-            parsed.bad_rows.append(
-                BadRow(
-                    start,
-                    f"line {start} cannot be read as CSV ({exc}); the rest of the file was not read",
-                    raw,
-                )
+    ends_with_newline = text.endswith(("\n", "\r"))
+    position = header_end  # index in `lines` of the next line to read
+    while position < len(lines):
+        reader = csv.reader(iter(lines[position:]), strict=True)
+        previous = 0
+        while True:
+            start = position + previous + 1  # 1-based line number of the record about to be read
+            try:
+                fields = next(reader)
+            except StopIteration:
+                position = len(lines)
+                break
+            except csv.Error as exc:
+                raw = lines[start - 1].rstrip("\r\n")
+                problem = "holds a NUL byte" if "\x00" in raw else f"cannot be read as CSV ({exc})"
+                parsed.bad_rows.append(BadRow(start, f"line {start} {problem}", _clip(raw)))
+                position = start  # go on at the next physical line
+                break
+            previous = reader.line_num
+            _take_row(
+                parsed,
+                fields,
+                start,
+                width,
+                is_last=position + previous >= len(lines),
+                ends_with_newline=ends_with_newline,
             )
-            break
-        previous_line = reader.line_num
-        if not fields:
-            continue  # an empty line carries no data
-        raw = ",".join(fields)
-        if len(fields) > width and not any(f.strip() for f in fields[width:]):
-            fields = fields[:width]  # trailing empty cells, e.g. "SKU-1,4,"
-        if len(fields) != width:
-            is_last = reader.line_num >= len(lines)
-            if is_last and not ends_with_newline and len(fields) < width:
-                reason = (
-                    f"line {start} is truncated: {len(fields)} of {width} columns and no line ending "
-                    "(was the file still being written?)"
-                )
-            else:
-                reason = f"line {start} has {len(fields)} fields but the header has {width}"
-            parsed.bad_rows.append(BadRow(start, reason, raw))
-            continue
-        values = {name: value.strip() for name, value in zip(parsed.header, fields, strict=True) if name}
-        if not any(values.values()):
-            parsed.bad_rows.append(BadRow(start, f"line {start} is blank (every field is empty)", raw))
-            continue
-        parsed.rows.append(CsvRow(start, values))
     if not parsed.rows and not parsed.bad_rows and parsed.file_error is None:
         parsed.file_error = "the file has a header but no data rows"
     return parsed
+
+
+def _read_header(lines: list[str]) -> tuple[int, list[str], str | None]:
+    """(lines used, header fields, error) for the first non-empty record."""
+    reader = csv.reader(iter(lines), strict=True)
+    try:
+        fields = next(reader)
+        while not fields:
+            fields = next(reader)
+    except StopIteration:
+        return 0, [], "the file is empty: no header row and no data rows"
+    except csv.Error as exc:
+        return 0, [], f"the header line cannot be read as CSV: {exc}"
+    if any("\x00" in name for name in fields):
+        return 0, [], "the header holds NUL bytes (is the file UTF-16 without a BOM?); export it as CSV UTF-8"
+    bad = undecoded_byte("".join(fields))
+    if bad:
+        return 0, [], f"the header is not UTF-8 text ({bad} is invalid); export the file as CSV UTF-8"
+    if any(len(f) > MAX_FIELD_CHARS for f in fields):
+        return 0, [], f"the header has a name longer than {MAX_FIELD_CHARS:,} characters"
+    return reader.line_num, fields, None
+
+
+def _clip(raw: str, limit: int = 200) -> str:
+    return raw if len(raw) <= limit else raw[:limit] + f"... ({len(raw):,} characters)"
+
+
+def _take_row(
+    parsed: ParsedFile, fields: list[str], start: int, width: int, *, is_last: bool, ends_with_newline: bool
+) -> None:
+    if not fields:
+        return  # an empty line carries no data
+    raw = _clip(",".join(fields))
+    if len(fields) > width and not any(f.strip() for f in fields[width:]):
+        fields = fields[:width]  # trailing empty cells, e.g. "SKU-1,4,"
+    if len(fields) != width:
+        if is_last and not ends_with_newline and len(fields) < width:
+            reason = (
+                f"line {start} is truncated: {len(fields)} of {width} columns and no line ending "
+                "(was the file still being written?)"
+            )
+        else:
+            reason = f"line {start} has {len(fields)} fields but the header has {width}"
+        parsed.bad_rows.append(BadRow(start, reason, raw))
+        return
+    long = [
+        (name or f"column {i + 1}", len(v))
+        for i, (name, v) in enumerate(zip(parsed.header, fields, strict=True))
+        if len(v) > MAX_FIELD_CHARS
+    ]
+    if long:
+        name, size = long[0]
+        reason = (
+            f"line {start}: {name} is {size:,} characters long, more than the {MAX_FIELD_CHARS:,} allowed"
+        )
+        parsed.bad_rows.append(BadRow(start, reason, raw))
+        return
+    if any("\x00" in value for value in fields):
+        parsed.bad_rows.append(BadRow(start, f"line {start} holds a NUL byte", raw.replace("\x00", "\\0")))
+        return
+    bad = undecoded_byte("".join(fields))
+    if bad:
+        reason = f"line {start} is not UTF-8 text ({bad} is invalid); export the file as CSV UTF-8"
+        parsed.bad_rows.append(BadRow(start, reason, raw.encode("utf-8", "replace").decode("utf-8")))
+        return
+    values = {name: value.strip() for name, value in zip(parsed.header, fields, strict=True) if name}
+    if not any(values.values()):
+        parsed.bad_rows.append(BadRow(start, f"line {start} is blank (every field is empty)", raw))
+        return
+    parsed.rows.append(CsvRow(start, values))

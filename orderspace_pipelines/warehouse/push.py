@@ -13,8 +13,13 @@ directory, so it can also be driven without Dagster. Steps:
    Outcome `rejected` when the file could not be read as a warehouse file or no row of it was usable
    (every row rejected/refused); `processed` otherwise, bad rows reported.
 
-An exception (API down, outcome of a dispatch unknown) leaves the file claimed in `work/` and the ledger as it
-was, and propagates: the run fails and a re-run picks up where it stopped.
+An Orderspace failure (API down, token refused, outcome of a dispatch unknown) or a file system error leaves
+the file claimed in `work/` and the ledger as it was, and propagates: the run fails and a re-run picks up
+where it stopped. Any other exception during a file (a bug, input nothing above foresaw) never strands it:
+the report is written from what the ledger knows was sent (those rows say so; every other row is reported
+not pushed, with the error), the file moves to `rejected/`, and its ledger entry stays `in_progress`, so
+dropping the same file again resumes it without resending what was sent. `PushResult.stopped_by` names the
+error.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from orderspace_pipelines.client.errors import OrderspaceError
 from orderspace_pipelines.warehouse import dispatches, inventory
 from orderspace_pipelines.warehouse.files import (
     FileMissingError,
@@ -35,6 +41,7 @@ from orderspace_pipelines.warehouse.files import (
     sha256_of,
     work_name,
 )
+from orderspace_pipelines.warehouse.hooks import checkpoint
 from orderspace_pipelines.warehouse.ledger import Ledger
 from orderspace_pipelines.warehouse.parsing import FileKind, parse_bytes
 from orderspace_pipelines.warehouse.protocols import PushClient, PushLog
@@ -95,11 +102,65 @@ def push_file(
             else:
                 os.replace(source, claimed)
         mover = _FileAway(folders, client, baseline)
-        result = _push_claimed(
-            claimed, digest, mover=mover, client=client, data_dir=data_dir, options=options, log=log
-        )
+        try:
+            result = _push_claimed(
+                claimed, digest, mover=mover, client=client, data_dir=data_dir, options=options, log=log
+            )
+        except (OrderspaceError, dispatches.DispatchOutcomeUnknownError, OSError):
+            raise  # resumable: the file stays claimed in work/, a re-run picks up where this one stopped
+        except Exception as exc:  # anything else must not strand the file
+            result = _stopped(claimed, digest, exc, mover=mover, log=log)
     log.info(result.summary())
     return result
+
+
+def _stopped(claimed: Path, digest: str, exc: Exception, *, mover: _FileAway, log: PushLog) -> PushResult:
+    """Report and file away a file whose push stopped on an unexpected error (see the module docstring)."""
+    error = f"{type(exc).__name__}: {exc}"[:500]
+    log.warning(f"{original_name(claimed)}: the push stopped on an unexpected error ({error})")
+    logging.getLogger(__name__).exception("push of %s stopped", claimed.name)
+    name = original_name(claimed)
+    sent: dict[int, RowResult] = {}
+    kind: str | None = None
+    with Ledger(mover.folders.ledger_path) as ledger:
+        record = ledger.file(digest)
+        kind = record.kind if record else None
+        for line, (state, _) in ledger.inventory_states(digest).items():
+            if state == "confirmed":
+                sent[line] = RowResult(line, "updated", "sent before the push stopped")
+            elif state == "pending":
+                reason = "was being sent when the push stopped; dropping the file again resends it (harmless)"
+                sent[line] = RowResult(line, "rejected", reason)
+        for entry in ledger.dispatches_of(digest):
+            for line in entry.row_lines or []:
+                if entry.state == "confirmed":
+                    reason, status = "sent before the push stopped", "dispatched"
+                elif entry.state == "pending":
+                    status = "rejected"
+                    reason = (
+                        "the dispatch was being sent when the push stopped; dropping the file again looks "
+                        "for it in Orderspace before sending it again"
+                    )
+                else:
+                    continue
+                sent[line] = RowResult(line, status, reason, dispatch_id=entry.dispatch_id or "")
+    try:
+        parsed = parse_bytes(claimed.read_bytes())
+        lines = sorted({row.line for row in parsed.rows} | {bad.line for bad in parsed.bad_rows} | set(sent))
+    except Exception:  # the report is still written from the ledger alone
+        lines = sorted(sent)
+    reason = (
+        f"not pushed: the push stopped on an unexpected error ({error}); drop the file again to push the "
+        "rest (rows already sent are not sent again)"
+    )
+    result = PushResult(file=name, sha256=digest, kind=kind, outcome="rejected", stopped_by=error)
+    result.rows = [sent.get(line) or RowResult(line, "rejected", reason) for line in lines]
+    result.rows_read = len(lines)
+    result.levels_updated = sum(r.status == "updated" for r in result.rows)
+    result.dispatches_created = len({r.dispatch_id for r in result.rows if r.status == "dispatched"})
+    result.rows_rejected = sum(r.status in BAD_STATUSES for r in result.rows)
+    # No ledger outcome: the hash stays in_progress, so the same file dropped again resumes.
+    return mover(result, claimed, ledger=None, outcome="rejected")
 
 
 def _push_claimed(
@@ -198,7 +259,9 @@ class _FileAway:
         destination = free_destination(folder, result.file, result.sha256)
         result.final_path = str(destination)
         write_report(result, destination)
+        checkpoint("file.reported")
         if ledger is not None:
             ledger.finish_file(result.sha256, outcome, str(destination))
+            checkpoint("file.finished")
         os.replace(claimed, destination)
         return result

@@ -10,7 +10,11 @@ Row statuses:
 * any kind: `duplicate` (the same content was pushed before; nothing sent).
 
 Every row of the file appears once, in file order. The report is written twice, as JSON (the whole
-result) and as CSV (one line per row), both atomically.
+result, every text exactly as read) and as CSV (one line per row), both atomically. In the CSV, a cell that
+a spreadsheet would run as a formula (it starts with `=`, `+`, `-`, `@`, a tab or a carriage return: file
+text echoed back, such as a SKU `=HYPERLINK(...)`) is prefixed with a single quote, so it shows as text.
+
+`PushResult.exit_code` is what `orderspace-pipelines push` exits with (see `EXIT_CODES`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,24 @@ from orderspace_pipelines.warehouse.files import atomic_write_text
 
 SENT_STATUSES = frozenset({"updated", "dispatched"})
 BAD_STATUSES = frozenset({"rejected", "refused"})
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+EXIT_ALL_DONE = 0  # every row pushed, already right, superseded, or the file was a duplicate
+EXIT_ROWS_REJECTED = 3  # the file was processed but some rows were rejected or refused (see the report)
+EXIT_FILE_REJECTED = 4  # nothing was pushed: the file was unreadable or no row of it usable
+EXIT_STOPPED = 5  # the push stopped on an unexpected error; the report names what was sent before it
+EXIT_CODES = {
+    EXIT_ALL_DONE: "every row done",
+    EXIT_ROWS_REJECTED: "some rows rejected (see the report)",
+    EXIT_FILE_REJECTED: "the whole file rejected",
+    EXIT_STOPPED: "the push stopped on an unexpected error; the file is in rejected/ with a report",
+}
+
+
+def spreadsheet_safe(value: object) -> str:
+    """A CSV cell a spreadsheet shows as text: formula-like text gets a leading single quote."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 @dataclass
@@ -52,6 +74,7 @@ class PushResult:
     final_path: str = ""
     report_path: str = ""
     file_error: str | None = None
+    stopped_by: str | None = None  # the unexpected error that stopped the push mid-file, if any
     duplicate_of: str | None = None
     rows_read: int = 0
     levels_updated: int = 0
@@ -69,6 +92,12 @@ class PushResult:
         """One line for logs and the demo."""
         if self.file_error:
             return f"{self.file}: rejected ({self.file_error})"
+        if self.stopped_by:
+            sent = sum(r.status in SENT_STATUSES for r in self.rows)
+            return (
+                f"{self.file}: stopped by an unexpected error ({self.stopped_by}); "
+                f"{sent} rows had been sent, the file is in rejected/ (drop it again to push the rest)"
+            )
         if self.duplicate_of:
             return f"{self.file}: duplicate of {self.duplicate_of}, nothing sent"
         parts = [f"{self.file} ({self.kind}): {self.outcome}", f"{self.rows_read} rows read"]
@@ -78,6 +107,17 @@ class PushResult:
             parts.append(f"{self.dispatches_created} dispatches created")
         parts.append(f"{self.rows_rejected} rows rejected, {self.requests} API requests")
         return ", ".join(parts)
+
+    @property
+    def exit_code(self) -> int:
+        """0 all rows done, 3 some rows rejected, 4 the whole file rejected, 5 stopped (`EXIT_CODES`)."""
+        if self.stopped_by:
+            return EXIT_STOPPED
+        if self.outcome != "processed":
+            return EXIT_FILE_REJECTED
+        if any(row.status in BAD_STATUSES for row in self.rows):
+            return EXIT_ROWS_REJECTED
+        return EXIT_ALL_DONE
 
     @property
     def success(self) -> bool:
@@ -106,11 +146,10 @@ class PushResult:
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(["line", "status", "sku", "value", "order", "dispatch_id", "reason"])
         if self.file_error:
-            writer.writerow(["", "rejected", "", "", "", "", self.file_error])
+            writer.writerow(["", "rejected", "", "", "", "", spreadsheet_safe(self.file_error)])
         for row in self.rows:
-            writer.writerow(
-                [row.line, row.status, row.sku, row.value, row.order, row.dispatch_id, row.reason]
-            )
+            cells = [row.sku, row.value, row.order, row.dispatch_id, row.reason]
+            writer.writerow([row.line, row.status, *(spreadsheet_safe(cell) for cell in cells)])
         return buffer.getvalue()
 
 

@@ -41,7 +41,7 @@ def make_client(throttle_db: Path) -> Iterator[Callable[..., OrderspaceClient]]:
 
 def _open_order(server: SandboxServer) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     for order in server.store.all("orders"):
-        if order["status"] in ("new", "processing"):
+        if order["status"] in ("new", "released"):
             lines = [
                 {"sku": line["sku"], "quantity": line["quantity"] - line["dispatched"]}
                 for line in order["order_lines"]

@@ -79,7 +79,7 @@ def test_empty_401_is_retried_once_with_a_new_token(sandbox, make_client) -> Non
     with pytest.raises(AuthenticationError) as caught:
         list(client.list_products())
     assert str(caught.value).startswith(
-        "401 Unauthorized from GET /v1/products?limit=100: (empty response body)"
+        "401 Unauthorized from GET /v1/products?limit=200: (empty response body)"
     )
     assert caught.value.request_id
 

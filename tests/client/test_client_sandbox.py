@@ -190,7 +190,7 @@ def test_get_retries_through_faults(sandbox, make_client, fault: str) -> None:
 def test_get_gives_up_after_max_retries(sandbox, make_client) -> None:
     client = make_client(sandbox, max_retries=2)
     sandbox.faults.inject("502_html", count=5, path_prefix="/v1/orders")
-    with pytest.raises(ServerError, match=r"^502 Bad Gateway from GET /v1/orders\?limit=100: "):
+    with pytest.raises(ServerError, match=r"^502 Bad Gateway from GET /v1/orders\?limit=200: "):
         list(client.list_orders())
     assert sandbox.stats()["by_path"]["GET /v1/orders"] == 3
 

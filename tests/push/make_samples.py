@@ -37,13 +37,13 @@ def dispatches_csv(orders: list[dict[str, Any]]) -> str:
     open_orders = [
         o
         for o in sorted(orders, key=lambda item: item["number"])
-        if o["status"] in ("new", "processing") and not any(line["dispatched"] for line in goods(o))
+        if o["status"] in ("new", "invoiced", "released") and not any(line["dispatched"] for line in goods(o))
     ]
     for order in open_orders[:3]:
         for line in goods(order):
             rows.append(f"{order['number']},{line['sku']},{line['quantity']},Royal Mail tracked 48")
     partial = next(
-        o for o in sorted(orders, key=lambda item: item["number"]) if o["status"] == "part_dispatched"
+        o for o in sorted(orders, key=lambda item: item["number"]) if o["status"] == "part_fulfilled"
     )
     line = next(line for line in goods(partial) if line["quantity"] > line["dispatched"])
     rows.append(

@@ -44,9 +44,10 @@ def test_a_stock_file_of_1000_rows_costs_5_requests(sandbox, push, data_dir, fol
     )
 
 
-def test_bad_rows_are_reported_and_good_rows_still_land(sandbox, push, folders):
+def test_bad_rows_are_reported_and_good_rows_still_land(sandbox, push, folders, data_dir):
     before = levels(sandbox)
     skus = sorted(before)
+    write_pulled_variants(data_dir, skus)  # NO-SUCH-SKU is not in it: looked up by its sku, 1 request
     body = (
         "\ufeffSKU, On Hand \n"  # a BOM and a header in another case and spacing
         f"{skus[0]},11\n"
@@ -68,9 +69,9 @@ def test_bad_rows_are_reported_and_good_rows_still_land(sandbox, push, folders):
     assert result.outcome == "processed"
     assert rows[2].status == "updated"
     assert rows[3].status == "rejected" and "unknown SKU 'NO-SUCH-SKU'" in rows[3].reason
-    assert rows[4].status == "rejected" and rows[4].reason == "on_hand 'abc' is not a whole number"
+    assert rows[4].status == "rejected" and rows[4].reason == "on_hand 'abc' is not a number"
     assert rows[5].status == "rejected" and "negative" in rows[5].reason
-    assert rows[6].status == "rejected" and "'2.5' is not a whole number" in rows[6].reason
+    assert rows[6].status == "updated" and rows[6].value == "2.5"  # levels are numbers in the API
     assert rows[7].status == "rejected" and rows[7].reason == "on_hand is empty"
     assert rows[8].status == "superseded" and "line 9" in rows[8].reason
     assert rows[9].status == "updated"
@@ -81,10 +82,12 @@ def test_bad_rows_are_reported_and_good_rows_still_land(sandbox, push, folders):
     assert len(result.rows) == 12  # every data row is reported, once
     live = levels(sandbox)
     assert live[skus[0]]["on_hand"] == 11 and live[skus[5]]["on_hand"] == 8 and live[skus[7]]["on_hand"] == 12
-    for untouched in (skus[1], skus[2], skus[3], skus[4], skus[6]):
+    assert live[skus[3]]["on_hand"] == 2.5
+    for untouched in (skus[1], skus[2], skus[4], skus[6]):
         assert live[untouched] == before[untouched]
-    assert result.rows_rejected == 8 and result.levels_updated == 3
-    # No pulled data: SKUs were checked against one listing of the live levels, then one update.
+    assert result.rows_rejected == 7 and result.levels_updated == 4
+    # The one SKU the pulled variants lack was looked up by its sku (1 request), then one update.
+    assert sandbox.stats()["by_path"].get("GET /v1/inventory_levels") == 1
     assert posts(sandbox, "inventory_levels") == 1
 
 
@@ -141,7 +144,7 @@ def test_file_level_problems_reject_the_whole_file_with_a_report(sandbox, push, 
             b"item,qty\nA,1\n",
             "expected inventory: sku plus exactly one of on_hand or available",
         ),
-        "latin1.csv": ("sku,on_hand\nCAF\u00c9,1\n".encode("latin-1"), "not UTF-8"),
+        "latin1.csv": ("s\u00e9ku,on_hand\nCAFE,1\n".encode("latin-1"), "not UTF-8"),
     }
     sandbox.reset_stats()
     for name, (content, expected) in cases.items():
@@ -211,3 +214,30 @@ def test_a_resumed_file_does_not_resend_confirmed_rows(sandbox, client, data_dir
     assert rows[4].status == rows[5].status == "updated" and rows[4].reason == ""
     assert [levels(sandbox)[sku]["on_hand"] for sku in skus[2:]] == [62, 63]
     assert posts(sandbox, "inventory_levels") == 1
+
+
+def test_skus_are_checked_by_the_sku_filter_never_by_listing_every_level(sandbox, push, data_dir):
+    added = add_products(sandbox, 80)  # 800 more SKUs
+    skus = sorted(levels(sandbox))
+    assert len(skus) > 800  # listing every level once takes 5 pages of 200: more than the 4 requests below
+    new = added[:3]  # products created since the last pull
+    write_pulled_variants(data_dir, [sku for sku in skus if sku not in new])
+    body = "sku,on_hand\n" + "".join(f"{sku},{5 + i}\n" for i, sku in enumerate([skus[0], *new, "NOPE-1"]))
+    sandbox.reset_stats()
+
+    result = push("new-products.csv", body)
+
+    rows = by_line(result)
+    by_path = sandbox.stats()["by_path"]
+    assert by_path.get("GET /v1/inventory_levels") == 4  # the 4 SKUs the pulled data lacks, 1 request each
+    assert posts(sandbox, "inventory_levels") == 1
+    assert [rows[n].status for n in (2, 3, 4, 5)] == ["updated"] * 4
+    assert rows[6].status == "rejected" and "unknown SKU 'NOPE-1'" in rows[6].reason
+    # Nothing pulled at all: no look-up; the levels are sent and Orderspace vets the SKUs.
+    for pulled in (data_dir / "parquet").rglob("*.parquet"):
+        pulled.unlink()
+    sandbox.reset_stats()
+    again = push("unpulled.csv", f"sku,on_hand\n{skus[1]},9\nNOPE-2,1\n{skus[2]},8\n")
+    assert sandbox.stats()["by_path"].get("GET /v1/inventory_levels", 0) == 0
+    assert [row.status for row in again.rows] == ["updated", "refused", "updated"]
+    assert "NOPE-2" in again.rows[1].reason

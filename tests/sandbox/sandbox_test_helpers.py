@@ -34,11 +34,20 @@ def api_client(server: SandboxServer) -> httpx.Client:
     )
 
 
+def is_bare_400(response: httpx.Response) -> bool:
+    """A 400 as the real API sends it (orderspace-ruby bad_request.http): text/html, empty body."""
+    return (
+        response.status_code == 400
+        and response.content == b""
+        and response.headers["content-type"].startswith("text/html")
+    )
+
+
 def walk(client: httpx.Client, resource: str, **params: object) -> list[dict]:
     """Every record of a paginated list, following starting_after until the last page."""
     records: list[dict] = []
     query = dict(params)
-    limit = int(query.setdefault("limit", 100))  # type: ignore[arg-type]
+    limit = int(query.setdefault("limit", 200))  # type: ignore[arg-type]
     for _ in range(10_000):
         response = client.get(resource, params=query)
         assert response.status_code == 200, response.text

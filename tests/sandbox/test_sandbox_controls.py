@@ -56,7 +56,7 @@ def test_revoke_tokens_and_records_over_http(sandbox, api):
 
 
 def test_concurrent_clients_and_dispatches_stay_consistent(sandbox):
-    open_orders = [o for o in sandbox.store.all("orders") if o["status"] in ("new", "processing")][:8]
+    open_orders = [o for o in sandbox.store.all("orders") if o["status"] in ("new", "released")][:8]
 
     def dispatch_all(order: dict) -> list[int]:
         with api_client(sandbox) as client:

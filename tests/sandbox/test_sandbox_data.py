@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import itertools
 import re
+import time
 from collections import defaultdict
 from datetime import date
 
 import pytest
 
 from orderspace_pipelines.sandbox import RESOURCES, Store
+from orderspace_pipelines.sandbox.store import DISPATCHABLE, ORDER_STATUSES
 
 ID = re.compile(r"^[a-z]{2}_[a-z0-9]{8}$")
 
@@ -45,7 +47,7 @@ def test_tiny_scale_sizes(store):
 def test_ids_are_prefixed_unique_and_well_formed(store):
     prefixes = {
         "customers": "cu", "orders": "or", "dispatches": "di", "products": "pr", "invoices": "iv",
-        "categories": "ca", "customer_groups": "cg", "price_lists": "pr", "payment_terms": "pt",
+        "categories": "ca", "customer_groups": "cg", "price_lists": "pl", "payment_terms": "pt",
         "tax_rates": "tr", "preorder_windows": "pw", "webhooks": "wh",
     }  # fmt: skip
     seen: set[str] = set()
@@ -73,7 +75,7 @@ def test_order_totals_match_their_lines(store):
 
 
 def test_dispatched_counts_and_statuses_match_the_dispatches(store):
-    dispatched: dict[str, int] = defaultdict(int)
+    dispatched: dict[str, float] = defaultdict(int)
     orders = {o["id"]: o for o in store.all("orders")}
     for dispatch in store.all("dispatches"):
         order = orders[dispatch["order_id"]]
@@ -85,21 +87,38 @@ def test_dispatched_counts_and_statuses_match_the_dispatches(store):
     for order in orders.values():
         goods = [line for line in order["order_lines"] if not line["shipping"]]
         for line in order["order_lines"]:
-            assert line["dispatched"] == dispatched.get(line["id"], 0)
+            assert line["dispatched"] == pytest.approx(dispatched.get(line["id"], 0))
             assert line["dispatched"] <= line["quantity"]
         full = all(line["dispatched"] == line["quantity"] for line in goods)
         some = any(line["dispatched"] for line in goods)
-        expected = "fulfilled" if full else "part_dispatched" if some else order["status"]
+        expected = "fulfilled" if full else "part_fulfilled" if some else order["status"]
         assert order["status"] == expected
         if not some:
-            assert order["status"] in ("new", "processing", "cancelled")
+            assert order["status"] not in ("fulfilled", "part_fulfilled")
         statuses.add(order["status"])
-    assert {"new", "fulfilled", "part_dispatched", "cancelled"} <= statuses
+    assert {"new", "fulfilled", "part_fulfilled", "cancelled"} <= statuses
+    assert statuses <= set(ORDER_STATUSES)
+
+
+def test_small_scale_uses_every_documented_status_in_sensible_proportions():
+    orders = Store(42, "small", date(2026, 11, 20)).all("orders")
+    counts = {status: sum(o["status"] == status for o in orders) for status in ORDER_STATUSES}
+    assert all(counts.values()), counts
+    assert counts["fulfilled"] > len(orders) / 2  # a year of trading: most orders long sent
+    assert counts["cancelled"] < len(orders) / 10 and counts["standing_order"] < len(orders) / 10
+    templates = {o["id"] for o in orders if o["status"] == "standing_order"}
+    repeats = [o for o in orders if o["standing_order_id"]]
+    assert repeats and all(o["standing_order_id"] in templates for o in repeats)
+    for order in orders:
+        if order["status"] == "preorder":
+            assert all(line["preorder_window_id"] for line in order["order_lines"] if not line["shipping"])
 
 
 def test_the_newest_orders_are_left_open_for_the_push_side(store):
     newest = store.all("orders")[:15]  # newest first: the last 10% of 150
-    assert all(o["status"] in ("new", "processing") for o in newest)
+    assert all(o["status"] in (*DISPATCHABLE, "standing_order") for o in newest)
+    assert sum(o["status"] in DISPATCHABLE for o in newest) >= 12
+    assert not any(line["dispatched"] for o in newest for line in o["order_lines"])
 
 
 def test_invoices_match_their_orders(store):
@@ -108,7 +127,6 @@ def test_invoices_match_their_orders(store):
     assert len(invoices) > 0.7 * len(orders)
     for invoice in invoices:
         order = orders[invoice["orders"][0]["id"]]
-        assert invoice["invoice_date"] >= order["created"][:10]
         assert invoice["currency"] == order["currency"]
         assert [(i["sku"], i["quantity"], i["sub_total"]) for i in invoice["invoice_lines"]] == [
             (line["sku"], line["quantity"], line["sub_total"]) for line in order["order_lines"]
@@ -123,12 +141,26 @@ def test_invoices_match_their_orders(store):
             assert paid == pytest.approx(invoice["gross_total"], abs=0.005)
         else:
             assert invoice["payments"] == []
-    dates = [i["invoice_date"] for i in invoices]
-    assert dates == sorted(dates, reverse=True)  # newest first == created order
+    created = store.created_times("invoices")
+    times = [created[i["id"]] for i in invoices]
+    assert times == sorted(times, reverse=True)  # newest first == creation order (not invoice_date order)
+
+
+@pytest.mark.parametrize("scale", ["tiny", "small"])
+def test_some_invoices_are_back_dated_and_some_forward_dated_by_weeks(scale):
+    account = Store(42, scale, date(2026, 11, 20))
+    created = account.created_times("invoices")
+    shifts = [
+        (date.fromisoformat(i["invoice_date"]) - date(*time.gmtime(created[i["id"]])[:3])).days
+        for i in account.all("invoices")
+    ]
+    back, forward = sum(s <= -14 for s in shifts), sum(s >= 14 for s in shifts)
+    assert back >= 2 and forward >= 2
+    assert back + forward < len(shifts) / 10  # the exception, not the rule
 
 
 def test_creation_times_strictly_increase(store):
-    for resource, field in [("orders", "created"), ("customers", "created_at"), ("dispatches", "created")]:
+    for resource, field in [("orders", "created"), ("customers", "created"), ("dispatches", "created")]:
         times = [r[field] for r in store.all(resource)][::-1]
         assert all(a < b for a, b in itertools.pairwise(times)), resource
 
@@ -141,8 +173,8 @@ def test_shapes_follow_the_reference(store):
     line = order["order_lines"][0]
     assert {"id", "sku", "grouping_category", "dispatched", "invoiced", "paid", "tax_rate_id"} <= set(line)
     customer = store.all("customers")[0]
-    assert {"created_at", "buyers", "addresses", "email_addresses", "price_list_id"} <= set(customer)
-    assert "created" not in customer
+    assert {"created", "buyers", "addresses", "email_addresses", "price_list_id"} <= set(customer)
+    assert "created_at" not in customer and "internal_note" not in customer
     product = store.all("products")[0]
     variant = product["product_variants"][0]
     assert re.match(r"^[A-Z]{2}\d{2}-[A-Z]{3}-\w+$", variant["sku"])
