@@ -123,8 +123,8 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
             with super()._connect(shard) as conn:
                 yield conn
             return
-        conn = connections.get(shard)
-        if conn is None:
+        batch_conn = connections.get(shard)
+        if batch_conn is None:
             engine = create_engine(
                 self.conn_string_for_shard(shard),
                 poolclass=NullPool,
@@ -133,10 +133,10 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
             if shard not in self._initialized_dbs:
                 self._initdb(engine)
                 self._initialized_dbs.add(shard)
-            conn = engine.connect()
-            conn.begin()
-            connections[shard] = conn
-        yield conn
+            batch_conn = engine.connect()
+            batch_conn.begin()
+            connections[shard] = batch_conn
+        yield batch_conn
 
 
 class BatchingSqliteStorage(DagsterSqliteStorage):
@@ -155,9 +155,7 @@ class BatchingSqliteStorage(DagsterSqliteStorage):
         os.environ.setdefault(EVENT_BATCH_SIZE_ENV, str(BATCH_SIZE))
 
     @classmethod
-    def from_config_value(  # type: ignore[override]
-        cls, inst_data: ConfigurableClassData, config_value: Any
-    ) -> BatchingSqliteStorage:
+    def from_config_value(cls, inst_data: ConfigurableClassData, config_value: Any) -> BatchingSqliteStorage:
         base_dir = str(config_value["base_dir"])
         mkdir_p(base_dir)
         return cls(base_dir, inst_data=inst_data)

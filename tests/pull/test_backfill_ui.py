@@ -123,6 +123,7 @@ def dagster_dev(orderspace_env: dict[str, str], tmp_path: Path):
         log.close()
 
 
+@pytest.mark.timeout(WAIT_SECONDS * 2 + 120)  # dagster dev's start and the backfill each get WAIT_SECONDS
 def test_ui_backfill_over_days_without_orders_ends_green(sandbox, orderspace_env, dagster_dev) -> None:
     url, log = dagster_dev
     graphql = f"{url}/graphql"
