@@ -8,10 +8,11 @@ materialization per day and table (thousands), and that alone was most of its lo
 `$DAGSTER_HOME`, readable by a stock Dagster) whose event log is `BatchingSqliteEventLogStorage`. Outside a
 batch it behaves exactly like the default. Inside `batched_materializations(instance)` (on the calling thread
 only), asset materializations are held in memory and written `BATCH_SIZE` at a time, each batch in one
-transaction per database, through the default storage's own insert code. Any other event (a log line, a
-step event, a check) first writes what is held, so the event log keeps its order; leaving the block writes
-the rest, also when the block raises. Until a batch is written its events are not yet visible to other
-processes (the UI sees a day's status at most `BATCH_SIZE` events late).
+transaction per database, through the default storage's own insert code. Log lines are held with them
+(a landing logs a line per late record; writing the batch at each would split it). Any other event (a step
+event, a check, an observation) first writes what is held, so the event log keeps its order; leaving the
+block writes the rest, also when the block raises. Until a batch is written its events are not yet
+visible to other processes (the UI sees a day's status at most `BATCH_SIZE` events late).
 
 Dagster's own batched writes go the same way: a run over a partition range logs a "planned" event per
 partition and asset when it is created (by the webserver or daemon for a UI backfill), which Dagster hands
@@ -66,7 +67,7 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
 
     @contextmanager
     def batch(self) -> Iterator[None]:
-        """Hold this thread's asset materializations and write them `BATCH_SIZE` at a time (nestable)."""
+        """Hold this thread's materializations and log lines; write them `BATCH_SIZE` at a time (nestable)."""
         depth = getattr(self._local, "depth", 0)
         if depth == 0:
             self._local.held = []
@@ -103,7 +104,7 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
 
     def store_event(self, event: EventLogEntry) -> None:
         if getattr(self._local, "depth", 0) > 0:
-            if event.is_dagster_event and event.dagster_event_type in _BATCHED_TYPES:
+            if not event.is_dagster_event or event.dagster_event_type in _BATCHED_TYPES:
                 self._local.held.append(event)
                 if len(self._local.held) >= BATCH_SIZE:
                     self.flush()

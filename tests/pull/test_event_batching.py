@@ -57,7 +57,9 @@ def test_batched_materializations_land_in_order_and_stock_dagster_reads_them(
         with batched_materializations(context.instance):
             for key in keys[:20]:
                 context.log_event(dg.AssetMaterialization(asset_key="days", partition=key, metadata={"n": 1}))
-            context.log.info("halfway")  # a non-materialization event: what is held is written first
+            context.log.info("halfway")  # a log line is held with the materializations, in order
+            # any other event (here an observation) writes what is held first
+            context.log_event(dg.AssetObservation(asset_key="days", metadata={"seen": True}))
             for key in keys[20:]:
                 context.log_event(dg.AssetMaterialization(asset_key="days", partition=key, metadata={"n": 2}))
 
@@ -65,14 +67,19 @@ def test_batched_materializations_land_in_order_and_stock_dagster_reads_them(
     assert result.success
     assert project_instance.get_materialized_partitions(dg.AssetKey("days")) == set(keys)
 
+    kinds = {dg.DagsterEventType.ASSET_MATERIALIZATION, dg.DagsterEventType.ASSET_OBSERVATION}
     logged = [
-        entry.dagster_event.partition if entry.is_dagster_event else entry.user_message
+        (
+            entry.dagster_event.partition or entry.dagster_event_type.value
+            if entry.dagster_event is not None
+            else entry.user_message
+        )
         for entry in project_instance.all_logs(result.run_id)
-        if (entry.is_dagster_event and entry.dagster_event_type == dg.DagsterEventType.ASSET_MATERIALIZATION)
+        if (entry.dagster_event is not None and entry.dagster_event_type in kinds)
         or entry.user_message == "halfway"
     ]
     # Dagster's own materialization of the run's partition (keys[0]) comes last, after the body's.
-    assert logged == [*keys[:20], "halfway", *keys[20:], keys[0]]
+    assert logged == [*keys[:20], "halfway", "ASSET_OBSERVATION", *keys[20:], keys[0]]
 
     project_instance.dispose()
     stock = _stock_instance(project_home)
