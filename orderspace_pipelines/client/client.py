@@ -137,10 +137,7 @@ class OrderspaceClient:
         backoff_cap: float = 30.0,
         token_store: TokenStore | Literal["default"] | None = "default",
     ) -> None:
-        if not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise ConfigurationError(
-                f"page_size must be between 1 and {MAX_PAGE_SIZE} (the API's maximum), got {page_size}"
-            )
+        _check_page_size(page_size)
         client_id, client_secret = settings.credentials()  # the settings validated everything else
         self.settings = settings
         self.page_size = page_size
@@ -167,13 +164,7 @@ class OrderspaceClient:
             timeout=timeout,
             store=token_store,
         )
-        self._http = httpx.Client(
-            base_url=settings.api_url.rstrip("/") + "/",
-            auth=self.auth,
-            transport=self._transport,
-            timeout=timeout,
-            headers={"Accept": "application/json", "User-Agent": "orderspace-pipelines"},
-        )
+        self._http = _api_http_client(settings.api_url, self.auth, self._transport, timeout)
 
     @classmethod
     def from_settings(cls, settings: OrderspaceSettings, **kwargs: Any) -> Self:
@@ -541,6 +532,25 @@ class OrderspaceClient:
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
+
+
+def _check_page_size(page_size: int) -> None:
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise ConfigurationError(
+            f"page_size must be between 1 and {MAX_PAGE_SIZE} (the API's maximum), got {page_size}"
+        )
+
+
+def _api_http_client(
+    api_url: str, auth: httpx.Auth, transport: httpx.BaseTransport, timeout: float
+) -> httpx.Client:
+    return httpx.Client(
+        base_url=api_url.rstrip("/") + "/",
+        auth=auth,
+        transport=transport,
+        timeout=timeout,
+        headers={"Accept": "application/json", "User-Agent": "orderspace-pipelines"},
+    )
 
 
 @dataclass(frozen=True)
