@@ -16,6 +16,7 @@ No Dagster here, and nothing is read at import.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -74,19 +75,21 @@ def not_set_message(field: str) -> str:
 
 def _number(raw: Any, *, whole: bool, positive: bool, unit: str = "") -> float:
     """A number from text or a number; `positive` demands > 0, else >= 0."""
-    kind = ("a whole number" if whole else "a number") + (f" of {unit}" if unit else "")
+    kind = ("a whole number" if whole and unit else "a number") + (f" of {unit}" if unit else "")
     if isinstance(raw, bool) or not isinstance(raw, str | int | float):
         raise ValueError(f"must be {kind}, got {raw!r}")
     try:
         value = float(raw)
     except ValueError:
         raise ValueError(f"must be {kind}, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"must be {kind}, got {raw!r}")
     if positive and value <= 0:
         raise ValueError(f"must be greater than zero, got {raw!r}")
     if not positive and value < 0:
         raise ValueError(f"must be zero or more, got {raw!r}")
     if whole and value != int(value):
-        raise ValueError(f"must be {kind}, got {raw!r}")
+        raise ValueError(f"must be a whole number{f' of {unit}' if unit else ''}, got {raw!r}")
     return value
 
 

@@ -269,22 +269,12 @@ class OrderspaceClient:
                 page_query["starting_after"] = cursor
             body = self.request("GET", resource, params=page_query)
             records, has_more = _extract_list(body, resource)
-            if not records:
-                if has_more:
-                    raise ResponseFormatError(
-                        f"GET /{resource} after {cursor!r} returned no records but has_more=true: "
-                        "pagination stuck"
-                    )
+            next_cursor = next_page_cursor(resource, field, records, has_more, cursor, seen_cursors)
+            if next_cursor is None:
                 return
-            next_cursor = [_record_cursor(record, resource, field, i) for i, record in enumerate(records)][-1]
-            if next_cursor in seen_cursors:
-                raise ResponseFormatError(
-                    f"GET /{resource} pagination did not advance: the page after {cursor!r} ends at "
-                    f"{next_cursor!r}, which an earlier page already ended at"
-                )
             seen_cursors.add(next_cursor)
             yield Page(records=records, has_more=has_more, cursor=next_cursor)
-            if has_more is False or (not paginated and has_more is not True):
+            if is_last_page(has_more, paginated=paginated):
                 return
             cursor = next_cursor
 
@@ -632,6 +622,40 @@ def _extract_list(body: Any, resource: str) -> tuple[list[dict[str, Any]], bool 
             f"GET /{resource}: record {bad} is {_describe(records[bad])}, not an object"
         )
     return records, has_more
+
+
+def next_page_cursor(
+    resource: str,
+    field: str,
+    records: list[dict[str, Any]],
+    has_more: bool | None,
+    cursor: str | None,
+    seen_cursors: set[str],
+) -> str | None:
+    """The cursor a page ends at (the last record's `field`), or None when an empty page ends the list.
+
+    Guards: an empty page that claims `has_more`, or a cursor an earlier page already ended at, means the
+    pagination is stuck (`ResponseFormatError`) rather than an endless loop.
+    """
+    if not records:
+        if has_more:
+            raise ResponseFormatError(
+                f"GET /{resource} after {cursor!r} returned no records but has_more=true: pagination stuck"
+            )
+        return None
+    next_cursor = [_record_cursor(record, resource, field, i) for i, record in enumerate(records)][-1]
+    if next_cursor in seen_cursors:
+        raise ResponseFormatError(
+            f"GET /{resource} pagination did not advance: the page after {cursor!r} ends at "
+            f"{next_cursor!r}, which an earlier page already ended at"
+        )
+    return next_cursor
+
+
+def is_last_page(has_more: bool | None, *, paginated: bool) -> bool:
+    """`has_more: false` ends a list; without `has_more` a paginated list goes on until an empty page, an
+    unpaginated one ends after its one page unless it says `has_more: true`."""
+    return has_more is False or (not paginated and has_more is not True)
 
 
 def _record_cursor(record: Mapping[str, Any], resource: str, field: str, index: int) -> str:
