@@ -115,8 +115,9 @@ def _iso_date(raw: Any) -> date:
 class OrderspaceSettings(BaseSettings):
     """Every `ORDERSPACE_*` variable (README, "Configuration"). `repr` never shows a secret.
 
-    `OrderspaceSettings()` reads the environment for every field not passed; `from_env(mapping)` reads a
-    mapping only. Construction raises `ConfigurationError`, never pydantic's `ValidationError`.
+    `OrderspaceSettings(**values)` reads the process environment for every field not passed; `read(mapping)`
+    and `from_env(mapping)` read only the mapping. Construction raises `ConfigurationError`, never pydantic's
+    `ValidationError`.
     """
 
     model_config = SettingsConfigDict(
