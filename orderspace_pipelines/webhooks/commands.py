@@ -13,8 +13,10 @@ Exit codes:
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import sys
+import threading
 from typing import TextIO
 
 import httpx
@@ -70,10 +72,21 @@ def serve_command(host: str, port: int, *, sock: socket.socket | None = None) ->
     except KeyFileError as error:
         log.error("%s", error)
     log.info("webhook receiver: POST http://%s:%s/webhooks/orderspace, events into %s", host, port, store)
+    stopped_by: list[int] = []
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler it found:
+        # this one notes it, so a requested stop ends with exit code 0 rather than death by signal.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, lambda number, _frame: stopped_by.append(number))
     try:
         server.run(sockets=[sock] if sock is not None else None)
     finally:
         store.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if stopped_by:
+        log.info("webhook receiver stopped (%s)", signal.Signals(stopped_by[0]).name)
     return 0
 
 
