@@ -107,8 +107,9 @@ def _check_url(url: str) -> str | None:
     return None
 
 
-def register_command(url: str, out: TextIO = sys.stdout) -> int:
+def register_command(url: str, out: TextIO | None = None) -> int:
     """Create or update the subscription; print what was done (never the key)."""
+    out = out or sys.stdout
     from orderspace_pipelines.client.errors import OrderspaceError
     from orderspace_pipelines.webhooks.subscription import RegisterError, register
 
@@ -130,8 +131,9 @@ def register_command(url: str, out: TextIO = sys.stdout) -> int:
     return 0
 
 
-def status_command(out: TextIO = sys.stdout) -> int:
+def status_command(out: TextIO | None = None) -> int:
     """Print the subscription's and the store's state; exit code as in the module docstring."""
+    out = out or sys.stdout
     from orderspace_pipelines.client.errors import OrderspaceError
     from orderspace_pipelines.webhooks.subscription import STATUS_UNREACHABLE, status
 
