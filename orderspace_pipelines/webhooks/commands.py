@@ -17,13 +17,18 @@ import signal
 import socket
 import sys
 import threading
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import httpx
 
 from orderspace_pipelines.webhooks.config import WebhookConfig, webhook_config
 from orderspace_pipelines.webhooks.signing import KeyFileError, KeySource, load_subscription
-from orderspace_pipelines.webhooks.store import StoreError, open_store
+from orderspace_pipelines.webhooks.store import EventStore, StoreError, open_store
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from orderspace_pipelines.client import OrderspaceClient
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +38,9 @@ DEFAULT_PORT = 8787
 
 def build_server(
     config: WebhookConfig, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
-):  # -> uvicorn.Server (imported lazily: the CLI's other commands need no ASGI stack)
-    """A uvicorn server running the receiver on the configured store and key file."""
+) -> tuple[uvicorn.Server, EventStore, KeySource]:
+    """A uvicorn server running the receiver on the configured store and key file, with the store (close
+    it after the server stops) and the key source. uvicorn is imported here: other commands need no ASGI."""
     import uvicorn
 
     from orderspace_pipelines.webhooks.receiver import create_app
@@ -90,7 +96,7 @@ def serve_command(host: str, port: int, *, sock: socket.socket | None = None) ->
     return 0
 
 
-def _client():  # -> OrderspaceClient
+def _client() -> OrderspaceClient:
     from orderspace_pipelines.client import OrderspaceClient
     from orderspace_pipelines.settings import OrderspaceSettings
 
