@@ -172,3 +172,20 @@ def test_enabled_state_reads_what_the_api_may_say() -> None:
     assert enabled_state({"disabled": True}) is False
     assert enabled_state({"active": True}) is True
     assert enabled_state({"status": "disabled"}) is False
+
+
+def test_key_file_location_and_staleness_are_configurable(
+    orderspace_env,
+    client,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    elsewhere = tmp_path / "secrets" / "orderspace-webhook.json"
+    monkeypatch.setenv("ORDERSPACE_WEBHOOK_KEY_FILE", str(elsewhere))
+    assert main(["webhooks", "register", URL]) == 0
+    assert stat.S_IMODE(elsewhere.stat().st_mode) == 0o600
+    assert not key_file_path(_data_dir(orderspace_env)).exists()
+    monkeypatch.setenv("ORDERSPACE_WEBHOOK_STALE_HOURS", "soon")
+    assert main(["webhooks", "status"]) == 2
+    assert "ORDERSPACE_WEBHOOK_STALE_HOURS must be a number of hours, got 'soon'" in capsys.readouterr().err
