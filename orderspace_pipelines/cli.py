@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
-from orderspace_pipelines.settings import SettingsError
+from orderspace_pipelines.settings import ConfigurationError
 
 
 def _parse_date(text: str) -> date:
@@ -144,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return dev_command(port=args.port, scale=args.scale)
         if args.command == "webhooks":
             return _run_webhooks(args)
-    except SettingsError as error:
+    except ConfigurationError as error:
         print(f"orderspace-pipelines: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,16 +1,12 @@
-"""Where the webhook pieces live and when silence is alarming, read from the settings at call time."""
+"""Where the webhook pieces live and when silence is alarming, from `OrderspaceSettings` at call time."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from orderspace_pipelines.settings import SettingsError, data_dir, env_non_negative
-from orderspace_pipelines.webhooks.signing import key_file_path
-
-DEFAULT_STALE_HOURS = 24.0
+from orderspace_pipelines.settings import OrderspaceSettings, load_settings
 
 
 @dataclass(frozen=True)
@@ -23,12 +19,11 @@ class WebhookConfig:
     stale_after: timedelta
 
 
-def webhook_config() -> WebhookConfig:
-    """The configuration from the environment (read now, never at import)."""
-    root = data_dir()
-    hours = env_non_negative("ORDERSPACE_WEBHOOK_STALE_HOURS", DEFAULT_STALE_HOURS, unit="hours")
-    if hours <= 0:
-        raise SettingsError(f"ORDERSPACE_WEBHOOK_STALE_HOURS must be greater than zero, got {hours!r}")
-    configured = os.environ.get("ORDERSPACE_WEBHOOK_KEY_FILE", "").strip()
-    key_file = Path(configured).expanduser().resolve() if configured else key_file_path(root)
-    return WebhookConfig(data_dir=root, key_file=key_file, stale_after=timedelta(hours=hours))
+def webhook_config(settings: OrderspaceSettings | None = None) -> WebhookConfig:
+    """The configuration from `settings` (default: the environment, read now, never at import)."""
+    settings = settings or load_settings()
+    return WebhookConfig(
+        data_dir=settings.data_dir,
+        key_file=settings.webhook_key_path(),
+        stale_after=timedelta(hours=settings.webhook_stale_hours),
+    )
