@@ -302,20 +302,24 @@ class SqliteEventStore:
         stamp = _stamp(applied_at or _now())
         changed = 0
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                for start in range(0, len(chosen), 500):
-                    part = chosen[start : start + 500]
-                    cursor = self._db.execute(
-                        f"UPDATE events SET applied_at = ? WHERE applied_at IS NULL "
-                        f"AND seq IN ({','.join('?' * len(part))})",
-                        [stamp, *part],
-                    )
-                    changed += cursor.rowcount
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    for start in range(0, len(chosen), 500):
+                        part = chosen[start : start + 500]
+                        cursor = self._db.execute(
+                            f"UPDATE events SET applied_at = ? WHERE applied_at IS NULL "
+                            f"AND seq IN ({','.join('?' * len(part))})",
+                            [stamp, *part],
+                        )
+                        changed += cursor.rowcount
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as error:
+                raise StoreError(f"cannot mark events applied in {self.path}: {error}") from None
         return changed
 
     def stats(self) -> StoreStats:
