@@ -27,8 +27,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,59 @@ def _remove(path: Path) -> bool:
     return True
 
 
+# --- the lake's table locks (the change-feed applier and the pull) ------------------------------------
+# One lock file per table (`<data dir>/state/locks/<table>.lock`): every write of a table's files takes it
+# (in `write_files`), and a read-modify-write (the applier, the pull's merges) holds it across the read.
+# One `FileLock` object per lock file and process: re-entrant within a thread, exclusive across threads
+# (thread-local) and processes (an OS file lock).
+_LOCKS: dict[Path, FileLock] = {}
+_LOCKS_GUARD = threading.Lock()
+LOCK_TIMEOUT_SECONDS = 600.0
+
+
+def _table_lock(data_dir: Path, table: str) -> FileLock:
+    path = Path(data_dir) / STATE_DIR / "locks" / f"{table}.lock"
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(path)
+        if lock is None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lock = _LOCKS[path] = FileLock(str(path), timeout=LOCK_TIMEOUT_SECONDS)
+        return lock
+
+
+@contextlib.contextmanager
+def table_locks(data_dir: Path, tables: Iterable[str]) -> Iterator[None]:
+    """Hold the lake locks of `tables` (taken in name order, so two holders never deadlock)."""
+    with contextlib.ExitStack() as stack:
+        for table in sorted(set(tables)):
+            stack.enter_context(_table_lock(data_dir, table))
+        yield
+
+
+def _tables_of_paths(paths: Iterable[Path]) -> tuple[Path | None, set[str]]:
+    """The data dir and table names of lake files (`<data dir>/parquet/<table>/...`)."""
+    data_dir: Path | None = None
+    tables: set[str] = set()
+    for path in paths:
+        parts = Path(path).parts
+        if PARQUET_DIR in parts:
+            index = len(parts) - 1 - parts[::-1].index(PARQUET_DIR)
+            if index + 1 < len(parts) - 1:
+                data_dir = Path(*parts[:index])
+                tables.add(parts[index + 1])
+    return data_dir, tables
+
+
 def write_files(files: Mapping[Path, pa.Table | None]) -> dict[Path, int]:
+    """Replace several files as one step, under their tables' lake locks (see `table_locks`)."""
+    data_dir, tables = _tables_of_paths(files)
+    if data_dir is None:
+        return _write_files(files)
+    with table_locks(data_dir, tables):
+        return _write_files(files)
+
+
+def _write_files(files: Mapping[Path, pa.Table | None]) -> dict[Path, int]:
     """Replace several files as one step: write every temp file, then move them all into place.
 
     A `None` or zero-row table removes that file instead. Returns {path: rows written (0 = removed)}.
@@ -335,6 +388,14 @@ def commit_streams(writers: Mapping[str, StreamingFileWriter]) -> dict[str, int]
         for writer in writers.values():
             writer.abort()
         raise
+    data_dir, tables = _tables_of_paths(writer.path for writer in writers.values())
+    with table_locks(data_dir, tables) if data_dir is not None else contextlib.nullcontext():
+        return _move_streams(writers, temps)
+
+
+def _move_streams(
+    writers: Mapping[str, StreamingFileWriter], temps: Mapping[str, Path | None]
+) -> dict[str, int]:
     written: dict[str, int] = {}
     for name, writer in writers.items():
         temp = temps[name]

@@ -350,6 +350,11 @@ class PartitionedLanding:
             buffer[child.table] = [row for row in buffer[child.table] if row.get(parent_key) not in repeated]
 
     def _flush(self, day: date) -> None:
+        # A late day is read, merged and rewritten: under the lake's table locks (see `storage.table_locks`).
+        with storage.table_locks(self.data_dir, _tables_of(self.spec)):
+            self._flush_locked(day)
+
+    def _flush_locked(self, day: date) -> None:
         buffer = self._open.pop(day)
         self._open_ids.pop(day, None)
         late = day in self._written
@@ -515,6 +520,11 @@ class DayMerge:
         return True
 
     def _merge(self, day: date, records: list[Mapping[str, Any]]) -> None:
+        # Read-modify-write under the lake's table locks: a change-feed apply never interleaves.
+        with storage.table_locks(self.data_dir, _tables_of(self.spec)):
+            self._merge_locked(day, records)
+
+    def _merge_locked(self, day: date, records: list[Mapping[str, Any]]) -> None:
         spec = self.spec
         buffer: dict[str, list[Row]] = {table: [] for table in _tables_of(spec)}
         for record in records:
