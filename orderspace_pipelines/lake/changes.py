@@ -50,6 +50,7 @@ from orderspace_pipelines.lake.sweep import day_of
 log = logging.getLogger(__name__)
 
 TOMBSTONE_FILE = "tombstones.sqlite"
+APPLIER_LOCK = "_change_feed"  # the lake lock one applier holds for its whole run
 
 # Webhook resource -> the lake's resource spec (the list endpoint's name).
 SPEC_OF: dict[str, str] = {
@@ -532,15 +533,17 @@ def apply_events(data_dir: Path, events: Sequence[EventLike]) -> ApplyReport:
 def apply_pending(data_dir: Path, store: PendingStore, *, batch: int = 2000) -> ApplyReport:
     """Apply every pending event, a batch at a time; a batch is marked applied once its writes are durable."""
     total = ApplyReport()
-    while True:
-        events = store.pending(batch)
-        if not events:
-            return total
-        report = apply_events(data_dir, events)
-        store.mark_applied(report.seqs)
-        _merge_reports(total, report)
-        if len(events) < batch:
-            return total
+    # One applier at a time (two runs would read the same pending events): the `_change_feed` lake lock.
+    with storage.table_locks(data_dir, [APPLIER_LOCK]):
+        while True:
+            events = store.pending(batch)
+            if not events:
+                return total
+            report = apply_events(data_dir, events)
+            store.mark_applied(report.seqs)
+            _merge_reports(total, report)
+            if len(events) < batch:
+                return total
 
 
 def _merge_reports(total: ApplyReport, part: ApplyReport) -> None:

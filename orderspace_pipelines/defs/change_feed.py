@@ -1,0 +1,108 @@
+"""The change feed in Dagster: `change_feed_job` applies the stored webhook events to the lake, and
+`change_feed_sensor` launches it when events wait.
+
+- The job makes no API request (the events carry the records), so its step is not in the `orderspace_api`
+  pool. It is serialised with pull runs on the same tables by the lake's table locks
+  (`lake.storage.table_locks`), which the pull's writes take too, and with other apply runs by one applier
+  lock (`lake.changes.apply_pending`).
+- The sensor (default running, every 30 s) reads the store's pending count; when events wait and no apply
+  run is queued or running, it requests a run with run key `change-feed:<highest pending seq>`, so the
+  same backlog is launched once and every newer event gets a new run.
+- The run's output metadata: events applied, rows per table, records removed per table, tables touched,
+  events skipped (tombstoned, stale, superseded, unplaced, unknown) and the last event's receipt time.
+"""
+
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from orderspace_pipelines.defs.resources import LakeResource
+from orderspace_pipelines.lake.changes import ApplyReport, apply_pending
+from orderspace_pipelines.webhooks.store import open_store, store_path
+
+SENSOR_INTERVAL_SECONDS = 30
+JOB_NAME = "change_feed_job"
+
+
+def report_metadata(report: ApplyReport) -> dict[str, Any]:
+    """The run's metadata for one apply (plain values: no record contents, no secrets)."""
+    return {
+        "events_applied": report.events,
+        "rows_per_table": dg.MetadataValue.json(dict(sorted(report.rows.items()))),
+        "removed_per_table": dg.MetadataValue.json(dict(sorted(report.removed.items()))),
+        "tables_touched": ", ".join(sorted(report.tables_touched)) or "none",
+        "skipped": dg.MetadataValue.json(
+            {
+                "deleted_before (tombstoned)": report.tombstoned_skipped,
+                "older_than_stored (stale)": report.stale_skipped,
+                "superseded_in_batch": report.superseded,
+                "unplaced": report.unplaced,
+                "unknown_event_types": report.unknown,
+            }
+        ),
+        "last_event_received_at": (
+            report.last_received_at.isoformat() if report.last_received_at is not None else "none"
+        ),
+    }
+
+
+@dg.op(description="Apply every stored webhook event to the lake (no API requests).")
+def apply_change_events(context: dg.OpExecutionContext, lake: LakeResource) -> dict[str, Any]:
+    store = open_store(lake.root)
+    try:
+        report = apply_pending(lake.root, store)
+    finally:
+        store.close()
+    metadata = report_metadata(report)
+    context.add_output_metadata(metadata)
+    context.log.info("applied %d event(s); tables touched: %s", report.events, metadata["tables_touched"])
+    return {"events": report.events, "tables": sorted(report.tables_touched)}
+
+
+@dg.job(name=JOB_NAME, description=__doc__.split("\n\n")[0], tags={"orderspace/kind": "change_feed"})
+def change_feed_job() -> None:
+    apply_change_events()
+
+
+def highest_pending_seq(data_dir: Path) -> int | None:
+    """The newest stored event not yet applied (None: nothing waits, or no store yet). Read-only."""
+    path = store_path(data_dir)
+    if not path.is_file():
+        return None
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as db:
+        try:
+            (seq,) = db.execute("SELECT MAX(seq) FROM events WHERE applied_at IS NULL").fetchone()
+        except sqlite3.OperationalError:
+            return None  # the receiver has not created the tables yet
+    return None if seq is None else int(seq)
+
+
+_ACTIVE = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+@dg.sensor(
+    job=change_feed_job,
+    minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Launches change_feed_job when webhook events wait to be applied (run key: highest seq).",
+)
+def change_feed_sensor(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.SensorResult:
+    seq = highest_pending_seq(lake.root)
+    if seq is None:
+        return dg.SensorResult(skip_reason="no webhook events waiting")
+    active = context.instance.get_runs_count(dg.RunsFilter(job_name=JOB_NAME, statuses=_ACTIVE))
+    if active:
+        return dg.SensorResult(skip_reason=f"an apply run is in progress; events up to seq {seq} wait")
+    return dg.SensorResult(run_requests=[dg.RunRequest(run_key=f"change-feed:{seq}")])
+
+
+CHANGE_FEED_JOBS = [change_feed_job]
+CHANGE_FEED_SENSORS = [change_feed_sensor]
