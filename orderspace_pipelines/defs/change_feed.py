@@ -12,7 +12,6 @@
   events skipped (tombstoned, stale, superseded, unplaced, unknown) and the last event's receipt time.
 """
 
-
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -106,3 +105,24 @@ def change_feed_sensor(context: dg.SensorEvaluationContext, lake: LakeResource) 
 
 CHANGE_FEED_JOBS = [change_feed_job]
 CHANGE_FEED_SENSORS = [change_feed_sensor]
+
+
+def apply_stored_events(instance: dg.DagsterInstance, lake: LakeResource) -> dg.ExecuteInProcessResult | None:
+    """Run `change_feed_job` in-process (`sync` does this before it pulls); None when no store exists."""
+    if not store_path(lake.root).is_file():
+        return None
+    return change_feed_job.execute_in_process(
+        instance=instance,
+        resources={"lake": lake},
+        tags={"orderspace/trigger": "sync"},
+        raise_on_error=False,
+    )
+
+
+def events_applied(result: dg.ExecuteInProcessResult) -> int:
+    """The events a `change_feed_job` run applied (from its step output's metadata)."""
+    for event in result.all_node_events:
+        if event.event_type_value == "STEP_OUTPUT":
+            value = event.event_specific_data.metadata.get("events_applied")  # type: ignore[union-attr]
+            return int(getattr(value, "value", 0) or 0)
+    return 0

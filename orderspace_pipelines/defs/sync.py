@@ -7,6 +7,8 @@ pulls the whole history as one sweep per resource (run tag `orderspace/full_hist
 partition; each day written is logged as that partition's materialization), so records older than the
 start date land too and Dagster does not plan thousands of empty partitions.
 Whole-refresh assets and the inventory snapshot run once.
+Before any pull, every stored webhook event is applied (`change_feed_job`, one more run, no API request),
+so the pull's fresher listing lands on top of the change feed's rows, never under them.
 
 `select` takes asset/table names (`orders`, `order_lines`, `inventory_level_snapshots`, ...); selecting
 one table of a multi-asset selects the whole multi-asset (its tables come from one request stream).
@@ -54,6 +56,7 @@ class SyncResult:
     selected: list[str] = field(default_factory=list)
     failed_checks: list[str] = field(default_factory=list)
     error: str | None = None
+    events_applied: int | None = None  # stored webhook events applied before the pull (None: no store)
 
     def describe(self) -> str:
         lines = [f"sync {'succeeded' if self.success else 'FAILED'}: runs {', '.join(self.run_ids) or '-'}"]
@@ -61,6 +64,8 @@ class SyncResult:
             lines.append(f"  partitions {self.partition_range[0]}..{self.partition_range[1]} (one run)")
         else:
             lines.append("  the whole history (one sweep per resource)")
+        if self.events_applied is not None:
+            lines.append(f"  change feed: {self.events_applied} stored webhook event(s) applied first")
         for table in sorted(self.rows):
             lines.append(f"  {table:<28}{self.rows[table]:>10,} rows")
         lines.append(
@@ -144,6 +149,24 @@ def _collect(result: dg.ExecuteInProcessResult, sync: SyncResult) -> None:
             sync.error = str(failures[0].message)
 
 
+def _apply_change_feed(instance: dg.DagsterInstance, resources: Mapping[str, Any], sync: SyncResult) -> None:
+    """Apply every stored webhook event (`change_feed_job`) before the pull; the contract's `sync` order."""
+    from orderspace_pipelines.defs.change_feed import apply_stored_events, events_applied
+
+    lake = resources.get("lake")
+    if lake is None:
+        return
+    result = apply_stored_events(instance, lake)
+    if result is None:
+        return
+    sync.run_ids.append(result.run_id)
+    sync.events_applied = events_applied(result)
+    if not result.success:
+        sync.success = False
+        failures = [event for event in result.all_events if event.is_failure]
+        sync.error = str(failures[0].message) if failures else "the change feed's apply run failed"
+
+
 def run_sync(
     *,
     since: date | None = None,
@@ -160,6 +183,7 @@ def run_sync(
     partitioned = [key for key in keys if key in PARTITIONED_KEYS]
     whole = [key for key in keys if key not in PARTITIONED_KEYS]
     try:
+        _apply_change_feed(dagster_instance, resource_defs, sync)
         if partitioned:
             end = last_partition_day() if until is None else clamp_to_partitions(until)
             tags = {"orderspace/trigger": "sync"}
