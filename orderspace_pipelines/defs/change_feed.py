@@ -18,7 +18,7 @@ from typing import Any
 
 import dagster as dg
 
-from orderspace_pipelines.defs.resources import LakeResource
+from orderspace_pipelines.defs.resources import LakeResource, OrderspaceResource
 from orderspace_pipelines.lake.changes import ApplyReport, apply_pending
 from orderspace_pipelines.webhooks.store import open_store, store_path
 
@@ -103,8 +103,55 @@ def change_feed_sensor(context: dg.SensorEvaluationContext, lake: LakeResource) 
     return dg.SensorResult(run_requests=[dg.RunRequest(run_key=f"change-feed:{seq}")])
 
 
+HEALTH_INTERVAL_SECONDS = 600  # one API request (GET the stored webhook) per tick
+
+
+class WebhookSubscriptionWarning(RuntimeError):
+    """The webhook subscription is missing, disabled or silent: the tick fails so the UI shows it in red."""
+
+
+def webhook_health(lake: LakeResource, orderspace: OrderspaceResource) -> tuple[int, list[str]]:
+    """`webhooks status` for a sensor: (exit code, lines). Uses `webhook_config()` and `subscription.status`
+    (0 ok, 3 missing or disabled, 4 nothing arrived for ORDERSPACE_WEBHOOK_STALE_HOURS)."""
+    from orderspace_pipelines.webhooks.config import webhook_config
+    from orderspace_pipelines.webhooks.signing import load_subscription
+    from orderspace_pipelines.webhooks.subscription import status
+
+    config = webhook_config()
+    store = open_store(lake.root)
+    try:
+        stats = store.stats()
+    finally:
+        store.close()
+    if load_subscription(config.key_file) is None:
+        report = status(None, config.key_file, stats, stale_after=config.stale_after)
+    else:
+        with orderspace.get_client() as client:
+            report = status(client, config.key_file, stats, stale_after=config.stale_after)
+    return report.exit_code, report.lines
+
+
+@dg.sensor(
+    minimum_interval_seconds=HEALTH_INTERVAL_SECONDS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Warns (a failed tick, red in the UI) when the webhook subscription is missing or disabled, or "
+        "nothing has arrived for ORDERSPACE_WEBHOOK_STALE_HOURS. One API request per tick (every 10 min)."
+    ),
+)
+def webhook_subscription_sensor(
+    context: dg.SensorEvaluationContext, lake: LakeResource, orderspace: OrderspaceResource
+) -> dg.SkipReason:
+    code, lines = webhook_health(lake, orderspace)
+    summary = "; ".join(lines)
+    if code != 0:
+        context.log.warning(summary)
+        raise WebhookSubscriptionWarning(f"webhook subscription needs attention: {summary}")
+    return dg.SkipReason(f"webhook subscription healthy: {summary}")
+
+
 CHANGE_FEED_JOBS = [change_feed_job]
-CHANGE_FEED_SENSORS = [change_feed_sensor]
+CHANGE_FEED_SENSORS = [change_feed_sensor, webhook_subscription_sensor]
 
 
 def apply_stored_events(instance: dg.DagsterInstance, lake: LakeResource) -> dg.ExecuteInProcessResult | None:
