@@ -43,8 +43,9 @@ def push_command(path: Path) -> int:
     from orderspace_pipelines.definitions import build_resources
     from orderspace_pipelines.defs.push_jobs import run_push
 
+    instance, resources = dagster_instance(), build_resources()  # configuration errors exit 2 (cli.main)
     try:
-        result = run_push(path, instance=dagster_instance(), resources=build_resources())
+        result = run_push(path, instance=instance, resources=resources)
     except Exception as error:  # API down, outcome unknown: the file stays claimed, a re-run resumes it
         cause = error.__cause__ or error
         print(

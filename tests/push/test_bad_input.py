@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from orderspace_pipelines import cli
-from orderspace_pipelines.warehouse import Ledger, hooks, push_file
+from orderspace_pipelines.warehouse import Ledger, WarehouseFolders, hooks, push_file
 from orderspace_pipelines.warehouse.dispatches import OrderGroup, group_rows, plan_dispatch, validate_rows
 from orderspace_pipelines.warehouse.parsing import CsvRow, parse_bytes
 from orderspace_pipelines.warehouse.push import PushOptions
@@ -364,5 +364,9 @@ def test_the_push_command_exit_codes(sandbox, orderspace_env, skus, tmp_path: Pa
     finally:
         hooks.install(None)
     assert cli.main(["push", str(tmp_path / "nowhere.csv")]) == 2
-    out = capsys.readouterr().out
-    assert "rows rejected" in out
+    sandbox.faults.inject("503_empty", count=50, path_prefix="/v1/inventory_levels")  # Orderspace down
+    assert run("down.csv", f"sku,on_hand\n{skus[3]},64\n") == 1
+    folders = WarehouseFolders.under(Path(orderspace_env["ORDERSPACE_DATA_DIR"]))
+    assert [p.name for p in folders.work.iterdir() if p.name.endswith("down.csv")]  # kept for a re-run
+    captured = capsys.readouterr()
+    assert "the push did not finish" in captured.err and "rows rejected" in captured.out

@@ -29,3 +29,24 @@ def test_malformed_rows_are_bad_rows_and_the_rest_is_kept():
     assert "has 3 fields but the header has 2" in reasons[3]
     assert "blank" in reasons[6]
     assert "cannot be read as CSV" in reasons[7]
+
+
+def test_line_endings_and_multi_line_fields_keep_line_numbers_right():
+    parsed = parse_bytes(b"sku,on_hand\rA,1\rB,2\r")  # classic Mac line endings
+    assert [(row.line, row.values["sku"]) for row in parsed.rows] == [(2, "A"), (3, "B")]
+    parsed = parse_bytes(b'order_id,sku,quantity,comments\nor_1,A,1,"two\nlines"\nor_1,B,1,x\n')
+    assert [(row.line, row.values["sku"]) for row in parsed.rows] == [(2, "A"), (4, "B")]
+    assert parsed.rows[0].values["comments"] == "two\nlines"
+
+
+def test_a_broken_line_does_not_end_the_file():
+    parsed = parse_bytes(b'sku,on_hand\nA,1\n"B,2\nC,3\nD,"4"x\nE,5\n')
+    assert [row.values["sku"] for row in parsed.rows] == ["A", "C", "E"]
+    assert {bad.line for bad in parsed.bad_rows} == {3, 5}
+
+
+def test_an_oversized_field_is_a_bad_row_not_the_end_of_the_file():
+    parsed = parse_bytes(b"sku,on_hand\nA,1\n" + b"B" * 300_000 + b",2\nC,3\n")
+    assert [row.values["sku"] for row in parsed.rows] == ["A", "C"]
+    [bad] = parsed.bad_rows
+    assert bad.line == 3 and "sku is 300,000 characters long" in bad.reason and len(bad.raw) < 300
