@@ -15,6 +15,10 @@ from orderspace_pipelines.settings import OrderspaceSettings
 if TYPE_CHECKING:
     import dagster as dg
 
+# The project's Dagster settings (pools, no telemetry, no welcome dialog), shipped as package data; `demo` and
+# `dev` copy it into their $DAGSTER_HOME, a deployment copies it into its own.
+DEFAULT_DAGSTER_YAML = Path(__file__).resolve().parent / "dagster_home" / "dagster.yaml"
+
 
 def dagster_instance() -> dg.DagsterInstance | None:
     """The persistent Dagster instance when $DAGSTER_HOME is set (runs are recorded there), else None."""

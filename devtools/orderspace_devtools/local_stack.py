@@ -17,17 +17,14 @@ import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
-from importlib.resources import files
 from pathlib import Path
 
 import httpx
 
-from orderspace_pipelines.commands import dagster_instance
+from orderspace_pipelines.commands import DEFAULT_DAGSTER_YAML, dagster_instance
 from orderspace_pipelines.settings import data_dir
 from orderspace_pipelines.warehouse import WarehouseFolders
 
-# The product's own Dagster settings (pools, no welcome dialog), shipped with it as package data.
-DEFAULT_DAGSTER_YAML = Path(str(files("orderspace_pipelines") / "dagster_home" / "dagster.yaml"))
 DEMO_MARKER = ".orderspace-demo"
 # The sample warehouse files the demo pushes: in the repository (this package is installed from a checkout).
 SAMPLES_DIR = Path(__file__).resolve().parents[2] / "data" / "samples"
