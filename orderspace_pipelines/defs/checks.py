@@ -16,10 +16,13 @@ DuckDB memory limit (it spills to disk beyond it), so their memory does not grow
 
 - `unique_key` on every table: no two rows share the key, and no key column is null.
   Keys: the contract's, with `line_number` for line tables whose lines have no id of their own;
-  `inventory_level_snapshots` is checked as (sku, snapshot_at) on the `inventory_levels` asset.
+  `inventory_levels` by sku, and its history `inventory_level_snapshots` as (sku, snapshot_at), both on
+  the `inventory_levels` asset.
 - `parent_exists` on order_lines, invoice_lines, invoice_payments, dispatch_lines, product_variants.
 - `totals_match_lines` on orders and invoices: net_total equals the sum of the lines' sub_total, within
   half a penny per line plus a penny (rounding).
+- `status_known` on orders (a warning, not an error): every status is one of the API reference's
+  (`lake.schemas.ORDER_STATUSES`); a new one is worth knowing about before a report miscounts it.
 """
 
 from collections.abc import Callable, Iterator
@@ -35,6 +38,7 @@ from orderspace_pipelines.lake.catalog import is_schema_mismatch, scan_connectio
 from orderspace_pipelines.lake.schemas import (
     INVENTORY_LEVELS_VIEW,
     INVENTORY_SNAPSHOTS,
+    ORDER_STATUSES,
     RESOURCES,
     table_spec,
 )
@@ -156,6 +160,20 @@ def total_mismatches(
     return int(mismatched), int(total), sample
 
 
+def unknown_statuses(db: duckdb.DuckDBPyConnection, data_dir: Path) -> tuple[int, list[str]]:
+    """(orders whose status is not one of the reference's, a sample of those statuses)."""
+    known = ", ".join("'" + status + "'" for status in ORDER_STATUSES)
+    rows = _fetch(
+        db,
+        data_dir,
+        lambda scan: (
+            f"SELECT status, count(*) FROM {scan('orders', 'status')} "
+            f"WHERE status IS NOT NULL AND status NOT IN ({known}) GROUP BY ALL ORDER BY 2 DESC"
+        ),
+    )
+    return sum(int(row[1]) for row in rows), [f"{row[0]} ({row[1]})" for row in rows[:SAMPLE]]
+
+
 @dataclass(frozen=True)
 class LakeCheck:
     """One check on one asset: its name, what it checks, and how to evaluate it over the lake."""
@@ -164,6 +182,7 @@ class LakeCheck:
     name: str
     description: str
     evaluate: Callable[[duckdb.DuckDBPyConnection, Path], tuple[bool, dict[str, Any]]]
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR
 
     @property
     def spec(self) -> dg.AssetCheckSpec:
@@ -176,7 +195,7 @@ class LakeCheck:
             asset_key=self.asset,
             check_name=self.name,
             passed=passed,
-            severity=dg.AssetCheckSeverity.ERROR,
+            severity=self.severity,
             metadata=metadata,
         )
 
@@ -226,13 +245,25 @@ def _totals_check(parent: str, lines: str, parent_key: str) -> LakeCheck:
     return LakeCheck(parent, "totals_match_lines", description, evaluate)
 
 
+def _status_check() -> LakeCheck:
+    def evaluate(db: duckdb.DuckDBPyConnection, data_dir: Path) -> tuple[bool, dict[str, Any]]:
+        unknown, sample = unknown_statuses(db, data_dir)
+        return unknown == 0, {"unknown_status_rows": unknown, "sample": ", ".join(sample) or "-"}
+
+    description = "orders.status is one of the API reference's: " + ", ".join(ORDER_STATUSES) + "."
+    return LakeCheck("orders", "status_known", description, evaluate, dg.AssetCheckSeverity.WARN)
+
+
 def _checks_for(resource: str) -> list[LakeCheck]:
     spec = RESOURCES[resource]
     tables = [spec.table, *(child.table for child in spec.children)]
     checks = [_unique_check(table) for table in tables]
+    if spec.snapshot_table is not None:
+        checks.append(_unique_check(spec.snapshot_table))
     checks += [_parent_check(table) for table in tables if table_spec(table).parent]
     if resource == "orders":
         checks.append(_totals_check("orders", "order_lines", "order_id"))
+        checks.append(_status_check())
     if resource == "invoices":
         checks.append(_totals_check("invoices", "invoice_lines", "invoice_id"))
     return checks

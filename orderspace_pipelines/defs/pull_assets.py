@@ -4,12 +4,24 @@
   (`orders` + `order_lines`, `invoices` + `invoice_lines` + `invoice_payments`, `dispatches` +
   `dispatch_lines`, `products` + `product_variants`). Asset keys are the lake's table names.
 - `orders`, `invoices` and `dispatches` (and their lines) are daily-partitioned by creation day (invoices:
-  invoice date) with a single-run backfill policy: a run over any range of days is ONE newest-first sweep
-  that seeks past newer history with `starting_after` (the last-listed id of the nearest stored day after
-  the range) and stops once it passes the range's first day. A range that reaches the first partition
-  is open below (older records land too); one that reaches today is open above.
-- The reference tables, customers and products are refreshed whole; `inventory_levels` adds a snapshot
-  (history in `inventory_level_snapshots`, the catalog's `inventory_levels` view shows the latest).
+  invoice date) with a single-run backfill policy: a run over any range of days is ONE listing bounded by
+  the API's own filters (`created_since`/`created_before`, `invoice_date_after`/`invoice_date_before`;
+  see `lake.sweep.range_filters`), so it costs ceil(records in the range / page size) requests (+1 at
+  most), whatever the lake holds. A range that reaches the first partition is open below (older records
+  land too); one that reaches today is open above (future-dated invoices land in their date folders).
+- Invoices are partitioned by invoice date, which users set weeks before or after creation. A run whose
+  range reaches today (the daily pull) therefore also lists the invoices created since the previous such
+  run (its watermark, else the range's first day) and merges each into its invoice-date partition by id
+  (`lake.sweep.DayMerge`), so a back-dated invoice is never dropped.
+- The reference tables and customers are refreshed whole. Products and inventory levels are refreshed
+  with `updated_since` after a first full load: the changed records replace theirs in the stored table
+  (a changed product's variants are all replaced), so an unchanged catalogue costs one request. A run
+  tagged `orderspace/full_refresh=true` reloads them whole (deletions show up only then, or through the
+  change feed). `inventory_levels` also adds a snapshot of the whole table to `inventory_level_snapshots`.
+- Watermarks (`<data_dir>/state/pull_state.json`) are the API server's time at the start of the previous
+  successful pull (the `Date` header of its first response, so the local clock does not matter) minus
+  `WATERMARK_SAFETY_MARGIN`, which covers records written while that first page was read and any drift
+  between the server's clocks.
 - Every step that calls the API runs in the `orderspace_api` concurrency pool on top of the client's
   cross-process throttle, so concurrent runs share the one request budget.
 - Each materialization reports rows, column schema, a preview, the API requests it spent, the time it
@@ -26,14 +38,17 @@
 import json
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import httpx
 import pyarrow as pa
 
-from orderspace_pipelines.client import BadRequestError, NotFoundError, OrderspaceClient, Page
+from orderspace_pipelines.client import OrderspaceClient, Page
 from orderspace_pipelines.defs.checks import CHECKS_BY_RESOURCE, check_connection
 from orderspace_pipelines.defs.partitions import (
     DAILY_PARTITIONS,
@@ -43,18 +58,30 @@ from orderspace_pipelines.defs.partitions import (
     window_days,
 )
 from orderspace_pipelines.defs.resources import ORDERSPACE_API_POOL, LakeResource, OrderspaceResource
-from orderspace_pipelines.lake import refresh_catalog
+from orderspace_pipelines.lake import refresh_catalog, storage
 from orderspace_pipelines.lake.schemas import (
-    INVENTORY_LEVELS_VIEW,
+    INVENTORY_LEVELS,
     INVENTORY_SNAPSHOTS,
     RESOURCES,
     ResourceSpec,
     table_spec,
 )
-from orderspace_pipelines.lake.sweep import LandingReport, PartitionedLanding, WholeLanding
+from orderspace_pipelines.lake.sweep import (
+    DayMerge,
+    LandingReport,
+    PartitionedLanding,
+    WholeLanding,
+    range_filters,
+)
 
 GROUP = "orderspace_pull"
 PREVIEW_COLUMNS = 8
+# A run tagged with this reloads `updated_since` resources (products, inventory levels) whole.
+FULL_REFRESH_TAG = "orderspace/full_refresh"
+# Watermarks are this much earlier than the server's time at the start of the pull they come from: records
+# written while the first page was being read, and clock drift between the API's servers, are fetched again
+# next time rather than missed (a few records more per pull).
+WATERMARK_SAFETY_MARGIN = timedelta(minutes=10)
 
 PARTITIONED_RESOURCES = ("orders", "invoices", "dispatches")
 WHOLE_RESOURCES = (
@@ -79,8 +106,8 @@ _DESCRIPTIONS = {
     "dispatch_lines": "Dispatch lines, numbered by position; key (dispatch_id, line_number).",
     "products": "Products, refreshed whole.",
     "product_variants": "Product variants (SKUs) of each product; key (id, product_id).",
-    INVENTORY_LEVELS_VIEW: "Inventory levels per SKU. Each materialization adds a timestamped snapshot "
-    "(inventory_level_snapshots); the catalog's inventory_levels view shows the latest.",
+    INVENTORY_LEVELS: "Inventory levels per SKU, current (refreshed with updated_since). Each "
+    "materialization also adds a timestamped snapshot of every SKU to inventory_level_snapshots.",
 }
 
 
@@ -89,7 +116,7 @@ def _table_names(spec: ResourceSpec) -> list[str]:
 
 
 def _asset_key_of(table: str) -> str:
-    return INVENTORY_LEVELS_VIEW if table == INVENTORY_SNAPSHOTS else table
+    return INVENTORY_LEVELS if table == INVENTORY_SNAPSHOTS else table
 
 
 # --- metadata -------------------------------------------------------------------------------------
@@ -241,10 +268,11 @@ class _DayEvents:
 def pull_partitioned(
     context: dg.AssetExecutionContext, orderspace: OrderspaceResource, lake: LakeResource, resource: str
 ) -> Iterator[Any]:
-    """One newest-first sweep over the run's partition range, landed day by day.
+    """One listing of the run's partition range, bounded by the API's filters, landed day by day.
 
     Logs one materialization per day written or emptied (with that day's row count), not one per partition
-    of the range: a full pull spans thousands of days, most of them empty (see `_DayEvents`).
+    of the range: a full pull spans thousands of days, most of them empty (see `_DayEvents`). For invoices,
+    a range that reaches today also merges the invoices created since the last such pull into their days.
     """
     spec = RESOURCES[resource]
     tables = _selected_tables(context, spec)
@@ -258,52 +286,69 @@ def pull_partitioned(
     lower = None if full_history or start <= first else start
     upper = None if full_history or end >= last else end
     events = _DayEvents(context, tables, first, last)
+    loaded_at = datetime.now(UTC)
+    filters = range_filters(spec, lower, upper)
     landing = PartitionedLanding(
         lake.root,
         spec,
         start=lower,
         end=upper,
-        loaded_at=datetime.now(UTC),
+        loaded_at=loaded_at,
         partitions_start=first,
         partitions_end=last,
         logger=context.log,
         on_day_written=events.day_written,
+        server_bounded=bool(filters),
     )
-    anchor = landing.seek_id()
-    since: date | None = None if lower is None else lower - timedelta(days=spec.order_slack_days)
+    landing.report.filters = dict(filters)
     context.log.info(
-        "%s: sweeping %s..%s (%s), created_since=%s, starting_after=%s",
+        "%s: listing %s..%s with %s",
         resource,
         lower or "the oldest record",
         upper or "the newest record",
-        "open-ended" if lower is None or upper is None else "bounded",
-        since,
-        anchor,
+        ", ".join(f"{name}={value}" for name, value in filters.items()) or "no filter",
     )
+    # Invoices created since the last pull that reached today, whatever their invoice date (back-dated
+    # ones fall before this range): only a range open above has a watermark to keep.
+    watermark_key = f"{resource}.created_since"
+    keeps_watermark = spec.range_filter == "invoice_date" and upper is None
     with orderspace.get_client() as client:
-        try:
-            _sweep(client, resource, landing, anchor, since)
-        except (BadRequestError, NotFoundError) as error:
-            if anchor is None or landing.report.pages:
-                raise
-            # The stored anchor record no longer exists in the account: fall back to paging from the top.
-            context.log.warning(
-                "%s: seek from %s refused (%s); paging from the newest record", resource, anchor, error
-            )
-            landing.report.seek_from = None
-            _sweep(client, resource, landing, None, since)
+        clock = ServerClock(client)
+        _sweep(client, resource, landing, filters)
         report = landing.finish()
+        if keeps_watermark and lower is not None:
+            since = saved_watermark(lake.root, watermark_key)
+            since_text = _utc_text(since or datetime(lower.year, lower.month, lower.day, tzinfo=UTC))
+            report.filters["created_since"] = since_text
+            context.log.info("%s: merging those created since %s into their days", resource, since_text)
+            merge = DayMerge(
+                lake.root,
+                spec,
+                loaded_at=loaded_at,
+                report=report,
+                covered=lambda day: day >= lower,
+                partitions_start=first,
+                partitions_end=last,
+                logger=context.log,
+                on_day_written=events.day_written,
+            )
+            _land_pages(client.iter_pages(resource, created_since=since_text), merge.add_page)
+            report.days_written.sort()
         requests = _request_metadata(client)
+    if keeps_watermark:
+        storage.update_state(lake.root, {watermark_key: watermark_from(clock)})
     catalog = refresh_catalog(lake.root, _table_names(spec), logger=context.log)
     summary = {
         "range": dg.MetadataValue.text(f"{lower or 'the oldest record'}..{upper or 'the newest record'}"),
         "days_written": dg.MetadataValue.int(len(report.days_written)),
         "days_removed": dg.MetadataValue.int(len(report.days_removed)),
-        "seek_starting_after": dg.MetadataValue.text(report.seek_from or "(from the newest record)"),
+        "server_filters": dg.MetadataValue.json(report.filters),
         "records_outside_partitions": dg.MetadataValue.int(report.outside_partitions),
         "late_rewrites": dg.MetadataValue.int(report.late_rewrites),
         "catalog_views_updated": dg.MetadataValue.bool(not catalog.locked),
     }
+    if report.merged_records or report.already_covered:
+        summary["merged_by_id"] = dg.MetadataValue.int(report.merged_records)
     final = {table: _metadata(table, report, requests, lake, summary) for table in tables}
     events.finish(report, min(max(end, first), last), final)
     yield from _run_checks(context, lake, resource)
@@ -375,14 +420,69 @@ class PageFetcher:
         self.close()
 
 
+class ServerClock:
+    """The API server's time at the start of a pull: the `Date` header of the client's first response.
+
+    Watermarks come from the server's clock, not ours (clocks differ). Without a `Date` header the local
+    clock at the start of the pull stands in for it.
+    """
+
+    def __init__(self, client: OrderspaceClient) -> None:
+        self.local_start = datetime.now(UTC)
+        self.first: datetime | None = None
+        # The client exposes no response hook of its own: httpx's event hooks on its (private) session.
+        session: httpx.Client = client._http
+        hooks = dict(session.event_hooks)
+        hooks["response"] = [*hooks.get("response", []), self._seen]
+        session.event_hooks = hooks
+
+    def _seen(self, response: httpx.Response) -> None:
+        if self.first is not None:
+            return
+        try:
+            moment = parsedate_to_datetime(response.headers.get("date", ""))
+        except (TypeError, ValueError, IndexError):
+            return
+        self.first = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+    def start(self) -> datetime:
+        return self.first or self.local_start
+
+
+def watermark_from(clock: ServerClock) -> str:
+    """The watermark a successful pull leaves for the next one (ISO 8601, UTC)."""
+    return (clock.start() - WATERMARK_SAFETY_MARGIN).replace(microsecond=0).isoformat()
+
+
+def saved_watermark(data_dir: Path, key: str) -> datetime | None:
+    """A watermark from the lake's state, or None (none yet, or unreadable: a full load follows)."""
+    value = storage.read_state(data_dir).get(key)
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def _utc_text(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _land_pages(pages: Iterator[Page], land: Callable[[Sequence[Mapping[str, Any]]], bool]) -> None:
+    """Land every page of a listing, fetching the next one while the current one is landed."""
+    with PageFetcher(pages) as fetcher:
+        fetcher.want()
+        while (page := fetcher.get()) is not None:
+            fetcher.want()
+            land(page.records)
+
+
 def _sweep(
-    client: OrderspaceClient,
-    resource: str,
-    landing: PartitionedLanding,
-    anchor: str | None,
-    since: date | None,
+    client: OrderspaceClient, resource: str, landing: PartitionedLanding, filters: dict[str, Any]
 ) -> None:
-    with PageFetcher(client.iter_pages(resource, starting_after=anchor, created_since=since)) as pages:
+    with PageFetcher(client.iter_pages(resource, **filters)) as pages:
         pages.want()
         while (page := pages.get()) is not None:
             plan = landing.plan(page.records)
@@ -396,34 +496,67 @@ def _sweep(
 def pull_whole(
     context: dg.AssetExecutionContext, orderspace: OrderspaceResource, lake: LakeResource, resource: str
 ) -> Iterator[Any]:
-    """Page through a whole resource, streaming it into fresh files that replace the old ones at the end."""
+    """Refresh a whole resource: streamed into fresh files that replace the old ones at the end.
+
+    Resources with `updated_since` (products, inventory levels) fetch only the records changed since the
+    previous successful pull once the lake holds a full load, and merge them in by key; the run tag
+    `orderspace/full_refresh=true` reloads them whole.
+    """
     spec = RESOURCES[resource]
     tables = _selected_tables(context, spec)
     if not tables:  # only checks were selected
         yield from _run_checks(context, lake, resource)
         return
     now = datetime.now(UTC)
-    snapshot_at = now if spec.table == INVENTORY_SNAPSHOTS else None
+    snapshot_at = now if spec.snapshot_table is not None else None
+    watermark_key = f"{resource}.updated_since"
+    full_refresh = context.run.tags.get(FULL_REFRESH_TAG, "").lower() == "true"
+    since = None
+    if spec.updated_since and not full_refresh and storage.whole_file(lake.root, spec.table).is_file():
+        since = saved_watermark(lake.root, watermark_key)
+    params: dict[str, Any] = {} if since is None else {"updated_since": _utc_text(since)}
+    if spec.updated_since:
+        context.log.info(
+            "%s: %s",
+            resource,
+            f"records updated since {params['updated_since']}, merged by {spec.key}"
+            if params
+            else "full load" + (" (full_refresh tag)" if full_refresh else ""),
+        )
     with orderspace.get_client() as client:
+        clock = ServerClock(client)
         with WholeLanding(
-            lake.root, spec, loaded_at=now, snapshot_at=snapshot_at, logger=context.log
+            lake.root,
+            spec,
+            loaded_at=now,
+            snapshot_at=snapshot_at,
+            merge=since is not None,
+            logger=context.log,
         ) as landing:
-            with PageFetcher(client.iter_pages(resource)) as pages:
-                pages.want()
-                while (page := pages.get()) is not None:
-                    pages.want()
-                    landing.add_page(page.records)
+            _land_pages(client.iter_pages(resource, **params), landing.add_page)
             report = landing.finish()
         requests = _request_metadata(client)
-    catalog = refresh_catalog(lake.root, _table_names(spec), logger=context.log)
+    if spec.updated_since:
+        storage.update_state(lake.root, {watermark_key: watermark_from(clock)})
+    catalog = refresh_catalog(lake.root, _table_names(spec) + _snapshot_tables(spec), logger=context.log)
     extra: dict[str, Any] = {"catalog_views_updated": dg.MetadataValue.bool(not catalog.locked)}
+    if spec.updated_since:
+        extra["refresh"] = dg.MetadataValue.text(
+            f"updated_since {params['updated_since']}" if params else "full load"
+        )
+        extra["changed_records"] = dg.MetadataValue.int(report.changed_records)
     if snapshot_at is not None:
         extra["snapshot_at"] = dg.MetadataValue.timestamp(snapshot_at)
+        extra["snapshot_rows"] = dg.MetadataValue.int(report.rows.get(INVENTORY_SNAPSHOTS, 0))
     for table in tables:
         yield dg.MaterializeResult(
             asset_key=_asset_key_of(table), metadata=_metadata(table, report, requests, lake, extra)
         )
     yield from _run_checks(context, lake, resource)
+
+
+def _snapshot_tables(spec: ResourceSpec) -> list[str]:
+    return [spec.snapshot_table] if spec.snapshot_table is not None else []
 
 
 # --- asset definitions ----------------------------------------------------------------------------

@@ -11,7 +11,8 @@
   views are recreated only when that layout changes.
 - A table with no files yet gets an empty view with its declared column types, so queries never fail
   on a missing table.
-- `inventory_level_snapshots` shows every snapshot; `inventory_levels` the latest one.
+- `inventory_levels` reads `parquet/inventory_levels/` (the current level of every SKU, kept complete by
+  each refresh); `inventory_level_snapshots` shows every snapshot (the history, in its own folder).
 - The DuckDB file is opened only to (re)create views whose column set changed (tracked in the sidecar
   `orderspace.duckdb.views.json`), for as short a time as possible, under a file lock shared by our own
   processes, and retried with backoff while another process (a notebook) holds the DuckDB lock. If it
@@ -40,10 +41,9 @@ import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
 from orderspace_pipelines.lake.schemas import (
-    INVENTORY_LEVELS_VIEW,
+    INVENTORY_LEVELS,
     INVENTORY_SNAPSHOTS,
     PARTITION_COLUMN,
-    SNAPSHOT_AT,
     TABLES,
     table_spec,
 )
@@ -67,7 +67,7 @@ CATALOG_TABLES: tuple[str, ...] = (
     "dispatch_lines",
     "products",
     "product_variants",
-    INVENTORY_LEVELS_VIEW,
+    INVENTORY_LEVELS,
     INVENTORY_SNAPSHOTS,
     "categories",
     "customer_groups",
@@ -225,14 +225,6 @@ def scan_connection(
     )
 
 
-def _latest_inventory_body() -> str:
-    snapshots = _quote_ident(INVENTORY_SNAPSHOTS)
-    return (
-        f"SELECT * EXCLUDE ({_quote_ident(PARTITION_COLUMN)}) FROM {snapshots} "
-        f"WHERE {SNAPSHOT_AT} = (SELECT max({SNAPSHOT_AT}) FROM {snapshots})"
-    )
-
-
 def table_signature(data_dir: Path, table: str, layout: TableLayout | None = None) -> list[str]:
     """`["name TYPE", ..., "-- mode"]` of a table's files as its view would show them (from the footers)."""
     layout = layout or table_layout(data_dir, table)
@@ -247,7 +239,6 @@ def lake_connection(data_dir: Path) -> duckdb.DuckDBPyConnection:
     connection = scan_connection()
     for table in TABLES:
         connection.execute(f"CREATE VIEW {_quote_ident(table)} AS {view_body(data_dir, table)}")
-    connection.execute(f"CREATE VIEW {_quote_ident(INVENTORY_LEVELS_VIEW)} AS {_latest_inventory_body()}")
     return connection
 
 
@@ -319,10 +310,8 @@ def refresh_catalog(
             layouts = {table: table_layout(data_dir, table) for table in wanted}
             signatures = {table: table_signature(data_dir, table, layouts[table]) for table in wanted}
             changed = [table for table in wanted if state.get(table) != signatures[table]]
-            need_inventory_view = INVENTORY_SNAPSHOTS in changed or INVENTORY_LEVELS_VIEW not in state
-            need_inventory_view = need_inventory_view and INVENTORY_SNAPSHOTS in wanted
             result.unchanged = [table for table in wanted if table not in changed]
-            if not changed and not need_inventory_view:
+            if not changed:
                 return result
             connection = _connect_with_retry(db_path, attempts=attempts, first_delay=first_delay)
             if connection is None:
@@ -332,7 +321,7 @@ def refresh_catalog(
                     "were not updated this time. The Parquet files are written; close that connection "
                     "and the next run updates the views.",
                     db_path,
-                    ", ".join(changed) or INVENTORY_LEVELS_VIEW,
+                    ", ".join(changed),
                 )
                 return result
             try:
@@ -340,18 +329,11 @@ def refresh_catalog(
                 for table in changed:
                     body = view_body(data_dir, table, layouts[table])
                     connection.execute(f"CREATE OR REPLACE VIEW {_quote_ident(table)} AS {body}")
-                if need_inventory_view:
-                    latest = _latest_inventory_body()
-                    connection.execute(
-                        f"CREATE OR REPLACE VIEW {_quote_ident(INVENTORY_LEVELS_VIEW)} AS {latest}"
-                    )
                 connection.execute("COMMIT")
             finally:
                 connection.close()
             for table in changed:
                 state[table] = signatures[table]
-            if need_inventory_view:
-                state[INVENTORY_LEVELS_VIEW] = ["latest snapshot"]
             _write_state(state_path, state)
             result.updated = changed
             return result
@@ -367,9 +349,10 @@ def summary(data_dir: Path) -> list[tuple[str, int]]:
     """`[(table, rows), ...]` for every catalog table, in contract order, read straight from the Parquet."""
     connection = lake_connection(Path(data_dir))
     try:
-        return [
-            (table, int(connection.execute(f"SELECT count(*) FROM {_quote_ident(table)}").fetchone()[0]))
-            for table in CATALOG_TABLES
-        ]
+        counts = []
+        for table in CATALOG_TABLES:
+            row = connection.execute(f"SELECT count(*) FROM {_quote_ident(table)}").fetchone()
+            counts.append((table, int(row[0]) if row else 0))
+        return counts
     finally:
         connection.close()

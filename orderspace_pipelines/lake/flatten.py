@@ -133,7 +133,15 @@ def split_record(spec: ResourceSpec, record: Mapping[str, Any]) -> tuple[Row, di
     if spec.children:
         child_fields = {child.field for child in spec.children}
         record = {key: value for key, value in record.items() if key not in child_fields}
-    return flatten(record, parent_spec.declared), children
+    return apply_aliases(parent_spec, flatten(record, parent_spec.declared)), children
+
+
+def apply_aliases(spec: TableSpec, row: Row) -> Row:
+    """Move aliased fields to their column (`created_at` -> `created`) unless the row already has a value."""
+    for source, target in spec.aliases:
+        if source in row and row.get(target) is None:
+            row[target] = row.pop(source)
+    return row
 
 
 # --- value conversion -------------------------------------------------------------------------------------

@@ -69,6 +69,8 @@ class TableSpec:
     partitioned: bool = False
     parent: str | None = None  # the parent table of a child table
     parent_key: str | None = None  # the column in this table that holds the parent's `id`
+    # API field names that land under another column (`created_at` -> `created`) when the record lacks it.
+    aliases: tuple[tuple[str, str], ...] = ()
 
     @property
     def schema(self) -> pa.Schema:
@@ -105,6 +107,14 @@ class ResourceSpec:
     # How many days out of order (by `date_field`) the API's newest-first listing may be. 0 means strictly
     # ordered; invoices are listed by creation, which only roughly follows the invoice date.
     order_slack_days: int = 0
+    # The list's server-side bounds on `date_field` (see `lake.sweep.range_filters`): "created" for
+    # `created_since`/`created_before`, "invoice_date" for `invoice_date_after`/`invoice_date_before`.
+    range_filter: str | None = None
+    # The list takes `updated_since`: after a first full load the table is refreshed with the records changed
+    # since the previous pull, merged by `key` (see `lake.sweep.WholeLanding`).
+    updated_since: bool = False
+    key: str = "id"  # the parent table's key field (the list's cursor field)
+    snapshot_table: str | None = None  # a history table that gets a timestamped copy of every refresh
 
 
 def _spec(
@@ -115,8 +125,11 @@ def _spec(
     partitioned: bool = False,
     parent: str | None = None,
     parent_key: str | None = None,
+    aliases: dict[str, str] | None = None,
 ) -> TableSpec:
-    return TableSpec(name, tuple(columns), key, partitioned, parent, parent_key)
+    return TableSpec(
+        name, tuple(columns), key, partitioned, parent, parent_key, tuple((aliases or {}).items())
+    )
 
 
 TABLES: dict[str, TableSpec] = {
@@ -127,7 +140,7 @@ TABLES: dict[str, TableSpec] = {
             [
                 ("id", STRING),
                 ("company_name", STRING),
-                ("created_at", TIMESTAMP),
+                ("created", TIMESTAMP),
                 ("status", STRING),
                 ("reference", STRING),
                 ("internal_note", STRING),
@@ -143,6 +156,8 @@ TABLES: dict[str, TableSpec] = {
                 ("price_list_id", STRING),
             ],
             ("id",),
+            # The reference documents `created_at`; recorded real responses carry `created`: either lands.
+            aliases={"created_at": "created"},
         ),
         _spec(
             "orders",
@@ -182,7 +197,7 @@ TABLES: dict[str, TableSpec] = {
                 ("grouping_category_id", STRING),
                 ("grouping_category_name", STRING),
                 ("shipping", BOOL),
-                ("quantity", INT),
+                ("quantity", FLOAT),
                 ("unit_price", FLOAT),
                 ("sub_total", FLOAT),
                 ("tax_rate_id", STRING),
@@ -191,9 +206,9 @@ TABLES: dict[str, TableSpec] = {
                 ("tax_amount", FLOAT),
                 ("preorder_window_id", STRING),
                 ("on_hold", BOOL),
-                ("invoiced", INT),
-                ("paid", INT),
-                ("dispatched", INT),
+                ("invoiced", FLOAT),
+                ("paid", FLOAT),
+                ("dispatched", FLOAT),
             ],
             ("id", "order_id"),
             partitioned=True,
@@ -233,7 +248,7 @@ TABLES: dict[str, TableSpec] = {
                 ("sku", STRING),
                 ("name", STRING),
                 ("options", STRING),
-                ("quantity", INT),
+                ("quantity", FLOAT),
                 ("unit_price", FLOAT),
                 ("sub_total", FLOAT),
                 ("tax_rate", FLOAT),
@@ -287,7 +302,7 @@ TABLES: dict[str, TableSpec] = {
                 ("sku", STRING),
                 ("name", STRING),
                 ("options", STRING),
-                ("quantity", INT),
+                ("quantity", FLOAT),
             ],
             ("dispatch_id", LINE_NUMBER),
             partitioned=True,
@@ -308,6 +323,8 @@ TABLES: dict[str, TableSpec] = {
                 ("variant_options", STRING),
                 ("categories", STRING),
                 ("grouping_category_id", STRING),
+                ("minimum", FLOAT),  # present when minimums are set per product (account setting)
+                ("multiple", FLOAT),
             ],
             ("id",),
         ),
@@ -323,8 +340,8 @@ TABLES: dict[str, TableSpec] = {
                 ("price_list_prices", STRING),
                 ("rrp", FLOAT),
                 ("backorder", BOOL),
-                ("minimum", INT),
-                ("multiple", INT),
+                ("minimum", FLOAT),
+                ("multiple", FLOAT),
                 ("weight", FLOAT),
             ],
             ("id", "product_id"),
@@ -333,10 +350,11 @@ TABLES: dict[str, TableSpec] = {
         ),
         _spec(
             "inventory_level_snapshots",
-            [("sku", STRING), ("on_hand", INT), ("available", INT), (SNAPSHOT_AT, TIMESTAMP)],
+            [("sku", STRING), ("on_hand", FLOAT), ("available", FLOAT), (SNAPSHOT_AT, TIMESTAMP)],
             ("sku", SNAPSHOT_AT),
             partitioned=True,
         ),
+        _spec("inventory_levels", [("sku", STRING), ("on_hand", FLOAT), ("available", FLOAT)], ("sku",)),
         _spec(
             "categories",
             [
@@ -376,9 +394,25 @@ TABLES: dict[str, TableSpec] = {
     ]
 }
 
-# `inventory_levels` is a catalog view over the latest snapshot, not a table of its own.
-INVENTORY_LEVELS_VIEW = "inventory_levels"
+# `inventory_levels` holds the current level of every SKU (parquet/inventory_levels/part.parquet); each
+# refresh also adds a timestamped copy to `inventory_level_snapshots` (the history, in its own folder).
+INVENTORY_LEVELS = "inventory_levels"
+INVENTORY_LEVELS_VIEW = (
+    INVENTORY_LEVELS  # the former name of the catalog's inventory_levels, kept for imports
+)
 INVENTORY_SNAPSHOTS = "inventory_level_snapshots"
+
+# The order statuses of the API reference (orders model), in the order it lists them.
+ORDER_STATUSES: tuple[str, ...] = (
+    "new",
+    "invoiced",
+    "released",
+    "part_fulfilled",
+    "preorder",
+    "fulfilled",
+    "standing_order",
+    "cancelled",
+)
 
 RESOURCES: dict[str, ResourceSpec] = {
     spec.resource: spec
@@ -389,6 +423,7 @@ RESOURCES: dict[str, ResourceSpec] = {
             "orders",
             (ChildSpec("order_lines", "order_lines", numbered=False),),
             date_field="created",
+            range_filter="created",
         ),
         ResourceSpec(
             "invoices",
@@ -399,17 +434,28 @@ RESOURCES: dict[str, ResourceSpec] = {
             ),
             date_field="invoice_date",
             order_slack_days=3,
+            range_filter="invoice_date",
         ),
         ResourceSpec(
             "dispatches",
             "dispatches",
             (ChildSpec("dispatch_lines", "dispatch_lines", numbered=True),),
             date_field="created",
+            range_filter="created",
         ),
         ResourceSpec(
-            "products", "products", (ChildSpec("product_variants", "product_variants", numbered=False),)
+            "products",
+            "products",
+            (ChildSpec("product_variants", "product_variants", numbered=False),),
+            updated_since=True,
         ),
-        ResourceSpec("inventory_levels", INVENTORY_SNAPSHOTS),
+        ResourceSpec(
+            "inventory_levels",
+            INVENTORY_LEVELS,
+            updated_since=True,
+            key="sku",
+            snapshot_table=INVENTORY_SNAPSHOTS,
+        ),
         ResourceSpec("categories", "categories"),
         ResourceSpec("customer_groups", "customer_groups"),
         ResourceSpec("price_lists", "price_lists"),

@@ -13,22 +13,29 @@ written first and then moved, so a failure before the moves leaves every old fil
 reader always sees a whole old file or a whole new one. A table with no rows for a partition has its
 file removed, so a re-pull of a day that lost its records leaves nothing stale behind.
 
-Rows inside a partition file keep the API's listing order (newest first). The last row of a stored day
-is therefore the oldest record of that day in listing order: the pull uses it as `starting_after` to
-seek straight to older days without paging through newer history.
+Rows inside a partition file keep the API's listing order (newest first) when a day is landed whole;
+records merged into a stored day (by id) come first. Nothing reads the order back: ranges are fetched
+with the API's server-side date filters, not by seeking from stored records.
+
+`<data_dir>/state/pull_state.json` holds the pull's watermarks (see `read_state`/`update_state`): small
+JSON, replaced atomically under a file lock, so concurrent runs of different assets never lose each
+other's keys.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from filelock import FileLock
 
 from orderspace_pipelines.lake.schemas import INVENTORY_SNAPSHOTS, PARTITION_COLUMN
 
@@ -165,28 +172,82 @@ def read_partition(data_dir: Path, table: str, day: date) -> pa.Table | None:
         return None
 
 
-def last_listed_id(data_dir: Path, table: str, day: date) -> str | None:
-    """The id of the last row of a stored day (the oldest in API listing order), or None."""
-    path = partition_file(data_dir, table, day)
-    if not path.is_file():
-        return None
-    ids = pq.read_table(path, columns=["id"]).column("id")
-    for index in range(len(ids) - 1, -1, -1):
-        value = ids[index].as_py()
-        if value:
-            return str(value)
-    return None
+def iter_batches(path: Path, batch_rows: int = 10_000) -> Iterator[pa.Table]:
+    """A stored file's rows in slices of at most `batch_rows` (nothing when there is no file)."""
+    try:
+        parquet = pq.ParquetFile(path)
+    except FileNotFoundError:
+        return
+    with contextlib.closing(parquet):
+        for batch in parquet.iter_batches(batch_size=batch_rows):
+            yield pa.Table.from_batches([batch])
 
 
-def _align(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """`table` with exactly `schema`'s columns, in order; columns it lacks are nulls."""
+def _fit(column: pa.ChunkedArray | pa.Array, dtype: pa.DataType) -> pa.ChunkedArray | pa.Array:
+    """`column` as `dtype` (a file written before a column's type changed, e.g. int64 quantities)."""
+    return column if column.type == dtype else column.cast(dtype)
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table` with exactly `schema`'s columns, in order and of its types; columns it lacks are nulls."""
     columns = [
-        table.column(name)
+        _fit(table.column(name), schema.field(name).type)
         if name in table.column_names
         else pa.nulls(table.num_rows, type=schema.field(name).type)
         for name in schema.names
     ]
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+_align = conform
+
+
+def union_schema(*schemas: pa.Schema) -> pa.Schema:
+    """The columns of every schema, in order of first appearance; a name keeps its first type."""
+    fields: dict[str, pa.Field] = {}
+    for schema in schemas:
+        for schema_field in schema:
+            fields.setdefault(schema_field.name, schema_field)
+    return pa.schema(list(fields.values()))
+
+
+# --- the pull's state (watermarks) ---------------------------------------------------------------------
+
+STATE_DIR = "state"
+STATE_FILE = "pull_state.json"
+
+
+def state_path(data_dir: Path) -> Path:
+    return Path(data_dir) / STATE_DIR / STATE_FILE
+
+
+def read_state(data_dir: Path) -> dict[str, Any]:
+    """The pull's saved state (`{}` when there is none or it is unreadable: the next pull is a full one)."""
+    try:
+        state = json.loads(state_path(data_dir).read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def update_state(data_dir: Path, changes: Mapping[str, Any]) -> dict[str, Any]:
+    """Set (or, with a None value, remove) keys of the saved state, atomically; returns the new state."""
+    path = state_path(data_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path.with_name(f".{STATE_FILE}.lock")), timeout=60):
+        state = read_state(data_dir)
+        for key, value in changes.items():
+            if value is None:
+                state.pop(key, None)
+            else:
+                state[key] = value
+        temp = path.with_name(f".{STATE_FILE}.{uuid.uuid4().hex[:12]}.tmp")
+        with open(temp, "w") as handle:
+            handle.write(json.dumps(state, indent=1, sort_keys=True))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    return state
 
 
 class StreamingFileWriter:
@@ -197,11 +258,12 @@ class StreamingFileWriter:
     the old file is untouched; `abort` (or an exception inside `with`) removes every temporary file.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, schema: pa.Schema | None = None) -> None:
         self.path = Path(path)
         self.rows = 0
         self._chunks: list[Path] = []
-        self._fields: dict[str, pa.Field] = {}
+        # `schema` fixes the first columns' order and types (the declared ones); others follow as they come.
+        self._fields: dict[str, pa.Field] = {f.name: f for f in schema} if schema is not None else {}
 
     def __enter__(self) -> StreamingFileWriter:
         return self

@@ -4,29 +4,44 @@ Memory does not grow with the number of records: a day's rows are dropped once t
 ids for duplicate detection are kept only for the days still open (a late record for a written day is
 checked against that day's stored ids), and what the report keeps per day is a few counters.
 
-`PartitionedLanding` serves the daily-partitioned resources (orders, invoices, dispatches). It is fed the
-pages of ONE newest-first sweep over a range of days `[start, end]` and
+Ranges are fetched with the API's own filters (`range_filters`), never by seeking from what the lake
+holds: a range of days costs ceil(records in it / page size) requests (+1 where the last page is full or
+the list sends no `has_more`), whether the lake is empty or full.
 
-- seeks: `seek_id()` is the last-listed id of the nearest stored day after `end` (+ the resource's
-  order slack), for `starting_after`, so re-pulling an old day does not page through newer history;
+`PartitionedLanding` serves the daily-partitioned resources (orders, invoices, dispatches). It is fed the
+pages of ONE newest-first listing of a range of days `[start, end]`, filtered by the server, and
+
 - groups records by day (the resource's date field) and writes each day (parent and child tables in
-  one atomic step) as soon as the sweep is past it by more than the resource's order slack;
-- stops (`add_page` returns False) once records are older than `start`: at the first such record for
-  strictly ordered resources, after a whole page of them for loosely ordered ones (invoices);
-- if a record turns up for a day already written in this sweep (ordering looser than the slack), it
-  rewrites that day with the record added (unless that day's file already holds its id), and counts it;
+  one atomic step) as soon as the listing is past it by more than the resource's order slack;
+- keeps exactly the records of `[start, end]`: the server's bounds are one step wider than the range
+  (whether they are inclusive is undocumented), the rest is filtered here;
+- stops early (`add_page` returns False) at the first record older than `start` for strictly ordered
+  lists (orders, dispatches: a guard should a server ignore `created_since`); invoices, listed by creation
+  rather than by invoice date, are read to the end of the server-bounded listing;
+- judges how far the listing has come by each page's oldest day (strictly ordered lists) or median day
+  (invoices: a back-dated one in a page does not count as the listing's position);
+- if a record turns up for a day already written (ordering looser than the slack: forward-dated invoices),
+  it rewrites that day with the record added (unless that day's file already holds its id), once per day
+  at the end (or when `LATE_BATCH` late records are buffered), and counts it;
 - calls `on_day_written(day, {table: rows})` after each day is written, so the caller can report it
-  while the sweep goes on (between requests, in the time the rate limit leaves free). Days are written
+  while the listing goes on (between requests, in the time the rate limit leaves free). Days are written
   on the sweep's own thread: a background writer thread was tried and was slower, because
   `pq.write_table` gives up and retakes the GIL many times per file and waits for the busy sweep thread
   each time (1.6 ms per file alone, ~400 ms next to a busy Python thread);
-- when the sweep ends, removes stored days in the range that got no records, so nothing stale remains.
+- when the listing ends, removes stored days in the range that got no records, so nothing stale remains.
 
 `start=None` / `end=None` leave that side open: a full pull lands records older than the partitions'
 start date or newer than today in their own date folders too (with a warning), so nothing is lost.
 
-`WholeLanding` streams whole-refresh tables (and inventory snapshots) into one file per table.
-Duplicate ids within one sweep (a record listed twice while the account changes) are landed once.
+`DayMerge` lands records whose days are scattered (invoices created since the last pull, whatever their
+invoice date: users back-date and forward-date invoices) into their stored days, replacing by id, one
+atomic write per day.
+
+`WholeLanding` streams whole-refresh tables into one file per table (plus, for inventory levels, a
+timestamped snapshot). With `merge=True` the pages are the records changed since the last pull
+(`updated_since`): they replace the stored rows with the same key (a changed product's variants are all
+replaced) and the other stored rows are carried over, streamed, so the table is the complete current state.
+Duplicate keys within one sweep (a record listed twice while the account changes) are landed once.
 """
 
 from __future__ import annotations
@@ -35,20 +50,33 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from orderspace_pipelines.lake import storage
 from orderspace_pipelines.lake.flatten import CoercionLog, Row, record_date, rows_to_arrow, split_record
-from orderspace_pipelines.lake.schemas import INVENTORY_SNAPSHOTS, SNAPSHOT_AT, ResourceSpec, table_spec
+from orderspace_pipelines.lake.schemas import SNAPSHOT_AT, TIMESTAMP, ResourceSpec, table_spec
 
 log = logging.getLogger(__name__)
 
 PREVIEW_ROWS = 5
+LATE_BATCH = 2000  # late records (for days already written) buffered before their days are rewritten
 _DATE_FALLBACKS = ("created", "created_at", "invoice_date", "date")
+
+
+def day_of(spec: ResourceSpec, record: Mapping[str, Any]) -> date | None:
+    """The partition day of a record: its date field, else the first usable fallback date field."""
+    day = record_date(record.get(spec.date_field))  # type: ignore[arg-type]
+    if day is None:
+        for name in _DATE_FALLBACKS:
+            day = record_date(record.get(name))
+            if day is not None:
+                break
+    return day
 
 
 @dataclass
@@ -68,7 +96,10 @@ class LandingReport:
     duplicates: int = 0
     late_rewrites: int = 0
     outside_partitions: int = 0  # landed, but older than the start date / newer than today
-    seek_from: str | None = None
+    filters: dict[str, str] = field(default_factory=dict)  # the server-side filters of the listing(s)
+    merged_records: int = 0  # records merged into their stored days by id (`DayMerge`)
+    already_covered: int = 0  # records `DayMerge` left alone: their day was re-pulled whole in this run
+    changed_records: int = 0  # records of an `updated_since` refresh that replaced stored rows or were new
     schemas: dict[str, pa.Schema] = field(default_factory=dict)
     preview: dict[str, list[Row]] = field(default_factory=dict)
     coercions: CoercionLog = field(default_factory=CoercionLog)
@@ -98,17 +129,44 @@ def _tables_of(spec: ResourceSpec) -> list[str]:
     return [spec.table, *(child.table for child in spec.children)]
 
 
-def seek_anchor(data_dir: Path, spec: ResourceSpec, end: date | None) -> str | None:
-    """`starting_after` for a sweep ending at `end`: the last-listed id of the nearest stored day after it."""
-    if end is None:
-        return None
-    threshold = end + timedelta(days=spec.order_slack_days + 1)
-    for day in storage.stored_days(data_dir, spec.table):
-        if day >= threshold:
-            anchor = storage.last_listed_id(data_dir, spec.table, day)
-            if anchor:
-                return anchor
-    return None
+# The created_since bound is moved this much earlier than the range's first midnight (UTC), so a record
+# created on the stroke of midnight is listed whether the server reads "since" as >= or as >.
+SINCE_MARGIN = timedelta(seconds=1)
+
+
+def _utc_stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def range_filters(spec: ResourceSpec, start: date | None, end: date | None) -> dict[str, str]:
+    """The list's server-side bounds for the days `[start, end]` (None: that side open).
+
+    The reference does not say whether its bounds are inclusive, so each is chosen to be right either way
+    and the landing keeps exactly `[start, end]`:
+
+    - orders, dispatches: `created_since` = the first midnight (UTC, explicit `Z`) minus one second, and
+      `created_before` = the midnight after `end` (a record at exactly that instant belongs to the next day:
+      listed only if "before" is inclusive, then dropped here);
+    - invoices (`invoice_date` is a date): `invoice_date_after` = the day before `start`,
+      `invoice_date_before` = the day after `end` (exact if they are exclusive, as "after"/"before" read;
+      one extra day each side, dropped here, if inclusive).
+    """
+    filters: dict[str, str] = {}
+    if spec.range_filter == "created":
+        if start is not None:
+            first_midnight = datetime(start.year, start.month, start.day, tzinfo=UTC)
+            filters["created_since"] = _utc_stamp(first_midnight - SINCE_MARGIN)
+        if end is not None:
+            after = end + timedelta(days=1)
+            filters["created_before"] = _utc_stamp(datetime(after.year, after.month, after.day, tzinfo=UTC))
+    elif spec.range_filter == "invoice_date":
+        if start is not None:
+            filters["invoice_date_after"] = (start - timedelta(days=1)).isoformat()
+        if end is not None:
+            filters["invoice_date_before"] = (end + timedelta(days=1)).isoformat()
+    elif spec.range_filter is not None:
+        raise ValueError(f"{spec.resource}: unknown range filter {spec.range_filter!r}")
+    return filters
 
 
 @dataclass
@@ -139,6 +197,7 @@ class PartitionedLanding:
         logger: logging.Logger | None = None,
         progress_every: int = 25,
         on_day_written: Callable[[date, dict[str, int]], None] | None = None,
+        server_bounded: bool = False,
     ) -> None:
         if spec.date_field is None:
             raise ValueError(f"{spec.resource} is not date-partitioned")
@@ -154,6 +213,9 @@ class PartitionedLanding:
         self.logger = logger or log
         self.progress_every = progress_every
         self.on_day_written = on_day_written
+        # The pages come from a listing the server bounds to the range (`range_filters`): a loosely ordered
+        # list is then read to its end rather than stopped after a page of older records.
+        self.server_bounded = server_bounded
         self.report = LandingReport(spec.resource, rows=dict.fromkeys(_tables_of(spec), 0))
         self._open: dict[date, dict[str, list[Row]]] = {}
         self._open_ids: dict[date, set[Any]] = {}  # ids of the open days only (dropped when written)
@@ -161,18 +223,8 @@ class PartitionedLanding:
         self._low_water: date | None = None
         self._finished = False
 
-    def seek_id(self) -> str | None:
-        self.report.seek_from = seek_anchor(self.data_dir, self.spec, self.end)
-        return self.report.seek_from
-
     def _day_of(self, record: Mapping[str, Any]) -> date | None:
-        day = record_date(record.get(self.spec.date_field))  # type: ignore[arg-type]
-        if day is None:
-            for name in _DATE_FALLBACKS:
-                day = record_date(record.get(name))
-                if day is not None:
-                    break
-        return day
+        return day_of(self.spec, record)
 
     def plan(self, records: Sequence[Mapping[str, Any]]) -> PagePlan:
         """Sort a page's records into days and decide whether the sweep needs another page.
@@ -212,6 +264,8 @@ class PartitionedLanding:
             plan.dated.append((day, record))
         if self.spec.order_slack_days == 0:
             plan.wants_more = not reached_older
+        elif self.server_bounded:
+            plan.wants_more = True  # the server ends the listing; its order says nothing about the dates
         else:
             plan.wants_more = not (plan.records > 0 and page_all_older)
         self.report.processing_seconds += time.perf_counter() - started
@@ -232,12 +286,18 @@ class PartitionedLanding:
         report.skipped_older += plan.skipped_older
         for day, record in plan.dated:
             self._add(day, record)
-            if self._low_water is None or day < self._low_water:
-                self._low_water = day
+        page_water = self._page_water(sorted(day for day, _ in plan.dated))
+        if page_water is not None and (self._low_water is None or page_water < self._low_water):
+            self._low_water = page_water
         if self._low_water is not None:
             slack = timedelta(days=self.spec.order_slack_days)
-            for day in [d for d in self._open if d - slack > self._low_water]:
+            # Days written already that got late records are rewritten once, at the end (or when their
+            # buffered records grow past LATE_BATCH), not once per late record.
+            for day in [d for d in self._open if d - slack > self._low_water and d not in self._written]:
                 self._flush(day)
+            if self._late_records() > LATE_BATCH:
+                for day in [d for d in self._open if d in self._written]:
+                    self._flush(day)
         if report.pages % self.progress_every == 0:
             self.logger.info(
                 "%s: %d pages, %d records, now at %s",
@@ -248,6 +308,20 @@ class PartitionedLanding:
             )
         report.processing_seconds += time.perf_counter() - started
         return plan.wants_more
+
+    def _page_water(self, days: list[date]) -> date | None:
+        """How far back the listing has come, judged by one page's (sorted) days.
+
+        Strictly ordered lists: the page's oldest day. Loosely ordered ones (invoices, listed by creation):
+        the page's median day, so that one back-dated record (weeks before its neighbours) does not make
+        the landing write out, too early, every day between it and the listing's real position.
+        """
+        if not days:
+            return None
+        return days[0] if self.spec.order_slack_days == 0 else days[(len(days) - 1) // 2]
+
+    def _late_records(self) -> int:
+        return sum(len(self._open[day][self.spec.table]) for day in self._open if day in self._written)
 
     def _add(self, day: date, record: Mapping[str, Any]) -> None:
         ids = self._open_ids.setdefault(day, set())
@@ -287,14 +361,15 @@ class PartitionedLanding:
                 self._drop_stored_duplicates(day, buffer, set(old_parent.column("id").to_pylist()))
             if not buffer[self.spec.table]:
                 return  # every late record was already stored: nothing to rewrite
-        tables: dict[str, pa.Table | None] = {}
+        tables: dict[str, pa.Table] = {}
         for table, rows in buffer.items():
             data = rows_to_arrow(
                 table_spec(table), rows, loaded_at=self.loaded_at, coercions=self.report.coercions
             )
             old = old_tables.get(table)
             if old is not None:
-                data = pa.concat_tables([old, data], promote_options="default")
+                schema = storage.union_schema(data.schema, old.schema)
+                data = pa.concat_tables([storage.conform(old, schema), storage.conform(data, schema)])
             tables[table] = data
         if late:
             self.report.late_rewrites += 1
@@ -357,8 +432,150 @@ class PartitionedLanding:
         return self.report
 
 
+def _not_in(column: pa.ChunkedArray, keys: set[Any]) -> pa.ChunkedArray:
+    """A mask: True where `column`'s value is not one of `keys` (nulls are kept)."""
+    values = pa.array(sorted(keys), type=column.type) if keys else pa.array([], type=column.type)
+    return pc.invert(pc.fill_null(pc.is_in(column, value_set=values), False))
+
+
+def _key_column(spec: ResourceSpec, table: str) -> str:
+    """The column of `table` that holds the parent record's key (its own key for the parent table)."""
+    return spec.key if table == spec.table else (table_spec(table).parent_key or "parent_id")
+
+
+class DayMerge:
+    """Merge records into their stored days, replacing by id (parent rows and their child rows).
+
+    For records that belong to scattered days (invoices created since the last pull, whatever their invoice
+    date). Each touched day is rewritten in one atomic step (temporary files, fsync, `os.replace`) with its
+    stored rows minus the merged ids plus the merged records. Days for which `covered(day)` is true are
+    skipped: the same run re-pulled them whole. Memory: one page.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        spec: ResourceSpec,
+        *,
+        loaded_at: datetime,
+        report: LandingReport | None = None,
+        covered: Callable[[date], bool] | None = None,
+        partitions_start: date | None = None,
+        partitions_end: date | None = None,
+        logger: logging.Logger | None = None,
+        on_day_written: Callable[[date, dict[str, int]], None] | None = None,
+    ) -> None:
+        if spec.date_field is None:
+            raise ValueError(f"{spec.resource} is not date-partitioned")
+        self.data_dir = Path(data_dir)
+        self.spec = spec
+        self.loaded_at = loaded_at
+        self.report = report or LandingReport(spec.resource, rows=dict.fromkeys(_tables_of(spec), 0))
+        self.covered = covered or (lambda _day: False)
+        self.partitions_start = partitions_start
+        self.partitions_end = partitions_end
+        self.logger = logger or log
+        self.on_day_written = on_day_written
+
+    def add_page(self, records: Sequence[Mapping[str, Any]]) -> bool:
+        """Merge one page's records into their days; always True (the listing's own end stops it)."""
+        started = time.perf_counter()
+        report = self.report
+        report.pages += 1
+        by_day: dict[date, dict[Any, Mapping[str, Any]]] = {}
+        for record in records:
+            report.records += 1
+            if not isinstance(record, Mapping):
+                report.undated += 1
+                self.logger.warning(
+                    "%s: skipped a list entry that is not an object: %r", self.spec.resource, record
+                )
+                continue
+            day = day_of(self.spec, record)
+            if day is None:
+                report.undated += 1
+                self.logger.warning(
+                    "%s %s has no usable %s; not landed",
+                    self.spec.resource,
+                    record.get("id"),
+                    self.spec.date_field,
+                )
+                continue
+            if self.covered(day):
+                report.already_covered += 1
+                continue
+            records_of_day = by_day.setdefault(day, {})
+            if record.get("id") in records_of_day:
+                report.duplicates += 1
+                continue
+            records_of_day[record.get("id")] = record
+        for day in sorted(by_day):
+            self._merge(day, list(by_day[day].values()))
+        report.processing_seconds += time.perf_counter() - started
+        return True
+
+    def _merge(self, day: date, records: list[Mapping[str, Any]]) -> None:
+        spec = self.spec
+        buffer: dict[str, list[Row]] = {table: [] for table in _tables_of(spec)}
+        for record in records:
+            parent, children = split_record(spec, record)
+            buffer[spec.table].append(parent)
+            for table, rows in children.items():
+                buffer[table].extend(rows)
+        ids = {record.get("id") for record in records} - {None}
+        tables: dict[str, pa.Table | None] = {}
+        replaced = 0
+        for table, rows in buffer.items():
+            data = rows_to_arrow(
+                table_spec(table), rows, loaded_at=self.loaded_at, coercions=self.report.coercions
+            )
+            old = storage.read_partition(self.data_dir, table, day)
+            key = _key_column(spec, table)
+            if old is not None and key in old.column_names:
+                kept = old.filter(_not_in(old.column(key), ids))
+                if table == spec.table:
+                    replaced = old.num_rows - kept.num_rows
+                schema = storage.union_schema(data.schema, kept.schema)
+                data = pa.concat_tables([storage.conform(data, schema), storage.conform(kept, schema)])
+            elif old is not None:
+                schema = storage.union_schema(data.schema, old.schema)
+                data = pa.concat_tables([storage.conform(data, schema), storage.conform(old, schema)])
+            tables[table] = data
+            self.report._note_schema(table, data.schema)
+            self.report._note_preview(table, rows)
+            self.report.rows[table] = self.report.rows.get(table, 0) + len(rows)
+        stored = storage.write_partition(self.data_dir, day, tables)
+        self.report.merged_records += len(records)
+        self.report.day_rows[day] = stored
+        if day not in self.report.days_written:
+            self.report.days_written.append(day)
+        outside = (self.partitions_start is not None and day < self.partitions_start) or (
+            self.partitions_end is not None and day > self.partitions_end
+        )
+        if outside:
+            self.report.outside_partitions += len(records)
+        self.logger.info(
+            "%s: merged %d record(s) into %s by id (%d replaced)%s",
+            spec.resource,
+            len(records),
+            day,
+            replaced,
+            " (outside the partitions)" if outside else "",
+        )
+        if self.on_day_written is not None:
+            called = time.perf_counter()
+            self.on_day_written(day, stored)
+            self.report.processing_seconds -= time.perf_counter() - called
+
+
 class WholeLanding:
-    """Stream a whole-refresh resource (or one inventory snapshot) into one file per table, page by page."""
+    """Stream a whole-refresh resource into one file per table, page by page (see the module docstring).
+
+    `merge=False`: the pages are the whole list and replace the stored tables. `merge=True`: the pages are
+    the records changed since the last pull; stored rows with other keys are carried over. A resource with a
+    `snapshot_table` (inventory levels) also gets a snapshot of the resulting table at `snapshot_at`. Every
+    file is swapped in at `finish`, all at once; until then the old ones are untouched.
+    """
 
     def __init__(
         self,
@@ -367,24 +584,30 @@ class WholeLanding:
         *,
         loaded_at: datetime,
         snapshot_at: datetime | None = None,
+        merge: bool = False,
         logger: logging.Logger | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.spec = spec
         self.loaded_at = loaded_at
         self.snapshot_at = snapshot_at
+        self.merge = merge
         self.logger = logger or log
         self.report = LandingReport(spec.resource, rows=dict.fromkeys(_tables_of(spec), 0))
         self._seen: set[Any] = set()
-        self._writers: dict[str, storage.StreamingFileWriter] = {}
-        for table in _tables_of(spec):
-            if spec.table == INVENTORY_SNAPSHOTS:
-                if snapshot_at is None:
-                    raise ValueError("an inventory snapshot needs snapshot_at")
-                path = storage.snapshot_file(self.data_dir, snapshot_at)
-            else:
-                path = storage.whole_file(self.data_dir, table)
-            self._writers[table] = storage.StreamingFileWriter(path)
+        self._writers: dict[str, storage.StreamingFileWriter] = {
+            table: storage.StreamingFileWriter(
+                storage.whole_file(self.data_dir, table), table_spec(table).schema
+            )
+            for table in _tables_of(spec)
+        }
+        self._snapshot: storage.StreamingFileWriter | None = None
+        if spec.snapshot_table is not None:
+            if snapshot_at is None:
+                raise ValueError(f"{spec.resource} keeps snapshots: it needs snapshot_at")
+            self._snapshot = storage.StreamingFileWriter(
+                storage.snapshot_file(self.data_dir, snapshot_at), table_spec(spec.snapshot_table).schema
+            )
 
     def __enter__(self) -> WholeLanding:
         return self
@@ -393,12 +616,17 @@ class WholeLanding:
         if exc_type is not None:
             self.abort()
 
+    def _write_snapshot(self, data: pa.Table) -> None:
+        if self._snapshot is not None and self.snapshot_at is not None:
+            stamp = pa.repeat(pa.scalar(self.snapshot_at, type=TIMESTAMP), data.num_rows)
+            self._snapshot.write(data.append_column(pa.field(SNAPSHOT_AT, TIMESTAMP), stamp))
+
     def add_page(self, records: Iterable[Mapping[str, Any]]) -> bool:
         started = time.perf_counter()
         report = self.report
         report.pages += 1
         buffers: dict[str, list[Row]] = {table: [] for table in self._writers}
-        key = "sku" if self.spec.table == INVENTORY_SNAPSHOTS else "id"
+        key = self.spec.key
         for record in records:
             report.records += 1
             if not isinstance(record, Mapping):
@@ -413,8 +641,6 @@ class WholeLanding:
                     continue
                 self._seen.add(record_key)
             parent, children = split_record(self.spec, record)
-            if self.snapshot_at is not None:
-                parent[SNAPSHOT_AT] = self.snapshot_at
             buffers[self.spec.table].append(parent)
             for table, rows in children.items():
                 buffers[table].extend(rows)
@@ -423,18 +649,45 @@ class WholeLanding:
                 table_spec(table), rows, loaded_at=self.loaded_at, coercions=report.coercions
             )
             self._writers[table].write(data)
+            if table == self.spec.table:
+                self._write_snapshot(data)
             report._note_schema(table, data.schema)
             report._note_preview(table, rows)
+        report.changed_records = len(self._seen)
         report.processing_seconds += time.perf_counter() - started
         return True
 
+    def _carry_over(self) -> None:
+        """Stream the stored rows whose key was not in this refresh into the new files."""
+        for table, writer in self._writers.items():
+            key = _key_column(self.spec, table)
+            for batch in storage.iter_batches(storage.whole_file(self.data_dir, table)):
+                kept = (
+                    batch.filter(_not_in(batch.column(key), self._seen))
+                    if key in batch.column_names
+                    else batch
+                )
+                if kept.num_rows:
+                    writer.write(kept)
+                    if table == self.spec.table:
+                        self._write_snapshot(kept)
+
     def finish(self) -> LandingReport:
         started = time.perf_counter()
-        written = storage.commit_streams(self._writers)
-        self.report.rows = written
+        if self.merge:
+            self._carry_over()
+        writers = dict(self._writers)
+        if self._snapshot is not None and self.spec.snapshot_table is not None:
+            writers[self.spec.snapshot_table] = self._snapshot
+        written = storage.commit_streams(writers)
+        self.report.rows = {table: written[table] for table in self._writers}
+        if self.spec.snapshot_table is not None:
+            self.report.rows[self.spec.snapshot_table] = written.get(self.spec.snapshot_table, 0)
         self.report.processing_seconds += time.perf_counter() - started
         return self.report
 
     def abort(self) -> None:
         for writer in self._writers.values():
             writer.abort()
+        if self._snapshot is not None:
+            self._snapshot.abort()

@@ -6,11 +6,13 @@ from collections.abc import Callable
 
 import pytest
 
+from orderspace_pipelines.client.client import MAX_PAGE_SIZE
 from orderspace_pipelines.defs.resources import LakeResource, OrderspaceResource
 
 
-def resources_for(env: dict[str, str], page_size: int = 100) -> dict[str, object]:
-    """The `orderspace` and `lake` resources for the environment `env` (e.g. the `orderspace_env` fixture)."""
+def resources_for(env: dict[str, str], page_size: int = MAX_PAGE_SIZE) -> dict[str, object]:
+    """The `orderspace` and `lake` resources for the environment `env` (e.g. the `orderspace_env` fixture);
+    pages of the client's own (largest) size unless told otherwise."""
     return {
         "orderspace": OrderspaceResource(
             client_id=env["ORDERSPACE_CLIENT_ID"],

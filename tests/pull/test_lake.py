@@ -1,20 +1,21 @@
-"""The lake layer alone: flattening, typed schemas, atomic partitions, streaming, seeking, the catalog."""
+"""The lake layer alone: flattening, typed schemas, atomic partitions, streaming, merging, the catalog."""
 
 from __future__ import annotations
 
 import logging
 import os
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from orderspace_pipelines.lake import catalog, storage
 from orderspace_pipelines.lake.flatten import CoercionLog, rows_to_arrow, split_record
 from orderspace_pipelines.lake.schemas import RESOURCES, TABLES
-from orderspace_pipelines.lake.sweep import PartitionedLanding, WholeLanding, seek_anchor
+from orderspace_pipelines.lake.sweep import PartitionedLanding, WholeLanding
 
 LOADED = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
@@ -128,7 +129,7 @@ def newest_first(*orders: dict) -> list[dict]:
     return sorted(orders, key=lambda record: record["created"], reverse=True)
 
 
-def test_partitioned_landing_writes_days_stops_past_start_and_seeks(tmp_path: Path) -> None:
+def test_partitioned_landing_writes_days_stops_past_start_and_replaces_the_range(tmp_path: Path) -> None:
     records = newest_first(
         order(1, "2026-11-01T08:00:00Z"),
         order(2, "2026-11-01T09:00:00Z"),
@@ -143,11 +144,8 @@ def test_partitioned_landing_writes_days_stops_past_start_and_seeks(tmp_path: Pa
     # Rows keep the API's listing order: the last row is the oldest of the day.
     assert stored.column("id").to_pylist() == ["or_00002", "or_00001"]
     assert storage.read_partition(tmp_path, "order_lines", date(2026, 11, 2)) is None
-    # Seeking for a range ending on the 2nd starts after the last-listed order of the 4th.
-    assert seek_anchor(tmp_path, RESOURCES["orders"], date(2026, 11, 2)) == "or_00004"
-    assert seek_anchor(tmp_path, RESOURCES["orders"], date(2026, 11, 5)) is None
 
-    # Re-pulling [2nd, 4th] from that anchor: order 4 is gone from the account, order 6 is new on the 2nd.
+    # Re-pulling [2nd, 4th]: order 4 is gone from the account, order 6 is new on the 2nd.
     newer = newest_first(order(6, "2026-11-02T11:00:00Z"), order(3, "2026-11-02T10:00:00Z", lines=0))
     report, pages_used = land(
         tmp_path,
@@ -242,7 +240,7 @@ def test_crash_before_replace_leaves_the_old_partition(
 
     monkeypatch.setattr(pq, "write_table", crash_on_second_file)
     with pytest.raises(OSError, match="disk full"):
-        land(tmp_path, [[order(1, "2026-11-01T08:00:00Z", lines=5, status="shipped")]], None, None)
+        land(tmp_path, [[order(1, "2026-11-01T08:00:00Z", lines=5, status="fulfilled")]], None, None)
     monkeypatch.undo()
     for table, old in before.items():
         assert pq.read_table(storage.partition_file(tmp_path, table, date(2026, 11, 1))).equals(old)
@@ -290,7 +288,7 @@ def test_catalog_views_typed_empty_views_and_inventory_history(tmp_path: Path) -
                 "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'customers'"
             ).fetchall()
         )
-        assert types["minimum_spend"] == "DOUBLE" and types["created_at"] == "TIMESTAMP WITH TIME ZONE"
+        assert types["minimum_spend"] == "DOUBLE" and types["created"] == "TIMESTAMP WITH TIME ZONE"
         assert db.execute("SELECT on_hand FROM inventory_levels").fetchall() == [(7,)]
         assert db.execute("SELECT count(*) FROM inventory_level_snapshots").fetchone() == (2,)
     # Files that all agree are read without union_by_name (DuckDB opens one footer, not one per day).
@@ -356,3 +354,285 @@ def test_checks_read_files_missing_a_declared_column_written_by_an_older_version
         assert unique_key_violations(db, tmp_path, "orders") == (1, 0, ["or_00001"])
         mismatched, compared, _ = total_mismatches(db, tmp_path, "orders", "order_lines", "order_id")
     assert (mismatched, compared) == (0, 2)  # the file without net_total has nothing to compare
+
+
+# --- server-side ranges, merges by id, incremental refreshes, real shapes --------------------------------
+
+
+def test_range_filters_are_one_step_wider_than_the_range_on_each_side() -> None:
+    from orderspace_pipelines.lake.sweep import range_filters
+
+    day = date(2026, 11, 5)
+    assert range_filters(RESOURCES["orders"], day, day) == {
+        "created_since": "2026-11-04T23:59:59Z",  # one second early: right whether "since" is >= or >
+        "created_before": "2026-11-06T00:00:00Z",  # the next midnight: right whether "before" is < or <=
+    }
+    assert range_filters(RESOURCES["dispatches"], date(2026, 10, 1), None) == {
+        "created_since": "2026-09-30T23:59:59Z"
+    }
+    assert range_filters(RESOURCES["invoices"], date(2026, 10, 1), date(2026, 10, 30)) == {
+        "invoice_date_after": "2026-09-30",
+        "invoice_date_before": "2026-10-31",
+    }
+    assert range_filters(RESOURCES["invoices"], None, date(2026, 10, 30)) == {
+        "invoice_date_before": "2026-10-31"
+    }
+    assert range_filters(RESOURCES["orders"], None, None) == {}
+
+
+def invoice(number: int, day: str, *, lines: int = 1, **extra) -> dict:
+    return {
+        "id": f"iv_{number}",
+        "invoice_date": day,
+        "invoice_lines": [{"sku": f"S{n}", "quantity": 1.5, "sub_total": 1.0} for n in range(lines)],
+        **extra,
+    }
+
+
+def test_a_server_bounded_invoice_listing_is_read_to_its_end(tmp_path: Path) -> None:
+    # Invoices are listed by creation: a page of invoices dated just before the range (the server's bound
+    # being inclusive) may precede a back-dated invoice that belongs in it.
+    pages = [
+        [invoice(1, "2026-11-03")],
+        [invoice(2, "2026-10-31"), invoice(3, "2026-10-31")],
+        [invoice(4, "2026-11-01")],
+    ]
+    landing = PartitionedLanding(
+        tmp_path,
+        RESOURCES["invoices"],
+        start=date(2026, 11, 1),
+        end=date(2026, 11, 3),
+        loaded_at=LOADED,
+        server_bounded=True,
+    )
+    assert all(landing.add_page(page) for page in pages)
+    report = landing.finish()
+    assert report.skipped_older == 2
+    assert storage.stored_days(tmp_path, "invoices") == [date(2026, 11, 1), date(2026, 11, 3)]
+
+
+def test_day_merge_replaces_by_id_and_keeps_the_other_rows_of_the_day(tmp_path: Path) -> None:
+    from orderspace_pipelines.lake.sweep import DayMerge
+
+    land(tmp_path, [[invoice(1, "2026-10-01", lines=2), invoice(2, "2026-10-01")]], None, None, "invoices")
+    written: list[date] = []
+    merge = DayMerge(
+        tmp_path,
+        RESOURCES["invoices"],
+        loaded_at=LOADED,
+        covered=lambda day: date(2026, 11, 20) <= day <= date(2026, 11, 30),
+        on_day_written=lambda day, stored: written.append(day),
+    )
+    # Invoice 1 changed (one line now), invoice 9 is back-dated to the 1st of October, invoice 10 is dated
+    # inside the range the same run re-pulled whole (left alone), invoice 11 is forward-dated.
+    merge.add_page(
+        [
+            invoice(1, "2026-10-01", lines=1, paid=True),
+            invoice(9, "2026-10-01", lines=3),
+            invoice(10, "2026-11-21"),
+            invoice(11, "2027-01-15"),
+        ]
+    )
+    report = merge.report
+    assert written == [date(2026, 10, 1), date(2027, 1, 15)]
+    assert report.merged_records == 3 and report.already_covered == 1
+    stored = storage.read_partition(tmp_path, "invoices", date(2026, 10, 1))
+    assert sorted(stored.column("id").to_pylist()) == ["iv_1", "iv_2", "iv_9"]
+    assert dict(zip(stored.column("id").to_pylist(), stored.column("paid").to_pylist(), strict=True))["iv_1"]
+    lines = storage.read_partition(tmp_path, "invoice_lines", date(2026, 10, 1)).to_pylist()
+    assert sorted((line["invoice_id"], line["line_number"]) for line in lines) == [
+        ("iv_1", 0),
+        ("iv_2", 0),
+        ("iv_9", 0),
+        ("iv_9", 1),
+        ("iv_9", 2),
+    ]
+    assert storage.stored_days(tmp_path, "invoices") == [date(2026, 10, 1), date(2027, 1, 15)]
+    assert [p.name for p in (tmp_path / "parquet").rglob("*.tmp")] == []
+
+
+def test_a_stored_day_written_with_integer_quantities_takes_decimal_ones(tmp_path: Path) -> None:
+    from orderspace_pipelines.lake.sweep import DayMerge
+
+    # A file written before quantities became decimal: an int64 `quantity` column.
+    old_lines = pa.table({"invoice_id": ["iv_1"], "line_number": [0], "quantity": pa.array([2], pa.int64())})
+    old_invoices = pa.table({"id": ["iv_1"], "invoice_date": [date(2026, 10, 1)]})
+    storage.write_partition(
+        tmp_path, date(2026, 10, 1), {"invoices": old_invoices, "invoice_lines": old_lines}
+    )
+    merge = DayMerge(tmp_path, RESOURCES["invoices"], loaded_at=LOADED)
+    merge.add_page([invoice(2, "2026-10-01")])
+    lines = storage.read_partition(tmp_path, "invoice_lines", date(2026, 10, 1))
+    assert lines.schema.field("quantity").type == pa.float64()
+    assert sorted(lines.column("quantity").to_pylist()) == [1.5, 2.0]
+
+
+def product(number: int, *variants: str, name: str = "Dress") -> dict:
+    return {
+        "id": f"pr_{number}",
+        "name": name,
+        "product_variants": [
+            {"id": f"pv_{number}_{sku}", "sku": sku, "unit_price": 3.0, "minimum": 2.5} for sku in variants
+        ],
+    }
+
+
+def test_whole_landing_merge_replaces_changed_products_and_their_variants(tmp_path: Path) -> None:
+    spec = RESOURCES["products"]
+    with WholeLanding(tmp_path, spec, loaded_at=LOADED) as landing:
+        landing.add_page([product(1, "A", "B"), product(2, "C")])
+        landing.add_page([product(3, "D")])
+        landing.finish()
+    # Product 2 changed (renamed, variant C replaced by C2 and C3); product 4 is new.
+    with WholeLanding(tmp_path, spec, loaded_at=LOADED, merge=True) as landing:
+        landing.add_page([product(2, "C2", "C3", name="Skirt"), product(4, "E")])
+        report = landing.finish()
+    assert report.changed_records == 2
+    assert report.rows == {"products": 4, "product_variants": 6}
+    products = pq.read_table(storage.whole_file(tmp_path, "products")).to_pylist()
+    assert sorted((row["id"], row["name"]) for row in products) == [
+        ("pr_1", "Dress"),
+        ("pr_2", "Skirt"),
+        ("pr_3", "Dress"),
+        ("pr_4", "Dress"),
+    ]
+    variants = pq.read_table(storage.whole_file(tmp_path, "product_variants")).to_pylist()
+    assert sorted((row["product_id"], row["sku"]) for row in variants) == [
+        ("pr_1", "A"),
+        ("pr_1", "B"),
+        ("pr_2", "C2"),
+        ("pr_2", "C3"),
+        ("pr_3", "D"),
+        ("pr_4", "E"),
+    ]
+    assert {row["minimum"] for row in variants} == {2.5}
+    assert sorted(p.name for p in storage.table_dir(tmp_path, "products").iterdir()) == ["part.parquet"]
+
+
+def test_inventory_merge_keeps_the_complete_state_and_snapshots_it(tmp_path: Path) -> None:
+    spec = RESOURCES["inventory_levels"]
+    first = datetime(2026, 11, 20, 1, tzinfo=UTC)
+    with WholeLanding(tmp_path, spec, loaded_at=first, snapshot_at=first) as landing:
+        landing.add_page([{"sku": sku, "on_hand": 5, "available": 4} for sku in ("A", "B", "C")])
+        landing.finish()
+    second = datetime(2026, 11, 20, 2, tzinfo=UTC)
+    with WholeLanding(tmp_path, spec, loaded_at=second, snapshot_at=second, merge=True) as landing:
+        landing.add_page([{"sku": "B", "on_hand": 2.5, "available": 0}])
+        report = landing.finish()
+    assert report.rows == {"inventory_levels": 3, "inventory_level_snapshots": 3}
+    catalog.refresh_catalog(tmp_path)
+    with catalog.connect_read_only(tmp_path) as db:
+        assert db.execute("SELECT sku, on_hand, available FROM inventory_levels ORDER BY sku").fetchall() == [
+            ("A", 5.0, 4.0),
+            ("B", 2.5, 0.0),
+            ("C", 5.0, 4.0),
+        ]
+        history = db.execute(
+            "SELECT snapshot_at, count(*), sum(on_hand) FROM inventory_level_snapshots GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+        types = dict(db.execute("DESCRIBE inventory_levels").fetchall()[i][:2] for i in range(3))
+    assert [(count, total) for _, count, total in history] == [(3, 15.0), (3, 12.5)]
+    assert types["on_hand"] == "DOUBLE"
+    assert storage.whole_file(tmp_path, "inventory_levels").is_file()
+
+
+def test_customers_created_lands_typed_from_created_or_created_at() -> None:
+    from orderspace_pipelines.lake.flatten import split_record
+
+    rows = [
+        split_record(RESOURCES["customers"], {"id": "cu_1", "created": "2026-11-01T10:00:00Z"})[0],
+        split_record(RESOURCES["customers"], {"id": "cu_2", "created_at": "2026-11-02T11:00:00+01:00"})[0],
+    ]
+    table = rows_to_arrow(TABLES["customers"], rows, loaded_at=LOADED)
+    assert table.schema.field("created").type == pa.timestamp("us", tz="UTC")
+    assert "created_at" not in table.column_names
+    assert table.column("created").to_pylist() == [
+        datetime(2026, 11, 1, 10, tzinfo=UTC),
+        datetime(2026, 11, 2, 10, tzinfo=UTC),
+    ]
+
+
+def test_quantities_are_decimal_columns() -> None:
+    _, children = split_record(
+        RESOURCES["orders"],
+        order(1, "2026-11-01T10:00:00Z", lines=0) | {"order_lines": [{"id": "ol", "quantity": 2.5}]},
+    )
+    lines = rows_to_arrow(TABLES["order_lines"], children["order_lines"], loaded_at=LOADED)
+    assert lines.column("quantity").to_pylist() == [2.5]
+    for table, columns in {
+        "order_lines": ("quantity", "invoiced", "paid", "dispatched"),
+        "invoice_lines": ("quantity",),
+        "dispatch_lines": ("quantity",),
+        "inventory_levels": ("on_hand", "available"),
+        "inventory_level_snapshots": ("on_hand", "available"),
+    }.items():
+        schema = TABLES[table].schema
+        assert all(schema.field(column).type == pa.float64() for column in columns), table
+
+
+def test_unknown_order_statuses_are_flagged(tmp_path: Path) -> None:
+    from orderspace_pipelines.defs.checks import check_connection, unknown_statuses
+
+    land(
+        tmp_path,
+        [
+            [
+                order(3, "2026-11-03T08:00:00Z", status="shipped"),
+                order(2, "2026-11-02T08:00:00Z", status="part_fulfilled"),
+            ]
+        ],
+        None,
+        None,
+    )
+    with check_connection() as db:
+        assert unknown_statuses(db, tmp_path) == (1, ["shipped (1)"])
+    land(tmp_path, [[order(3, "2026-11-03T08:00:00Z", status="fulfilled")]], None, None)
+    with check_connection() as db:
+        assert unknown_statuses(db, tmp_path) == (0, [])
+
+
+def test_state_updates_are_atomic_and_keep_other_keys(tmp_path: Path) -> None:
+    assert storage.read_state(tmp_path) == {}
+    storage.update_state(tmp_path, {"products.updated_since": "2026-11-20T01:00:00+00:00"})
+    storage.update_state(tmp_path, {"invoices.created_since": "2026-11-20T02:00:00+00:00"})
+    assert storage.read_state(tmp_path) == {
+        "products.updated_since": "2026-11-20T01:00:00+00:00",
+        "invoices.created_since": "2026-11-20T02:00:00+00:00",
+    }
+    storage.update_state(tmp_path, {"products.updated_since": None})
+    assert list(storage.read_state(tmp_path)) == ["invoices.created_since"]
+    storage.state_path(tmp_path).write_text("{not json")
+    assert storage.read_state(tmp_path) == {}  # unreadable: the next pull is a full one
+    assert [p.name for p in storage.state_path(tmp_path).parent.iterdir() if p.name.endswith(".tmp")] == []
+
+
+@pytest.mark.parametrize("forward", [False, True])
+def test_skewed_invoice_dates_do_not_make_the_landing_rewrite_days_over_and_over(
+    tmp_path: Path, forward: bool
+) -> None:
+    base = date(2026, 11, 20)
+    records = []
+    for i in range(400):  # listed by creation, newest first: ten a day, one in 25 back-dated (or forward)
+        day = base - timedelta(days=i // 10)
+        if i % 25 == 24:
+            day -= timedelta(days=30)
+        elif forward and i % 25 == 12:
+            day += timedelta(days=20)
+        records.append(invoice(i, day.isoformat()))
+    pages = [records[n : n + 20] for n in range(0, len(records), 20)]
+    report, _ = land(tmp_path, pages, None, None, resource="invoices")
+    forward_days = {
+        date.fromisoformat(r["invoice_date"]) for i, r in enumerate(records) if forward and i % 25 == 12
+    }
+    # A back-dated invoice never causes a rewrite (it does not move the listing's position); a forward-dated
+    # one may find its day written already: that day is rewritten once, whatever number of records it gets.
+    assert report.late_rewrites <= len(forward_days)
+    assert report.rows["invoices"] == 400
+    stored = {
+        day: sorted(storage.read_partition(tmp_path, "invoices", day).column("id").to_pylist())
+        for day in storage.stored_days(tmp_path, "invoices")
+    }
+    expected: dict[date, list[str]] = {}
+    for record in records:
+        expected.setdefault(date.fromisoformat(record["invoice_date"]), []).append(record["id"])
+    assert stored == {day: sorted(ids) for day, ids in expected.items()}

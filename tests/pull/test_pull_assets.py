@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from collections import Counter
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -16,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from orderspace_pipelines.client.client import MAX_PAGE_SIZE
 from orderspace_pipelines.defs.partitions import range_tags
 from orderspace_pipelines.defs.pull_assets import PULL_ASSETS
 from orderspace_pipelines.defs.sync import run_sync
@@ -24,7 +26,7 @@ from orderspace_pipelines.lake.flatten import record_date
 
 from .conftest import resources_for
 
-PAGE = 100
+PAGE = MAX_PAGE_SIZE  # the client's page size (the API's largest)
 
 
 def data_dir(env: dict[str, str]) -> Path:
@@ -148,9 +150,8 @@ def test_backfill_range_is_one_sweep_and_lands_just_those_days(sandbox, orderspa
     assert storage.stored_days(data_dir(orderspace_env), "orders") == sorted(
         {day_of(order, "created") for order in orders if start <= day_of(order, "created") <= end}
     )
-    # One sweep from the top, bounded below by created_since: the newer orders plus the range, paged by 10.
-    newer_or_in_range = sum(1 for order in orders if day_of(order, "created") >= start)
-    assert sandbox.stats()["requests"] <= math.ceil(newer_or_in_range / 10) + 1
+    # One listing bounded by the server (created_since/created_before): the range's orders, paged by 10.
+    assert sandbox.stats()["requests"] <= math.ceil(len(expected) / 10) + 1
     materialized = {
         event.partition
         for event in result.get_asset_materialization_events()
@@ -161,7 +162,9 @@ def test_backfill_range_is_one_sweep_and_lands_just_those_days(sandbox, orderspa
     }
 
 
-def test_one_old_partition_is_repulled_by_seeking_not_paging(sandbox, orderspace_env) -> None:
+def test_one_old_partition_is_repulled_by_its_filters_with_a_full_or_an_empty_lake(
+    sandbox, orderspace_env
+) -> None:
     resources = resources_for(orderspace_env, page_size=5)
     assert run_sync(select=["orders"], resources=resources).success
     root = data_dir(orderspace_env)
@@ -171,12 +174,12 @@ def test_one_old_partition_is_repulled_by_seeking_not_paging(sandbox, orderspace
         day: storage.partition_file(root, "orders", day).stat().st_mtime_ns for day in days if day != old_day
     }
     before = storage.read_partition(root, "orders", old_day).column("id").to_pylist()
+    in_day = sum(1 for order in sandbox.store.all("orders") if day_of(order, "created") == old_day)
 
     sandbox.reset_stats()
     result = materialize_days(orderspace_env, old_day, old_day, ["orders"], page_size=5)
     assert result.success
-    in_day = sum(1 for order in sandbox.store.all("orders") if day_of(order, "created") == old_day)
-    # Without the seek this would page through everything newer: len(orders) / 5 requests.
+    # Without the filters this would page through everything newer: len(orders) / 5 requests.
     assert sandbox.stats()["requests"] <= math.ceil(in_day / 5) + 1
     assert sandbox.stats()["requests"] < len(sandbox.store.all("orders")) / 5 / 4
     assert storage.read_partition(root, "orders", old_day).column("id").to_pylist() == before
@@ -188,7 +191,18 @@ def test_one_old_partition_is_repulled_by_seeking_not_paging(sandbox, orderspace
         if event.asset_key.path == ["orders"]
     ][-1]
     assert metadata["api_requests"].value == sandbox.stats()["requests"]
-    assert metadata["seek_starting_after"].value.startswith("or_")
+    assert metadata["server_filters"].value == {
+        "created_since": f"{old_day - timedelta(days=1)}T23:59:59Z",
+        "created_before": f"{old_day + timedelta(days=1)}T00:00:00Z",
+    }
+
+    # The same day into an empty lake costs the same: nothing local is consulted.
+    shutil.rmtree(root / "parquet")
+    sandbox.reset_stats()
+    assert materialize_days(orderspace_env, old_day, old_day, ["orders"], page_size=5).success
+    assert sandbox.stats()["requests"] <= math.ceil(in_day / 5) + 1
+    assert storage.stored_days(root, "orders") == [old_day]
+    assert storage.read_partition(root, "orders", old_day).column("id").to_pylist() == before
 
 
 def test_crash_mid_write_leaves_the_old_partition_intact(sandbox, orderspace_env, monkeypatch) -> None:
@@ -355,3 +369,40 @@ def test_page_fetcher_fetches_only_pages_asked_for_and_raises_their_errors() -> 
     with PageFetcher(iter(())) as fetcher:
         fetcher.want()
         assert fetcher.get() is None  # the end of the listing
+
+
+def test_watermarks_come_from_the_servers_clock_not_ours(tmp_path: Path, monkeypatch) -> None:
+    """A server whose clock is a year behind ours: the watermark follows the server's `Date` header.
+
+    (A unit of the clock reading: `httpx.MockTransport` plays a server whose clock differs from ours,
+    which the sandbox, sharing this machine's clock, cannot.)
+    """
+    import httpx
+
+    from orderspace_pipelines.client import OrderspaceClient
+    from orderspace_pipelines.defs.pull_assets import WATERMARK_SAFETY_MARGIN, ServerClock, watermark_from
+    from orderspace_pipelines.settings import OrderspaceSettings
+
+    monkeypatch.setenv("ORDERSPACE_TOKEN_CACHE", str(tmp_path / "token.json"))
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth/token":
+            return httpx.Response(200, json={"access_token": "tok", "expires_in": 1800})
+        headers = {"Date": "Sun, 30 Nov 2025 04:00:00 GMT"}
+        return httpx.Response(200, json={"products": [], "has_more": False}, headers=headers)
+
+    settings = OrderspaceSettings(
+        client_id="id",
+        client_secret="secret",
+        api_url="http://orderspace.test/v1",
+        token_url="http://orderspace.test/oauth/token",
+        requests_per_minute=6000,
+    )
+    with OrderspaceClient(
+        settings, throttle_db=str(tmp_path / "throttle.sqlite"), transport=httpx.MockTransport(handler)
+    ) as client:
+        clock = ServerClock(client)
+        assert list(client.iter_pages("products")) == []
+    server_start = datetime(2025, 11, 30, 4, 0, tzinfo=UTC)
+    assert clock.start() == server_start
+    assert watermark_from(clock) == (server_start - WATERMARK_SAFETY_MARGIN).isoformat()
