@@ -24,8 +24,11 @@ RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 # A run tagged with this pulls the whole history in one sweep, open on both sides, whatever partition (range)
 # it targets; it logs a materialization for each day it wrote. `sync` without --since and `full_pull_job`
-# use it so a full pull does not plan thousands of empty partitions (Dagster logs planned events for each
-# partition of a range, which for 2015..today costs minutes on its own).
+# use it so a full pull does not plan thousands of empty partitions: a run over a range logs a "planned"
+# event per partition and asset when it is created, and a materialization per day of its range (days
+# without records too, so that a UI backfill ends green). For `orders` over 2015..today that is 17,408
+# events: ~48 s on the project's instance storage (batched writes, defs/event_log.py), minutes on
+# Dagster's stock SQLite storage.
 FULL_HISTORY_TAG = "orderspace/full_history"
 
 

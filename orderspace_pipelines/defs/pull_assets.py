@@ -32,7 +32,8 @@
   check before the page is landed), so no request is spent past the end of a range, and it holds at
   most one page ahead, so memory stays at a couple of pages. The per-day materialization events of a
   partitioned pull are logged as each day is written, in the time the rate limit leaves between
-  requests, rather than all at the end.
+  requests, rather than all at the end; on the project's instance storage they are written to SQLite in
+  batches (`defs/event_log.py`), which took most of a full pull's local time when written one by one.
 """
 
 import json
@@ -50,6 +51,7 @@ import pyarrow as pa
 
 from orderspace_pipelines.client import OrderspaceClient, Page
 from orderspace_pipelines.defs.checks import CHECKS_BY_RESOURCE, check_connection
+from orderspace_pipelines.defs.event_log import batched_materializations
 from orderspace_pipelines.defs.partitions import (
     DAILY_PARTITIONS,
     FULL_HISTORY_TAG,
@@ -211,16 +213,35 @@ class _DayEvents:
     rate-limit wait, schema, preview); so do the days the sweep emptied. A day rewritten later in the
     sweep (a late record) gets a second event with its new count: the latest event of a partition is
     the one that counts.
+
+    A run over a partition range (a backfill from the UI, `sync --since`) also materializes, with 0 rows,
+    every day of its range that holds no records: the sweep covered them, so they are up to date, and
+    Dagster would otherwise count them as failed and end the backfill "Completed, failed". A full-history
+    run (`sync` without --since) targets only today's partition and logs just the days it wrote.
+
+    The events go through `context.log_event`; on the project's instance storage
+    (`defs/event_log.py`) they are written in batches, not one SQLite transaction each.
     """
 
-    def __init__(self, context: dg.AssetExecutionContext, tables: list[str], first: date, last: date) -> None:
+    def __init__(
+        self,
+        context: dg.AssetExecutionContext,
+        tables: list[str],
+        first: date,
+        last: date,
+        fill: tuple[date, date] | None = None,
+    ) -> None:
         self.context = context
         self.tables = tables
         self.first = first
         self.last = last
+        self.fill = fill
+        self.events = 0
+        self._logged: set[date] = set()
         self._held: tuple[date, dict[str, int]] | None = None
 
     def _log(self, day: date, stored: dict[str, int]) -> None:
+        self._logged.add(day)
         for table in self.tables:
             self.context.log_event(
                 dg.AssetMaterialization(
@@ -229,6 +250,7 @@ class _DayEvents:
                     metadata={"dagster/row_count": dg.MetadataValue.int(stored.get(table, 0))},
                 )
             )
+            self.events += 1
 
     def day_written(self, day: date, stored: dict[str, int]) -> None:
         """Called by the landing after each day is written."""
@@ -242,10 +264,18 @@ class _DayEvents:
         else:
             self._log(day, stored)
 
+    def _fill_days(self) -> list[date]:
+        if self.fill is None:
+            return []
+        start, end = max(self.fill[0], self.first), min(self.fill[1], self.last)
+        return [start + timedelta(days=offset) for offset in range((end - start).days + 1)]
+
     def finish(self, report: LandingReport, fallback_day: date, final: dict[str, dict[str, Any]]) -> None:
-        """Log the emptied days and the held-back newest day, whose events carry `final[table]`."""
+        """Log the emptied days, the range's days without records and the held-back newest day, whose
+        events carry `final[table]`."""
         removed = [day for day in report.days_removed if self.first <= day <= self.last]
-        candidates = removed + ([self._held[0]] if self._held else [])
+        fill_days = self._fill_days()
+        candidates = removed + ([self._held[0]] if self._held else []) + fill_days[-1:]
         newest = max(candidates) if candidates else fallback_day
         for day in removed:
             if day != newest:
@@ -256,6 +286,9 @@ class _DayEvents:
                 newest_rows = self._held[1]
             else:
                 self._log(*self._held)
+        for day in fill_days:  # covered by the sweep, no records: materialized with 0 rows
+            if day != newest and day not in self._logged:
+                self._log(day, {})
         for table in self.tables:
             metadata = dict(final[table])
             metadata["rows_written_this_run"] = metadata.pop("dagster/row_count")
@@ -263,6 +296,7 @@ class _DayEvents:
             self.context.log_event(
                 dg.AssetMaterialization(asset_key=table, partition=newest.isoformat(), metadata=metadata)
             )
+            self.events += 1
 
 
 def pull_partitioned(
@@ -270,9 +304,10 @@ def pull_partitioned(
 ) -> Iterator[Any]:
     """One listing of the run's partition range, bounded by the API's filters, landed day by day.
 
-    Logs one materialization per day written or emptied (with that day's row count), not one per partition
-    of the range: a full pull spans thousands of days, most of them empty (see `_DayEvents`). For invoices,
-    a range that reaches today also merges the invoices created since the last such pull into their days.
+    Logs one materialization per day and table with that day's row count: for a range run, every day of
+    the range (0 rows where the sweep found none); for a full-history run, the days it wrote or emptied
+    (see `_DayEvents`). For invoices, a range that reaches today also merges the invoices created since the
+    last such pull into their days.
     """
     spec = RESOURCES[resource]
     tables = _selected_tables(context, spec)
@@ -285,7 +320,7 @@ def pull_partitioned(
     full_history = context.run.tags.get(FULL_HISTORY_TAG, "").lower() == "true"
     lower = None if full_history or start <= first else start
     upper = None if full_history or end >= last else end
-    events = _DayEvents(context, tables, first, last)
+    events = _DayEvents(context, tables, first, last, fill=None if full_history else (start, end))
     loaded_at = datetime.now(UTC)
     filters = range_filters(spec, lower, upper)
     landing = PartitionedLanding(
@@ -605,7 +640,9 @@ def _partitioned_asset(resource: str) -> dg.AssetsDefinition:
     def _pull(
         context: dg.AssetExecutionContext, orderspace: OrderspaceResource, lake: LakeResource
     ) -> Iterator[Any]:
-        yield from pull_partitioned(context, orderspace, lake, resource)
+        # The per-day materializations are written in batches (on the project's instance storage).
+        with batched_materializations(context.instance):
+            yield from pull_partitioned(context, orderspace, lake, resource)
 
     return _pull
 

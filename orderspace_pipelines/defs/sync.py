@@ -2,9 +2,10 @@
 
 The same asset code the UI and the schedules run. The daily-partitioned assets get ONE run over a partition
 range (`dagster/asset_partition_range_start/_end` tags, single-run backfill policy): `--since D` pulls
-D..today. No `--since` pulls the whole history as one sweep per resource (run tag `orderspace/full_history`,
-targeting today's partition; each day written is logged as that partition's materialization), so records
-older than the start date land too and Dagster does not plan thousands of empty partitions.
+D..today and materializes every day of that range (0 rows where there were no records). No `--since`
+pulls the whole history as one sweep per resource (run tag `orderspace/full_history`, targeting today's
+partition; each day written is logged as that partition's materialization), so records older than the
+start date land too and Dagster does not plan thousands of empty partitions.
 Whole-refresh assets and the inventory snapshot run once.
 
 `select` takes asset/table names (`orders`, `order_lines`, `inventory_level_snapshots`, ...); selecting
@@ -120,8 +121,8 @@ def _collect(result: dg.ExecuteInProcessResult, sync: SyncResult) -> None:
         key = materialization.asset_key.to_user_string()
         metadata = materialization.metadata
         row_count = metadata.get("dagster/row_count")
-        if row_count is not None:
-            latest[(key, materialization.partition)] = int(row_count.value)
+        if row_count is not None and isinstance(row_count.value, int):
+            latest[(key, materialization.partition)] = row_count.value
         if key in _PARENT_KEYS:  # request counters are per step: count them once, on the parent table
             sync.requests += int(getattr(metadata.get("api_requests"), "value", 0) or 0)
             sync.rate_limited += int(getattr(metadata.get("rate_limited_429s"), "value", 0) or 0)
@@ -133,9 +134,9 @@ def _collect(result: dg.ExecuteInProcessResult, sync: SyncResult) -> None:
             )
     for (key, _), rows in latest.items():
         sync.rows[key] = sync.rows.get(key, 0) + rows
-    for event in result.get_asset_check_evaluations():
-        if not event.passed:
-            sync.failed_checks.append(event.asset_check_key.to_user_string())
+    for evaluation in result.get_asset_check_evaluations():
+        if not evaluation.passed:
+            sync.failed_checks.append(evaluation.asset_check_key.to_user_string())
     if not result.success:
         sync.success = False
         failures = [event for event in result.all_events if event.is_failure]
