@@ -31,7 +31,7 @@ from datetime import date
 from pathlib import Path
 from types import ModuleType
 
-from orderspace_pipelines.settings import SettingsError
+from orderspace_pipelines.settings import ConfigurationError
 
 DEV_TOOLS = ("orderspace_sandbox", "orderspace_devtools")
 DEV_TOOLS_MISSING = (
@@ -132,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     scale=args.scale, rate_limit=args.rate_limit, rate_window=args.rate_window
                 )
             return stack.dev_command(port=args.port, scale=args.scale)
-    except SettingsError as error:
+    except ConfigurationError as error:
         print(f"orderspace-pipelines: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
