@@ -29,8 +29,8 @@ from orderspace_pipelines.defs.pull_assets import PULL_ASSETS
 from orderspace_pipelines.defs.resources import LakeResource, OrderspaceResource
 from orderspace_pipelines.defs.sync import run_sync
 from orderspace_pipelines.lake.flatten import record_date
-from orderspace_pipelines.sandbox import SandboxConfig, SandboxServer
 from orderspace_pipelines.settings import OrderspaceSettings
+from orderspace_sandbox import SandboxConfig, SandboxServer
 
 DATE_FIELD = {"orders": "created", "dispatches": "created", "invoices": "invoice_date"}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 import pyarrow.parquet as pq
 
-from orderspace_pipelines.sandbox import SandboxServer
+from orderspace_sandbox import SandboxServer
 
 CLI = [sys.executable, "-m", "orderspace_pipelines.cli"]
 

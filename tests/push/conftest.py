@@ -11,10 +11,10 @@ import pytest
 
 from orderspace_pipelines.client import OrderspaceClient
 from orderspace_pipelines.lake import storage
-from orderspace_pipelines.sandbox import SandboxServer
 from orderspace_pipelines.settings import OrderspaceSettings
 from orderspace_pipelines.warehouse import PushResult, WarehouseFolders, push_file
 from orderspace_pipelines.warehouse.push import PushOptions
+from orderspace_sandbox import SandboxServer
 
 
 class Quiet:
