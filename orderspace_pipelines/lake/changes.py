@@ -430,7 +430,7 @@ def _add_payments(
         if invoices is not None:
             total = sum(float(r.get("amount") or 0) for r in stored) + float(record.get("amount") or 0)
             tables["invoices"] = _set_paid(invoices, invoice_id, total)
-        changes[day] = tables  # type: ignore[assignment]
+        changes[day] = tables
         report._add_rows("invoice_payments", 1)
         report.tables_touched.add("invoices")
 
