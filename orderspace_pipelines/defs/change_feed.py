@@ -12,7 +12,9 @@
   events skipped (tombstoned, stale, superseded, unplaced, unknown) and the last event's receipt time.
 """
 
+import contextlib
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,15 @@ from orderspace_pipelines.webhooks.store import open_store, store_path
 
 SENSOR_INTERVAL_SECONDS = 30
 JOB_NAME = "change_feed_job"
+_TABLE_OF = {
+    "order": "orders",
+    "invoice": "invoices",
+    "payment": "invoice_payments",
+    "dispatch": "dispatches",
+    "customer": "customers",
+    "product": "products",
+    "inventory_level": "inventory_levels",
+}
 
 
 def report_metadata(report: ApplyReport) -> dict[str, Any]:
@@ -50,12 +61,17 @@ def report_metadata(report: ApplyReport) -> dict[str, Any]:
 
 @dg.op(description="Apply every stored webhook event to the lake (no API requests).")
 def apply_change_events(context: dg.OpExecutionContext, lake: LakeResource) -> dict[str, Any]:
+    waiting = backlog(lake.root)
     store = open_store(lake.root)
     try:
         report = apply_pending(lake.root, store)
     finally:
         store.close()
     metadata = report_metadata(report)
+    metadata["pending_before_per_table"] = dg.MetadataValue.json(
+        dict(sorted(waiting.pending_per_table.items()))
+    )
+    metadata["last_delivery_received_at"] = waiting.last_received_at or "never"
     context.add_output_metadata(metadata)
     context.log.info("applied %d event(s); tables touched: %s", report.events, metadata["tables_touched"])
     return {"events": report.events, "tables": sorted(report.tables_touched)}
@@ -66,17 +82,44 @@ def change_feed_job() -> None:
     apply_change_events()
 
 
-def highest_pending_seq(data_dir: Path) -> int | None:
-    """The newest stored event not yet applied (None: nothing waits, or no store yet). Read-only."""
+@dataclass(frozen=True)
+class Backlog:
+    """What waits in the event store, read-only: the highest pending seq, pending events per lake table
+    (the webhook resource's parent table; payments under `invoice_payments`), the last delivery's time."""
+
+    highest_seq: int | None
+    pending_per_table: dict[str, int]
+    last_received_at: str | None
+
+    def describe(self) -> str:
+        waiting = ", ".join(f"{table} {count}" for table, count in sorted(self.pending_per_table.items()))
+        return f"pending: {waiting or 'none'}; last delivery: {self.last_received_at or 'never'}"
+
+
+def backlog(data_dir: Path) -> Backlog:
+    """The store's backlog (no store yet, or no tables yet: nothing waits). Opens the file read-only."""
     path = store_path(data_dir)
     if not path.is_file():
-        return None
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as db:
+        return Backlog(None, {}, None)
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as db:
         try:
-            (seq,) = db.execute("SELECT MAX(seq) FROM events WHERE applied_at IS NULL").fetchone()
+            rows = db.execute(
+                "SELECT resource, COUNT(*), MAX(seq) FROM events WHERE applied_at IS NULL GROUP BY resource"
+            ).fetchall()
+            (last,) = db.execute("SELECT MAX(received_at) FROM deliveries").fetchone()
         except sqlite3.OperationalError:
-            return None  # the receiver has not created the tables yet
-    return None if seq is None else int(seq)
+            return Backlog(None, {}, None)  # the receiver has not created the tables yet
+    per_table: dict[str, int] = {}
+    for resource, count, _ in rows:
+        table = _TABLE_OF.get(resource, f"{resource} (unknown event type)")
+        per_table[table] = per_table.get(table, 0) + int(count)
+    seqs = [int(seq) for _, _, seq in rows if seq is not None]
+    return Backlog(max(seqs) if seqs else None, per_table, last)
+
+
+def highest_pending_seq(data_dir: Path) -> int | None:
+    """The newest stored event not yet applied (None: nothing waits, or no store yet). Read-only."""
+    return backlog(data_dir).highest_seq
 
 
 _ACTIVE = [
@@ -94,13 +137,23 @@ _ACTIVE = [
     description="Launches change_feed_job when webhook events wait to be applied (run key: highest seq).",
 )
 def change_feed_sensor(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.SensorResult:
-    seq = highest_pending_seq(lake.root)
+    waiting = backlog(lake.root)
+    seq = waiting.highest_seq
     if seq is None:
-        return dg.SensorResult(skip_reason="no webhook events waiting")
+        return dg.SensorResult(skip_reason=f"no webhook events waiting ({waiting.describe()})")
     active = context.instance.get_runs_count(dg.RunsFilter(job_name=JOB_NAME, statuses=_ACTIVE))
     if active:
-        return dg.SensorResult(skip_reason=f"an apply run is in progress; events up to seq {seq} wait")
-    return dg.SensorResult(run_requests=[dg.RunRequest(run_key=f"change-feed:{seq}")])
+        return dg.SensorResult(
+            skip_reason=f"an apply run is in progress; events up to seq {seq} wait ({waiting.describe()})"
+        )
+    tags = {
+        "orderspace/pending_events": str(sum(waiting.pending_per_table.values())),
+        "orderspace/pending_per_table": ", ".join(
+            f"{table}={count}" for table, count in sorted(waiting.pending_per_table.items())
+        ),
+        "orderspace/last_delivery_at": waiting.last_received_at or "never",
+    }
+    return dg.SensorResult(run_requests=[dg.RunRequest(run_key=f"change-feed:{seq}", tags=tags)])
 
 
 HEALTH_INTERVAL_SECONDS = 600  # one API request (GET the stored webhook) per tick

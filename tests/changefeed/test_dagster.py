@@ -26,7 +26,11 @@ def test_sensor_launches_with_highest_seq_and_job_applies(tmp_path: Path) -> Non
         feed.deliver(ev("order.created", order("or_1")), ev("customer.created", customer("cu_1")))
         feed.deliver(ev("order.deleted", {"id": "or_0", "deleted": True}))
         result = _tick(instance, data_dir)
-        assert [request.run_key for request in result.run_requests] == ["change-feed:3"]
+        [request] = result.run_requests
+        assert request.run_key == "change-feed:3"
+        assert request.tags["orderspace/pending_events"] == "3"
+        assert request.tags["orderspace/pending_per_table"] == "customers=1, orders=2"
+        assert request.tags["orderspace/last_delivery_at"].startswith("2026-11-30T09:00:02")
 
         run = change_feed_job.execute_in_process(
             instance=instance, resources={"lake": LakeResource(data_dir=str(data_dir))}
@@ -40,10 +44,14 @@ def test_sensor_launches_with_highest_seq_and_job_applies(tmp_path: Path) -> Non
         assert metadata["rows_per_table"].value == {"customers": 1, "order_lines": 2, "orders": 1}
         assert metadata["tables_touched"].value == "customers, order_lines, orders"
         assert metadata["last_event_received_at"].value == "2026-11-30T09:00:02+00:00"
+        assert metadata["pending_before_per_table"].value == {"customers": 1, "orders": 2}
         assert [row["id"] for row in table_rows(data_dir, "orders")] == ["or_1"]
         assert feed.store.stats().pending_total == 0
         # Nothing waits now: the sensor skips.
-        assert str(_tick(instance, data_dir).skip_reason.skip_message) == "no webhook events waiting"  # type: ignore[union-attr]
+        skipped = str(_tick(instance, data_dir).skip_reason.skip_message)  # type: ignore[union-attr]
+        assert skipped.startswith(
+            "no webhook events waiting (pending: none; last delivery: 2026-11-30T09:00:02"
+        )
         feed.deliver(ev("customer.updated", customer("cu_1", "Green")))
         assert [r.run_key for r in _tick(instance, data_dir).run_requests] == ["change-feed:4"]
         feed.store.close()
