@@ -683,6 +683,11 @@ class WholeLanding:
                         self._write_snapshot(kept)
 
     def finish(self) -> LandingReport:
+        # The carry-over reads the stored rows: hold the lake's table locks until the new files are in place.
+        with storage.table_locks(self.data_dir, _tables_of(self.spec)):
+            return self._finish_locked()
+
+    def _finish_locked(self) -> LandingReport:
         started = time.perf_counter()
         if self.merge:
             self._carry_over()
