@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dagster as dg
 
-from orderspace_pipelines.defs.checks import PULL_CHECKS
 from orderspace_pipelines.defs.pull_assets import PULL_ASSETS
 from orderspace_pipelines.defs.push_jobs import PUSH_JOBS
 from orderspace_pipelines.defs.resources import LakeResource, OrderspaceResource
@@ -19,7 +18,6 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
 
 defs = dg.Definitions(
     assets=PULL_ASSETS,
-    asset_checks=PULL_CHECKS,
     jobs=[*PULL_JOBS, *PUSH_JOBS],
     schedules=PULL_SCHEDULES,
     sensors=PUSH_SENSORS,

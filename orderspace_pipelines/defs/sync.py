@@ -23,7 +23,6 @@ from typing import Any
 
 import dagster as dg
 
-from orderspace_pipelines.defs.checks import PULL_CHECKS
 from orderspace_pipelines.defs.console import CONSOLE_INFO
 from orderspace_pipelines.defs.partitions import (
     FULL_HISTORY_TAG,
@@ -32,11 +31,11 @@ from orderspace_pipelines.defs.partitions import (
     range_tags,
 )
 from orderspace_pipelines.defs.pull_assets import PARTITIONED_KEYS, PULL_ASSET_KEYS, PULL_ASSETS
-from orderspace_pipelines.lake.schemas import INVENTORY_LEVELS_VIEW, INVENTORY_SNAPSHOTS, RESOURCES
+from orderspace_pipelines.endpoints import INVENTORY_LEVELS, INVENTORY_SNAPSHOTS, PULLED
 
-_PARENT_KEYS = frozenset(
-    INVENTORY_LEVELS_VIEW if spec.table == INVENTORY_SNAPSHOTS else spec.table for spec in RESOURCES.values()
-)
+# The parent table of every pulled endpoint (its asset key).
+_PARENT_KEYS = frozenset(endpoint.table for endpoint in PULLED if endpoint.table is not None)
+_PULLED_RESOURCES = frozenset(endpoint.resource for endpoint in PULLED)
 
 
 @dataclass
@@ -85,10 +84,10 @@ def resolve_selection(select: Sequence[str] | None) -> list[str]:
         if name.startswith("pull_"):
             name = name[len("pull_") :]
         if name == INVENTORY_SNAPSHOTS:
-            name = INVENTORY_LEVELS_VIEW
+            name = INVENTORY_LEVELS
         if name in PULL_ASSET_KEYS:
             resources.add(PULL_ASSET_KEYS[name])
-        elif name in RESOURCES:
+        elif name in _PULLED_RESOURCES:
             resources.add(name)
         else:
             raise ValueError(
@@ -173,7 +172,7 @@ def run_sync(
                 tags |= range_tags(start, end)
                 sync.partition_range = (start, end)
             result = dg.materialize(
-                [*PULL_ASSETS, *PULL_CHECKS],
+                PULL_ASSETS,
                 selection=partitioned,
                 instance=dagster_instance,
                 resources=resource_defs,
@@ -184,7 +183,7 @@ def run_sync(
             _collect(result, sync)
         if whole:
             result = dg.materialize(
-                [*PULL_ASSETS, *PULL_CHECKS],
+                PULL_ASSETS,
                 selection=whole,
                 instance=dagster_instance,
                 resources=resource_defs,

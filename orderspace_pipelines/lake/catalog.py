@@ -40,9 +40,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
+from orderspace_pipelines.endpoints import LAKE_TABLES
 from orderspace_pipelines.lake.schemas import (
-    INVENTORY_LEVELS,
-    INVENTORY_SNAPSHOTS,
     PARTITION_COLUMN,
     TABLES,
     table_spec,
@@ -55,27 +54,8 @@ CATALOG_FILE = "orderspace.duckdb"
 STATE_FILE = "orderspace.duckdb.views.json"
 LOCK_FILE = ".orderspace.duckdb.lock"
 
-# Tables in the order of the contract (and of `summary`).
-CATALOG_TABLES: tuple[str, ...] = (
-    "customers",
-    "orders",
-    "order_lines",
-    "invoices",
-    "invoice_lines",
-    "invoice_payments",
-    "dispatches",
-    "dispatch_lines",
-    "products",
-    "product_variants",
-    INVENTORY_LEVELS,
-    INVENTORY_SNAPSHOTS,
-    "categories",
-    "customer_groups",
-    "price_lists",
-    "payment_terms",
-    "tax_rates",
-    "preorder_windows",
-)
+# Tables in the order of the contract (and of `summary`), as `endpoints.py` lists them.
+CATALOG_TABLES: tuple[str, ...] = LAKE_TABLES
 
 _DUCKDB_TYPES: dict[pa.DataType, str] = {
     pa.string(): "VARCHAR",
