@@ -130,7 +130,8 @@ class Endpoint:
     singular: str | None = None  # the single-record key (`{"order": {...}}`) where the API has GET /<id>
     paginated: bool = True  # False: documented as returning everything at once (no `limit` is sent)
     key: str = "id"  # the pagination cursor, and the parent table's key
-    table: str | None = None  # the lake's parent table (None: not pulled, e.g. webhooks)
+    pulled: bool = True  # landed in the lake by the pull (False: managed only, e.g. webhooks)
+    table: str = ""  # the lake's parent table (default: the resource's name)
     description: str = ""  # the parent table's asset description
     children: tuple[ChildTable, ...] = ()
     date_field: str | None = None  # the field whose date picks the partition (None: refreshed whole)
@@ -147,6 +148,8 @@ class Endpoint:
     filter_kinds: dict[str, Kind] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if not self.table:
+            object.__setattr__(self, "table", self.resource)
         hints = get_type_hints(self.filters, include_extras=True)
         kinds = {name: hint.__metadata__[0] for name, hint in hints.items()}
         object.__setattr__(self, "filter_kinds", kinds)
@@ -159,7 +162,7 @@ class Endpoint:
     @property
     def tables(self) -> tuple[str, ...]:
         """The lake tables one listing fills: the parent, its children, then its snapshot table."""
-        if self.table is None:
+        if not self.pulled:
             return ()
         snapshot = () if self.snapshot_table is None else (self.snapshot_table,)
         return (self.table, *(child.table for child in self.children), *snapshot)
@@ -171,7 +174,7 @@ class Endpoint:
 
     def descriptions(self) -> dict[str, str]:
         """Asset description by table (the snapshot table belongs to the parent's asset)."""
-        if self.table is None:
+        if not self.pulled:
             return {}
         return {self.table: self.description, **{child.table: child.description for child in self.children}}
 
@@ -182,9 +185,7 @@ INVENTORY_SNAPSHOTS = "inventory_level_snapshots"
 
 def _reference(resource: str, what: str) -> Endpoint:
     """A small reference list: unpaginated, unfiltered, refreshed whole."""
-    return Endpoint(
-        resource, NoFilters, paginated=False, table=resource, description=f"{what}, refreshed whole."
-    )
+    return Endpoint(resource, NoFilters, paginated=False, description=f"{what}, refreshed whole.")
 
 
 # In the order of the contract's tables (the catalog's `summary`, the demo's table list).
@@ -195,14 +196,12 @@ ENDPOINTS: dict[str, Endpoint] = {
             "customers",
             CustomerFilters,
             singular="customer",
-            table="customers",
             description="Customers (companies ordering), refreshed whole.",
         ),
         Endpoint(
             "orders",
             OrderFilters,
             singular="order",
-            table="orders",
             description="Orders, one partition per creation day (UTC).",
             children=(
                 ChildTable(
@@ -219,7 +218,6 @@ ENDPOINTS: dict[str, Endpoint] = {
             "invoices",
             InvoiceFilters,
             singular="invoice",
-            table="invoices",
             description="Invoices, one partition per invoice date.",
             children=(
                 ChildTable(
@@ -244,7 +242,6 @@ ENDPOINTS: dict[str, Endpoint] = {
             "dispatches",
             DispatchFilters,
             singular="dispatch",
-            table="dispatches",
             description="Dispatches, one partition per creation day (UTC).",
             children=(
                 ChildTable(
@@ -261,7 +258,6 @@ ENDPOINTS: dict[str, Endpoint] = {
             "products",
             ProductFilters,
             singular="product",
-            table="products",
             description="Products, refreshed whole.",
             children=(
                 ChildTable(
@@ -278,7 +274,6 @@ ENDPOINTS: dict[str, Endpoint] = {
             InventoryLevelFilters,
             singular="inventory_level",
             key="sku",
-            table=INVENTORY_LEVELS,
             description="Inventory levels per SKU, current (refreshed with updated_since). Each "
             "materialization also adds a timestamped snapshot of every SKU to inventory_level_snapshots.",
             updated_since=True,
@@ -287,7 +282,6 @@ ENDPOINTS: dict[str, Endpoint] = {
         Endpoint(
             "categories",
             CategoryFilters,
-            table="categories",
             description="Product categories, refreshed whole.",
         ),
         _reference("customer_groups", "Customer groups"),
@@ -295,14 +289,12 @@ ENDPOINTS: dict[str, Endpoint] = {
         _reference("payment_terms", "Payment terms"),
         _reference("tax_rates", "Tax rates"),
         _reference("preorder_windows", "Preorder windows"),
-        Endpoint("webhooks", NoFilters, singular="webhook", paginated=False),  # managed, not pulled
+        Endpoint("webhooks", NoFilters, singular="webhook", paginated=False, pulled=False),
     ]
 }
 
 # The endpoints the pull lands in the lake, partitioned ones first (the order of bench's pull).
-PULLED: tuple[Endpoint, ...] = tuple(
-    endpoint for endpoint in ENDPOINTS.values() if endpoint.table is not None
-)
+PULLED: tuple[Endpoint, ...] = tuple(endpoint for endpoint in ENDPOINTS.values() if endpoint.pulled)
 PULL_ORDER: tuple[str, ...] = tuple(
     endpoint.resource for endpoint in sorted(PULLED, key=lambda endpoint: not endpoint.partitioned)
 )

@@ -34,7 +34,7 @@ from orderspace_pipelines.defs.pull_assets import PARTITIONED_KEYS, PULL_ASSET_K
 from orderspace_pipelines.endpoints import INVENTORY_LEVELS, INVENTORY_SNAPSHOTS, PULLED
 
 # The parent table of every pulled endpoint (its asset key).
-_PARENT_KEYS = frozenset(endpoint.table for endpoint in PULLED if endpoint.table is not None)
+_PARENT_KEYS = frozenset(endpoint.table for endpoint in PULLED)
 _PULLED_RESOURCES = frozenset(endpoint.resource for endpoint in PULLED)
 
 
