@@ -542,28 +542,11 @@ def pull_whole(
     now = datetime.now(UTC)
     snapshot_at = now if spec.snapshot_table is not None else None
     watermark_key = f"{resource}.updated_since"
-    full_refresh = context.run.tags.get(FULL_REFRESH_TAG, "").lower() == "true"
-    since = None
-    if spec.updated_since and not full_refresh and storage.whole_file(lake.root, spec.table).is_file():
-        since = saved_watermark(lake.root, watermark_key)
-    params: dict[str, Any] = {} if since is None else {"updated_since": _utc_text(since)}
-    if spec.updated_since:
-        context.log.info(
-            "%s: %s",
-            resource,
-            f"records updated since {params['updated_since']}, merged by {spec.key}"
-            if params
-            else "full load" + (" (full_refresh tag)" if full_refresh else ""),
-        )
+    params = _refresh_params(context, lake, spec, watermark_key)
     with orderspace.get_client() as client:
         clock = ServerClock(client)
         with WholeLanding(
-            lake.root,
-            spec,
-            loaded_at=now,
-            snapshot_at=snapshot_at,
-            merge=since is not None,
-            logger=context.log,
+            lake.root, spec, loaded_at=now, snapshot_at=snapshot_at, merge=bool(params), logger=context.log
         ) as landing:
             _land_pages(client.iter_pages(resource, **params), landing.add_page)
             report = landing.finish()
@@ -571,7 +554,44 @@ def pull_whole(
     if spec.updated_since:
         storage.update_state(lake.root, {watermark_key: watermark_from(clock)})
     catalog = refresh_catalog(lake.root, list(spec.tables), logger=context.log)
-    extra: dict[str, Any] = {"catalog_views_updated": dg.MetadataValue.bool(not catalog.locked)}
+    extra = _whole_summary(spec, report, params, snapshot_at, catalog_updated=not catalog.locked)
+    for table in tables:
+        yield dg.MaterializeResult(
+            asset_key=_asset_key_of(table), metadata=_metadata(table, report, requests, lake, extra)
+        )
+    yield from _run_checks(context, lake, resource)
+
+
+def _refresh_params(
+    context: dg.AssetExecutionContext, lake: LakeResource, spec: ResourceSpec, watermark_key: str
+) -> dict[str, Any]:
+    """`{"updated_since": ...}` when only the changed records are needed, else `{}` (a full load)."""
+    if not spec.updated_since:
+        return {}
+    full_refresh = context.run.tags.get(FULL_REFRESH_TAG, "").lower() == "true"
+    since = None
+    if not full_refresh and storage.whole_file(lake.root, spec.table).is_file():
+        since = saved_watermark(lake.root, watermark_key)
+    if since is not None:
+        params = {"updated_since": _utc_text(since)}
+        context.log.info(
+            "%s: records updated since %s, merged by %s", spec.resource, params["updated_since"], spec.key
+        )
+        return params
+    context.log.info("%s: full load%s", spec.resource, " (full_refresh tag)" if full_refresh else "")
+    return {}
+
+
+def _whole_summary(
+    spec: ResourceSpec,
+    report: LandingReport,
+    params: dict[str, Any],
+    snapshot_at: datetime | None,
+    *,
+    catalog_updated: bool,
+) -> dict[str, Any]:
+    """The run-wide figures of a whole refresh (on every table's materialization)."""
+    extra: dict[str, Any] = {"catalog_views_updated": dg.MetadataValue.bool(catalog_updated)}
     if spec.updated_since:
         extra["refresh"] = dg.MetadataValue.text(
             f"updated_since {params['updated_since']}" if params else "full load"
@@ -580,11 +600,7 @@ def pull_whole(
     if snapshot_at is not None:
         extra["snapshot_at"] = dg.MetadataValue.timestamp(snapshot_at)
         extra["snapshot_rows"] = dg.MetadataValue.int(report.rows.get(INVENTORY_SNAPSHOTS, 0))
-    for table in tables:
-        yield dg.MaterializeResult(
-            asset_key=_asset_key_of(table), metadata=_metadata(table, report, requests, lake, extra)
-        )
-    yield from _run_checks(context, lake, resource)
+    return extra
 
 
 # --- asset definitions ----------------------------------------------------------------------------

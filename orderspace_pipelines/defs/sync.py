@@ -158,41 +158,39 @@ def run_sync(
     sync = SyncResult(success=True, selected=keys)
     partitioned = [key for key in keys if key in PARTITIONED_KEYS]
     whole = [key for key in keys if key not in PARTITIONED_KEYS]
+
+    def materialize(selection: list[str], tags: dict[str, str]) -> None:
+        result = dg.materialize(
+            PULL_ASSETS,
+            selection=selection,
+            instance=dagster_instance,
+            resources=resource_defs,
+            tags=tags,
+            raise_on_error=False,
+            run_config=CONSOLE_INFO,
+        )
+        _collect(result, sync)
+
     try:
         if partitioned:
-            end = last_partition_day() if until is None else clamp_to_partitions(until)
-            tags = {"orderspace/trigger": "sync"}
-            if since is None:  # the whole history in one sweep; the run targets the newest partition
-                tags |= {**range_tags(end, end), FULL_HISTORY_TAG: "true"}
-                sync.partition_range = None
-            else:
-                start = clamp_to_partitions(since)
-                if start > end:
-                    raise ValueError(f"--since {since} is after the last day to pull ({end})")
-                tags |= range_tags(start, end)
-                sync.partition_range = (start, end)
-            result = dg.materialize(
-                PULL_ASSETS,
-                selection=partitioned,
-                instance=dagster_instance,
-                resources=resource_defs,
-                tags=tags,
-                raise_on_error=False,
-                run_config=CONSOLE_INFO,
-            )
-            _collect(result, sync)
+            materialize(partitioned, _partition_tags(sync, since, until))
         if whole:
-            result = dg.materialize(
-                PULL_ASSETS,
-                selection=whole,
-                instance=dagster_instance,
-                resources=resource_defs,
-                tags={"orderspace/trigger": "sync"},
-                raise_on_error=False,
-                run_config=CONSOLE_INFO,
-            )
-            _collect(result, sync)
+            materialize(whole, {"orderspace/trigger": "sync"})
     finally:
         if ephemeral:
             dagster_instance.dispose()
     return sync
+
+
+def _partition_tags(sync: SyncResult, since: date | None, until: date | None) -> dict[str, str]:
+    """The partitioned run's tags (its range, or the whole history); records the range on `sync`."""
+    end = last_partition_day() if until is None else clamp_to_partitions(until)
+    tags = {"orderspace/trigger": "sync"}
+    if since is None:  # the whole history in one sweep; the run targets the newest partition
+        sync.partition_range = None
+        return tags | {**range_tags(end, end), FULL_HISTORY_TAG: "true"}
+    start = clamp_to_partitions(since)
+    if start > end:
+        raise ValueError(f"--since {since} is after the last day to pull ({end})")
+    sync.partition_range = (start, end)
+    return tags | range_tags(start, end)
