@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
-from orderspace_pipelines.settings import SettingsError
+from orderspace_pipelines.settings import ConfigurationError
 
 
 def _parse_date(text: str) -> date:
@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from orderspace_pipelines.local_stack import dev_command
 
             return dev_command(port=args.port, scale=args.scale)
-    except SettingsError as error:
+    except ConfigurationError as error:
         print(f"orderspace-pipelines: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -5,7 +5,7 @@ import pytest
 
 from orderspace_pipelines.defs.resources import LakeResource, OrderspaceResource
 from orderspace_pipelines.sandbox import SandboxServer
-from orderspace_pipelines.settings import OrderspaceSettings, SettingsError
+from orderspace_pipelines.settings import ConfigurationError, OrderspaceSettings
 
 
 @dg.asset
@@ -31,7 +31,7 @@ def test_missing_credential_is_named_at_run_time(orderspace_env, monkeypatch: py
 
 def test_blank_credential_is_named_and_secret_never_shown(sandbox: SandboxServer) -> None:
     resource = OrderspaceResource(client_id=" ", client_secret="s3cret-value", api_url=sandbox.api_url)
-    with pytest.raises(SettingsError, match="ORDERSPACE_CLIENT_ID is not set") as raised:
+    with pytest.raises(ConfigurationError, match="ORDERSPACE_CLIENT_ID is not set") as raised:
         resource.get_client()
     assert "s3cret-value" not in str(raised.value)
     settings = OrderspaceSettings(client_id="id", client_secret="s3cret-value")
@@ -39,14 +39,14 @@ def test_blank_credential_is_named_and_secret_never_shown(sandbox: SandboxServer
 
 
 def test_settings_from_env_names_each_problem() -> None:
-    with pytest.raises(SettingsError, match="ORDERSPACE_CLIENT_ID is not set"):
+    with pytest.raises(ConfigurationError, match="ORDERSPACE_CLIENT_ID is not set"):
         OrderspaceSettings.from_env({})
-    with pytest.raises(SettingsError, match="ORDERSPACE_CLIENT_SECRET is not set"):
+    with pytest.raises(ConfigurationError, match="ORDERSPACE_CLIENT_SECRET is not set"):
         OrderspaceSettings.from_env({"ORDERSPACE_CLIENT_ID": "x"})
     base = {"ORDERSPACE_CLIENT_ID": "x", "ORDERSPACE_CLIENT_SECRET": "y"}
-    with pytest.raises(SettingsError, match="greater than zero"):
+    with pytest.raises(ConfigurationError, match="greater than zero"):
         OrderspaceSettings.from_env(base | {"ORDERSPACE_REQUESTS_PER_MINUTE": "0"})
-    with pytest.raises(SettingsError, match="whole number"):
+    with pytest.raises(ConfigurationError, match="whole number"):
         OrderspaceSettings.from_env(base | {"ORDERSPACE_REQUESTS_PER_MINUTE": "1.5"})
     settings = OrderspaceSettings.from_env(base)
     assert settings.api_url == "https://api.orderspace.com/v1"
@@ -59,12 +59,12 @@ def test_extension_variables_are_checked(monkeypatch: pytest.MonkeyPatch) -> Non
     from orderspace_pipelines.defs.sensors import stable_seconds_from_env
 
     monkeypatch.setenv("ORDERSPACE_LOOKBACK_DAYS", "two")
-    with pytest.raises(SettingsError, match="ORDERSPACE_LOOKBACK_DAYS must be a whole number of days"):
+    with pytest.raises(ConfigurationError, match="ORDERSPACE_LOOKBACK_DAYS must be a whole number of days"):
         lookback_days()
     monkeypatch.setenv("ORDERSPACE_LOOKBACK_DAYS", "3")
     assert lookback_days() == 3
     monkeypatch.setenv("ORDERSPACE_WAREHOUSE_STABLE_SECONDS", "-1")
-    with pytest.raises(SettingsError, match="ORDERSPACE_WAREHOUSE_STABLE_SECONDS must be zero or more"):
+    with pytest.raises(ConfigurationError, match="ORDERSPACE_WAREHOUSE_STABLE_SECONDS must be zero or more"):
         stable_seconds_from_env()
     monkeypatch.delenv("ORDERSPACE_WAREHOUSE_STABLE_SECONDS")
     assert stable_seconds_from_env() == 5.0

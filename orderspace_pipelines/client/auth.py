@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Generator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -221,22 +222,9 @@ class ClientCredentialsAuth(httpx.Auth):
             body = response.json()
         except ValueError:
             body = None
-        value = body.get("access_token") if isinstance(body, dict) else None
-        if not isinstance(value, str) or not value.strip():
-            keys = sorted(body) if isinstance(body, dict) else type(body).__name__
-            raise ResponseFormatError(
-                f"the identity server's token response (POST {display_url(response.request.url)}) has no "
-                f"access_token; it held: {keys}"
-            )
-        lifetime = DEFAULT_TOKEN_LIFETIME
-        raw_lifetime = body.get("expires_in")
-        try:
-            if raw_lifetime is not None and float(raw_lifetime) > 0:
-                lifetime = float(raw_lifetime)
-        except (TypeError, ValueError):
-            logger.warning("Ignoring the token response's unreadable expires_in; assuming %.0f s", lifetime)
-        logger.debug("Obtained an Orderspace access token valid for %.0f s", lifetime)
-        return _Token(value=value.strip(), obtained_at=time.time(), lifetime=lifetime)
+        token = token_from_body(body, f"POST {display_url(response.request.url)}")
+        logger.debug("Obtained an Orderspace access token valid for %.0f s", token.lifetime)
+        return token
 
     # -- httpx.Auth --------------------------------------------------------------------------------------
 
@@ -251,3 +239,24 @@ class ClientCredentialsAuth(httpx.Auth):
 
     async def async_auth_flow(self, request: httpx.Request):  # type: ignore[override]
         raise NotImplementedError("ClientCredentialsAuth supports the synchronous httpx.Client only")
+
+
+def token_from_body(body: Any, where: str, *, now: float | None = None) -> _Token:
+    """The token of a 200 token response's JSON `body` (`where` names the request in errors).
+
+    `expires_in` missing, unreadable or not positive means `DEFAULT_TOKEN_LIFETIME` (a guess, logged).
+    """
+    value = body.get("access_token") if isinstance(body, dict) else None
+    if not isinstance(value, str) or not value.strip():
+        keys = sorted(body) if isinstance(body, dict) else type(body).__name__
+        raise ResponseFormatError(
+            f"the identity server's token response ({where}) has no access_token; it held: {keys}"
+        )
+    lifetime = DEFAULT_TOKEN_LIFETIME
+    raw_lifetime = body.get("expires_in")
+    try:
+        if raw_lifetime is not None and float(raw_lifetime) > 0:
+            lifetime = float(raw_lifetime)
+    except (TypeError, ValueError):
+        logger.warning("Ignoring the token response's unreadable expires_in; assuming %.0f s", lifetime)
+    return _Token(value=value.strip(), obtained_at=time.time() if now is None else now, lifetime=lifetime)

@@ -12,6 +12,7 @@ import logging
 import socket
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Self, Unpack
 from urllib.parse import quote
 
@@ -134,59 +135,34 @@ class OrderspaceClient:
         backoff_cap: float = 30.0,
         token_store: TokenStore | Literal["default"] | None = "default",
     ) -> None:
-        _check_settings(settings)
-        if not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise ConfigurationError(
-                f"page_size must be between 1 and {MAX_PAGE_SIZE} (the API's maximum), got {page_size}"
-            )
+        _check_page_size(page_size)
+        client_id, client_secret = settings.credentials()  # the settings validated everything else
         self.settings = settings
         self.page_size = page_size
         self.stats = RequestStats()
-        path = throttle_db or default_throttle_path(settings.api_url, settings.client_id)
+        path = default_throttle_path(settings.api_url, client_id, throttle_db or settings.throttle_db)
         self.throttle = RequestThrottle(
             path, limit=settings.requests_per_minute, window_seconds=settings.rate_window_seconds
         )
         inner = transport if transport is not None else httpx.HTTPTransport(socket_options=NO_DELAY)
-        wait_429 = settings.rate_window_seconds if min_429_wait is None else min_429_wait
-        self._transport = ThrottledRetryTransport(
-            inner,
-            throttle=self.throttle,
-            stats=self.stats,
+        retry = _RetryOptions(
             max_retries=max_retries,
-            min_429_wait=wait_429,
+            min_429_wait=settings.rate_window_seconds if min_429_wait is None else min_429_wait,
             backoff_base=backoff_base,
             backoff_cap=backoff_cap,
         )
-        token_transport = ThrottledRetryTransport(
-            inner,
-            throttle=None,
-            stats=RequestStats(),
-            max_retries=min(max_retries, 3),
-            min_429_wait=min(wait_429, 5.0),
-            backoff_base=backoff_base,
-            backoff_cap=backoff_cap,
-            retry_unsafe_methods=True,
-            close_inner=False,
-        )
+        self._transport = retry.api_transport(inner, self.throttle, self.stats)
         if token_store == "default":
-            cache_path = default_token_cache_path(path)
-            key = account_key(settings.api_url, settings.token_url, settings.client_id)
-            token_store = None if cache_path is None else FileTokenStore(cache_path, key)
+            token_store = _default_token_store(settings, client_id, path)
         self.auth = ClientCredentialsAuth(
             settings.token_url,
-            settings.client_id,
-            settings.client_secret,
-            transport=token_transport,
+            client_id,
+            client_secret,
+            transport=retry.token_transport(inner),
             timeout=timeout,
             store=token_store,
         )
-        self._http = httpx.Client(
-            base_url=settings.api_url.rstrip("/") + "/",
-            auth=self.auth,
-            transport=self._transport,
-            timeout=timeout,
-            headers={"Accept": "application/json", "User-Agent": "orderspace-pipelines"},
-        )
+        self._http = _api_http_client(settings.api_url, self.auth, self._transport, timeout)
 
     @classmethod
     def from_settings(cls, settings: OrderspaceSettings, **kwargs: Any) -> Self:
@@ -291,22 +267,12 @@ class OrderspaceClient:
                 page_query["starting_after"] = cursor
             body = self.request("GET", resource, params=page_query)
             records, has_more = _extract_list(body, resource)
-            if not records:
-                if has_more:
-                    raise ResponseFormatError(
-                        f"GET /{resource} after {cursor!r} returned no records but has_more=true: "
-                        "pagination stuck"
-                    )
+            next_cursor = next_page_cursor(resource, field, records, has_more, cursor, seen_cursors)
+            if next_cursor is None:
                 return
-            next_cursor = [_record_cursor(record, resource, field, i) for i, record in enumerate(records)][-1]
-            if next_cursor in seen_cursors:
-                raise ResponseFormatError(
-                    f"GET /{resource} pagination did not advance: the page after {cursor!r} ends at "
-                    f"{next_cursor!r}, which an earlier page already ended at"
-                )
             seen_cursors.add(next_cursor)
             yield Page(records=records, has_more=has_more, cursor=next_cursor)
-            if has_more is False or (not paginated and has_more is not True):
+            if is_last_page(has_more, paginated=paginated):
                 return
             cursor = next_cursor
 
@@ -557,31 +523,71 @@ class OrderspaceClient:
 # -- helpers ---------------------------------------------------------------------------------------------
 
 
-def _check_settings(settings: OrderspaceSettings) -> None:
-    for variable, value in (
-        ("ORDERSPACE_CLIENT_ID", settings.client_id),
-        ("ORDERSPACE_CLIENT_SECRET", settings.client_secret),
-    ):
-        if not value or not str(value).strip():
-            raise ConfigurationError(f"{variable} is empty: the Orderspace client needs it to authenticate")
-    for variable, url in (
-        ("ORDERSPACE_API_URL", settings.api_url),
-        ("ORDERSPACE_TOKEN_URL", settings.token_url),
-    ):
-        try:
-            parsed = httpx.URL(url)
-        except (httpx.InvalidURL, TypeError):
-            parsed = None
-        if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
-            raise ConfigurationError(f"{variable} must be an http(s) URL, got {url!r}")
-    if settings.requests_per_minute < 1:
+def _check_page_size(page_size: int) -> None:
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
         raise ConfigurationError(
-            f"ORDERSPACE_REQUESTS_PER_MINUTE must be at least 1, got {settings.requests_per_minute}"
+            f"page_size must be between 1 and {MAX_PAGE_SIZE} (the API's maximum), got {page_size}"
         )
-    if settings.rate_window_seconds <= 0:
-        raise ConfigurationError(
-            f"ORDERSPACE_RATE_WINDOW_SECONDS must be greater than zero, got {settings.rate_window_seconds}"
+
+
+def _api_http_client(
+    api_url: str, auth: httpx.Auth, transport: httpx.BaseTransport, timeout: float
+) -> httpx.Client:
+    return httpx.Client(
+        base_url=api_url.rstrip("/") + "/",
+        auth=auth,
+        transport=transport,
+        timeout=timeout,
+        headers={"Accept": "application/json", "User-Agent": "orderspace-pipelines"},
+    )
+
+
+@dataclass(frozen=True)
+class _RetryOptions:
+    """The retry knobs of one client, shared by its API transport and its token transport."""
+
+    max_retries: int
+    min_429_wait: float
+    backoff_base: float
+    backoff_cap: float
+
+    def api_transport(
+        self, inner: httpx.BaseTransport, throttle: RequestThrottle, stats: RequestStats
+    ) -> ThrottledRetryTransport:
+        """API requests: spend the shared budget, retry what is safe to retry."""
+        return ThrottledRetryTransport(
+            inner,
+            throttle=throttle,
+            stats=stats,
+            max_retries=self.max_retries,
+            min_429_wait=self.min_429_wait,
+            backoff_base=self.backoff_base,
+            backoff_cap=self.backoff_cap,
         )
+
+    def token_transport(self, inner: httpx.BaseTransport) -> ThrottledRetryTransport:
+        """Token requests: no throttle (separate service), fewer and shorter retries, POST repeatable."""
+        return ThrottledRetryTransport(
+            inner,
+            throttle=None,
+            stats=RequestStats(),
+            max_retries=min(self.max_retries, 3),
+            min_429_wait=min(self.min_429_wait, 5.0),
+            backoff_base=self.backoff_base,
+            backoff_cap=self.backoff_cap,
+            retry_unsafe_methods=True,
+            close_inner=False,
+        )
+
+
+def _default_token_store(
+    settings: OrderspaceSettings, client_id: str, throttle_path: Path
+) -> TokenStore | None:
+    """The account's shared token file (`ORDERSPACE_TOKEN_CACHE`, default beside the throttle DB), or None."""
+    cache_path = default_token_cache_path(throttle_path, settings.token_cache)
+    if cache_path is None:
+        return None
+    return FileTokenStore(cache_path, account_key(settings.api_url, settings.token_url, client_id))
 
 
 def _describe(body: Any) -> str:
@@ -615,6 +621,40 @@ def _extract_list(body: Any, resource: str) -> tuple[list[dict[str, Any]], bool 
             f"GET /{resource}: record {bad} is {_describe(records[bad])}, not an object"
         )
     return records, has_more
+
+
+def next_page_cursor(
+    resource: str,
+    field: str,
+    records: list[dict[str, Any]],
+    has_more: bool | None,
+    cursor: str | None,
+    seen_cursors: set[str],
+) -> str | None:
+    """The cursor a page ends at (the last record's `field`), or None when an empty page ends the list.
+
+    Guards: an empty page that claims `has_more`, or a cursor an earlier page already ended at, means the
+    pagination is stuck (`ResponseFormatError`) rather than an endless loop.
+    """
+    if not records:
+        if has_more:
+            raise ResponseFormatError(
+                f"GET /{resource} after {cursor!r} returned no records but has_more=true: pagination stuck"
+            )
+        return None
+    next_cursor = [_record_cursor(record, resource, field, i) for i, record in enumerate(records)][-1]
+    if next_cursor in seen_cursors:
+        raise ResponseFormatError(
+            f"GET /{resource} pagination did not advance: the page after {cursor!r} ends at "
+            f"{next_cursor!r}, which an earlier page already ended at"
+        )
+    return next_cursor
+
+
+def is_last_page(has_more: bool | None, *, paginated: bool) -> bool:
+    """`has_more: false` ends a list; without `has_more` a paginated list goes on until an empty page, an
+    unpaginated one ends after its one page unless it says `has_more: true`."""
+    return has_more is False or (not paginated and has_more is not True)
 
 
 def _record_cursor(record: Mapping[str, Any], resource: str, field: str, index: int) -> str:

@@ -18,6 +18,9 @@ from typing import Any, Self
 
 import httpx
 
+# The one configuration error type (a ValueError, not an OrderspaceError: nothing was asked of the API).
+from orderspace_pipelines.settings import ConfigurationError as ConfigurationError
+
 MESSAGE_LIMIT = 200
 REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-amzn-requestid", "x-correlation-id", "cf-ray")
 EMPTY_BODY = "(empty response body)"
@@ -42,10 +45,6 @@ class OrderspaceError(Exception):
         for name, value in attributes.items():
             setattr(clone, name, value)
         return clone
-
-
-class ConfigurationError(OrderspaceError):
-    """The client's settings are missing or unusable (names the variable to fix)."""
 
 
 class TransportError(OrderspaceError):

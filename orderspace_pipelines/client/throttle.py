@@ -28,7 +28,7 @@ from pyrate_limiter import Limiter, Rate, RateItem, SQLiteBucket
 
 logger = logging.getLogger("orderspace_pipelines.client")
 
-THROTTLE_DB_ENV = "ORDERSPACE_THROTTLE_DB"
+THROTTLE_DB_ENV = "ORDERSPACE_THROTTLE_DB"  # read by the settings model
 BUCKET_TABLE = "orderspace_requests"
 PAUSE_TABLE = "orderspace_pause"
 ITEM_NAME = "orderspace-api"
@@ -38,10 +38,11 @@ LOCK_POLL_SECONDS = 0.002  # retry delay when another process holds the file loc
 LOG_WAITS_FROM_SECONDS = 1.0  # throttle waits at least this long are logged at INFO, shorter ones at DEBUG
 
 
-def default_throttle_path(api_url: str, client_id: str) -> Path:
-    """`$ORDERSPACE_THROTTLE_DB` if set, else
+def default_throttle_path(
+    api_url: str, client_id: str, configured: str | os.PathLike[str] | None = None
+) -> Path:
+    """`configured` (the settings' `ORDERSPACE_THROTTLE_DB`) if set, else
     `<tempdir>/orderspace-throttle-<sha256(api_url + client_id)[:12]>.sqlite`."""
-    configured = os.environ.get(THROTTLE_DB_ENV, "").strip()
     if configured:
         return Path(configured)
     digest = hashlib.sha256((api_url + client_id).encode()).hexdigest()[:12]

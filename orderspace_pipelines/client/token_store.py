@@ -36,7 +36,7 @@ from filelock import Timeout as FileLockTimeout
 
 logger = logging.getLogger("orderspace_pipelines.client")
 
-TOKEN_CACHE_ENV = "ORDERSPACE_TOKEN_CACHE"
+TOKEN_CACHE_ENV = "ORDERSPACE_TOKEN_CACHE"  # read by the settings model, interpreted here
 DISABLED_VALUES = frozenset({"off", "none", "false", "0", "no", "disabled"})
 FILE_MODE = 0o600
 DIRECTORY_FILE_NAME = "orderspace-tokens.json"  # its name when ORDERSPACE_TOKEN_CACHE is a directory
@@ -119,10 +119,13 @@ class TokenStore(Protocol):
         ...
 
 
-def default_token_cache_path(throttle_path: str | os.PathLike[str]) -> Path | None:
-    """`$ORDERSPACE_TOKEN_CACHE` (a file, or a directory to hold `orderspace-tokens.json`; `off` disables the
-    cache), else a file beside the throttle DB named after it, so an account's cache sits with its bucket."""
-    configured = os.environ.get(TOKEN_CACHE_ENV, "").strip()
+def default_token_cache_path(
+    throttle_path: str | os.PathLike[str], configured: str | None = None
+) -> Path | None:
+    """`configured` (the settings' `ORDERSPACE_TOKEN_CACHE`: a file, or a directory to hold
+    `orderspace-tokens.json`; `off` disables the cache), else a file beside the throttle DB named after it,
+    so an account's cache sits with its bucket."""
+    configured = (configured or "").strip()
     if configured.lower() in DISABLED_VALUES:
         return None
     if configured:

@@ -104,6 +104,73 @@ def parse_retry_after(value: str | None) -> float | None:
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
 
+@dataclass(frozen=True)
+class Retry:
+    """Send the request again after `wait` seconds. `pause_all` (a 429): the wait is shared through the
+    throttle, so every process sharing the budget waits it, not only this one."""
+
+    wait: float
+    reason: str
+    pause_all: bool = False
+
+
+@dataclass(frozen=True)
+class GiveUp:
+    """Stop retrying a failed send: raise `TransportError` with this detail."""
+
+    detail: str
+    maybe_processed: bool
+
+
+def may_repeat(method: str, *, retry_unsafe_methods: bool = False) -> bool:
+    """Whether a request may be sent twice: idempotent methods, or any when the caller says so."""
+    return method.upper() in IDEMPOTENT_METHODS or retry_unsafe_methods
+
+
+def classify_response(
+    status: int,
+    retry_after: str | None,
+    *,
+    attempt: int,
+    max_retries: int,
+    repeatable: bool,
+    min_429_wait: float,
+    backoff: float,
+) -> Retry | None:
+    """What to do with a response: `Retry`, or None to return it to the caller as it is.
+
+    `attempt` counts the retries already made; `backoff` is the jittered wait for this attempt.
+    """
+    if attempt >= max_retries:
+        return None
+    if status == 429:  # never processed: retried whatever the method
+        seconds = parse_retry_after(retry_after)
+        wait = max(seconds or 0.0, min_429_wait)
+        reason = f"429 Too Many Requests (Retry-After {seconds}); waiting {wait:.1f} s"
+        return Retry(wait, reason, pause_all=True)
+    if status in RETRY_STATUSES and repeatable:
+        return Retry(backoff, f"HTTP {status}")
+    return None
+
+
+def classify_error(
+    error: httpx.TransportError, *, attempt: int, max_retries: int, repeatable: bool, backoff: float
+) -> Retry | GiveUp:
+    """What to do when sending failed: `Retry`, or `GiveUp` (with whether the server may have acted on it)."""
+    name = type(error).__name__
+    reached_server = not isinstance(error, NOT_SENT_ERRORS)
+    known = isinstance(error, NOT_SENT_ERRORS + MAYBE_SENT_ERRORS)
+    if known and (repeatable or not reached_server) and attempt < max_retries:
+        return Retry(backoff, name)
+    if reached_server and not repeatable:
+        detail = (
+            f"{name} after the request was sent; it may have been processed, so it "
+            "was not retried: check the result before sending it again"
+        )
+        return GiveUp(detail, maybe_processed=True)
+    return GiveUp(f"{name} after {attempt + 1} attempt(s)", maybe_processed=False)
+
+
 class ThrottledRetryTransport(httpx.BaseTransport):
     """Wraps a transport (default `httpx.HTTPTransport`) with the shared throttle and the retry policy."""
 
@@ -149,9 +216,8 @@ class ThrottledRetryTransport(httpx.BaseTransport):
         time.sleep(seconds)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        method = request.method.upper()
-        may_repeat = method in IDEMPOTENT_METHODS or self.retry_unsafe_methods
-        where = f"{method} {display_url(request.url)}"
+        """Send `request` through the throttle, retrying as `classify_response` / `classify_error` decide."""
+        repeatable = may_repeat(request.method, retry_unsafe_methods=self.retry_unsafe_methods)
         attempt = 0
         while True:
             if self.throttle is not None:
@@ -161,54 +227,58 @@ class ThrottledRetryTransport(httpx.BaseTransport):
                 response = self.inner.handle_request(request)
             except httpx.TransportError as exc:
                 self.stats.add(network_errors=1)
-                reached_server = not isinstance(exc, NOT_SENT_ERRORS)
-                retryable = isinstance(exc, NOT_SENT_ERRORS + MAYBE_SENT_ERRORS) and (
-                    may_repeat or not reached_server
+                decision = classify_error(
+                    exc,
+                    attempt=attempt,
+                    max_retries=self.max_retries,
+                    repeatable=repeatable,
+                    backoff=self._backoff(attempt),
                 )
-                if retryable and attempt < self.max_retries:
-                    self._sleep_before_retry(self._backoff(attempt), request, type(exc).__name__, attempt)
-                    attempt += 1
-                    continue
-                unsafe = reached_server and not may_repeat
-                if unsafe:
-                    detail = (
-                        f"{type(exc).__name__} after the request was sent; it may have been processed, so it "
-                        "was not retried: check the result before sending it again"
-                    )
-                else:
-                    detail = f"{type(exc).__name__} after {attempt + 1} attempt(s)"
-                raise TransportError(
-                    f"{where} failed: {detail}",
-                    method=method,
-                    url=display_url(request.url),
-                    attempts=attempt + 1,
-                    maybe_processed=unsafe,
-                ) from exc
-
-            status = response.status_code
-            if status == 429:
-                self.stats.add(rate_limited=1)
-                if attempt >= self.max_retries:
+                if isinstance(decision, GiveUp):
+                    raise self._transport_error(request, decision, attempt + 1) from exc
+            else:
+                self._count_response(response.status_code)
+                retry = classify_response(
+                    response.status_code,
+                    response.headers.get("retry-after"),
+                    attempt=attempt,
+                    max_retries=self.max_retries,
+                    repeatable=repeatable,
+                    min_429_wait=self.min_429_wait,
+                    backoff=self._backoff(attempt),
+                )
+                if retry is None:
                     return response
-                retry_after = parse_retry_after(response.headers.get("retry-after"))
-                wait = max(retry_after or 0.0, self.min_429_wait)
                 self._discard(response)
-                reason = f"429 Too Many Requests (Retry-After {retry_after}); waiting {wait:.1f} s"
-                if self.throttle is not None:
-                    self.throttle.pause_all(wait, reason=f"429 from {where}")
-                    self._sleep_before_retry(0.0, request, reason, attempt)
-                else:
-                    self._sleep_before_retry(wait, request, reason, attempt)
-                attempt += 1
-                continue
-            if status >= 500:
-                self.stats.add(server_errors=1)
-                if status in RETRY_STATUSES and may_repeat and attempt < self.max_retries:
-                    self._discard(response)
-                    self._sleep_before_retry(self._backoff(attempt), request, f"HTTP {status}", attempt)
-                    attempt += 1
-                    continue
-            return response
+                decision = retry
+            self._wait(decision, request, attempt)
+            attempt += 1
+
+    def _count_response(self, status: int) -> None:
+        if status == 429:
+            self.stats.add(rate_limited=1)
+        elif status >= 500:
+            self.stats.add(server_errors=1)
+
+    def _wait(self, retry: Retry, request: httpx.Request, attempt: int) -> None:
+        """Sleep before retry `attempt + 1`; a 429 wait is shared with every process via the throttle."""
+        if retry.pause_all and self.throttle is not None:
+            where = f"{request.method.upper()} {display_url(request.url)}"
+            self.throttle.pause_all(retry.wait, reason=f"429 from {where}")
+            self._sleep_before_retry(0.0, request, retry.reason, attempt)
+        else:
+            self._sleep_before_retry(retry.wait, request, retry.reason, attempt)
+
+    @staticmethod
+    def _transport_error(request: httpx.Request, give_up: GiveUp, attempts: int) -> TransportError:
+        method = request.method.upper()
+        return TransportError(
+            f"{method} {display_url(request.url)} failed: {give_up.detail}",
+            method=method,
+            url=display_url(request.url),
+            attempts=attempts,
+            maybe_processed=give_up.maybe_processed,
+        )
 
     @staticmethod
     def _discard(response: httpx.Response) -> None:

@@ -1,23 +1,18 @@
 """Daily partitions of the date-partitioned pull assets (orders, invoices, dispatches and their lines).
 
-One partition per UTC day, keyed `YYYY-MM-DD`, from `$ORDERSPACE_START_DATE` (default 2015-01-01) to today
+One partition per UTC day, keyed `YYYY-MM-DD`, from `ORDERSPACE_START_DATE` (default 2015-01-01) to today
 inclusive (`end_offset=1`). Records older than the start date are still landed by a full pull, in their
 own date folders (the asset warns); see `lake/sweep.py`.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
-from orderspace_pipelines.settings import SettingsError, env_non_negative
+from orderspace_pipelines.settings import OrderspaceSettings
 
-START_DATE_ENV = "ORDERSPACE_START_DATE"
-LOOKBACK_ENV = "ORDERSPACE_LOOKBACK_DAYS"
-DEFAULT_START_DATE = date(2015, 1, 1)
-DEFAULT_LOOKBACK_DAYS = 7
 PARTITION_FORMAT = "%Y-%m-%d"
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
@@ -33,21 +28,18 @@ FULL_HISTORY_TAG = "orderspace/full_history"
 
 
 def start_date() -> date:
-    """The first daily partition: `$ORDERSPACE_START_DATE` (YYYY-MM-DD) or 2015-01-01."""
-    raw = os.environ.get(START_DATE_ENV, "").strip()
-    if not raw:
-        return DEFAULT_START_DATE
-    try:
-        return date.fromisoformat(raw)
-    except ValueError:
-        raise SettingsError(f"{START_DATE_ENV} must be a date as YYYY-MM-DD, got {raw!r}") from None
+    """The first daily partition: `ORDERSPACE_START_DATE` (YYYY-MM-DD) or 2015-01-01, through the model."""
+    return OrderspaceSettings.read().start_date
 
 
 def lookback_days() -> int:
-    """How many days before today the daily pull re-reads (orders change after creation): env, default 7."""
-    return int(env_non_negative(LOOKBACK_ENV, DEFAULT_LOOKBACK_DAYS, whole=True, unit="days"))
+    """Days before today the daily pull re-reads (orders change after creation): `ORDERSPACE_LOOKBACK_DAYS`
+    (default 7), through the model."""
+    return OrderspaceSettings.read().lookback_days
 
 
+# Read when the code location loads (a Dagster partitions definition needs its start date then);
+# `definitions.py` validates the model first, so a bad value fails the load with the model's one-line message.
 DAILY_PARTITIONS = dg.DailyPartitionsDefinition(
     start_date=start_date().strftime(PARTITION_FORMAT),
     end_offset=1,

@@ -23,18 +23,17 @@ import dagster as dg
 
 from orderspace_pipelines.defs.push_jobs import PUSH_PRIORITY_TAGS, push_run_config, warehouse_push_job
 from orderspace_pipelines.defs.resources import LakeResource
-from orderspace_pipelines.settings import env_non_negative
+from orderspace_pipelines.settings import OrderspaceSettings
 from orderspace_pipelines.warehouse import WarehouseFolders, is_candidate, sha256_of
 
-STABLE_SECONDS_ENV = "ORDERSPACE_WAREHOUSE_STABLE_SECONDS"
-DEFAULT_STABLE_SECONDS = 5.0
 # Dagster measures the interval from the end of the previous tick: a minimum of 5 s would skip every other
 # round of the daemon's 5 s loop. 1 s lets every round tick (a tick is a few stat() calls).
 MINIMUM_INTERVAL_SECONDS = 1
 
 
 def stable_seconds_from_env() -> float:
-    return env_non_negative(STABLE_SECONDS_ENV, DEFAULT_STABLE_SECONDS, unit="seconds")
+    """`ORDERSPACE_WAREHOUSE_STABLE_SECONDS` through the configuration model (default 5)."""
+    return OrderspaceSettings.read().warehouse_stable_seconds
 
 
 def _load_cursor(cursor: str | None) -> dict[str, list[Any]]:

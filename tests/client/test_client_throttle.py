@@ -117,4 +117,8 @@ def test_default_throttle_path(monkeypatch, tmp_path: Path) -> None:
     assert one == default_throttle_path("https://api.orderspace.com/v1", "client-a")
     assert one != default_throttle_path("https://api.orderspace.com/v1", "client-b")
     monkeypatch.setenv("ORDERSPACE_THROTTLE_DB", str(tmp_path / "shared.sqlite"))
-    assert default_throttle_path("x", "y") == tmp_path / "shared.sqlite"
+    # The variable is read by the settings model (issue 8), which hands it to the client.
+    from orderspace_pipelines.settings import load_settings
+
+    assert default_throttle_path("x", "y", load_settings().throttle_db) == tmp_path / "shared.sqlite"
+    assert default_throttle_path("x", "y").parent == one.parent  # the function itself reads no environment
