@@ -329,19 +329,17 @@ def pull_partitioned(
     days = _run_range(context)
     fill = None if days.full_history else (days.start, days.end)
     events = _DayEvents(context, tables, days.first, days.last, fill=fill)
-    loaded_at = datetime.now(UTC)
+    # What every day-writing landing of this run shares: the partitions, the log, the per-day events.
+    days_kwargs: dict[str, Any] = {
+        "loaded_at": datetime.now(UTC),
+        "partitions_start": days.first,
+        "partitions_end": days.last,
+        "logger": context.log,
+        "on_day_written": events.day_written,
+    }
     filters = range_filters(spec, days.lower, days.upper)
     landing = PartitionedLanding(
-        lake.root,
-        spec,
-        start=days.lower,
-        end=days.upper,
-        loaded_at=loaded_at,
-        partitions_start=days.first,
-        partitions_end=days.last,
-        logger=context.log,
-        on_day_written=events.day_written,
-        server_bounded=bool(filters),
+        lake.root, spec, start=days.lower, end=days.upper, server_bounded=bool(filters), **days_kwargs
     )
     landing.report.filters = dict(filters)
     described = ", ".join(f"{name}={value}" for name, value in filters.items()) or "no filter"
@@ -354,19 +352,9 @@ def pull_partitioned(
         clock = ServerClock(client)
         _sweep(client, resource, landing, filters)
         report = landing.finish()
-        if keeps_watermark and days.lower is not None:
-            merge = DayMerge(
-                lake.root,
-                spec,
-                loaded_at=loaded_at,
-                report=report,
-                covered=lambda day: days.lower is not None and day >= days.lower,
-                partitions_start=days.first,
-                partitions_end=days.last,
-                logger=context.log,
-                on_day_written=events.day_written,
-            )
-            _merge_created_since(context, client, merge, watermark_key, days.lower)
+        if keeps_watermark and (lower := days.lower) is not None:
+            merge = DayMerge(lake.root, spec, report=report, covered=lambda day: day >= lower, **days_kwargs)
+            _merge_created_since(context, client, merge, watermark_key, lower)
         requests = _request_metadata(client)
     if keeps_watermark:
         storage.update_state(lake.root, {watermark_key: watermark_from(clock)})
