@@ -44,11 +44,17 @@ def write_temp(
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = temp_path(path)
+    # Created with `file_mode` from the start (a 0600 file is never readable by others, even empty).
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    descriptor = os.open(temp, flags, 0o666 if file_mode is None else file_mode)
     try:
-        opened = open(temp, "wb") if binary else open(temp, "w", encoding="utf-8", newline="")  # noqa: SIM115
-        with opened as handle:
-            if file_mode is not None:
-                os.fchmod(handle.fileno(), file_mode)
+        if file_mode is not None:
+            os.fchmod(descriptor, file_mode)  # exactly this mode, whatever the umask
+        with (
+            os.fdopen(descriptor, "wb")
+            if binary
+            else os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle
+        ):
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
