@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_pull.py                      # small then large, 1200 requests / 60 s
     .venv/bin/python bench/bench_pull.py --scales large --rate-limit 600
 
-For each scale it starts the sandbox (`python -m orderspace_pipelines.sandbox`) in its own subprocess,
+For each scale it starts the sandbox (`python -m orderspace_sandbox`) in its own subprocess,
 then pulls each resource through `run_sync` (the same Dagster assets as the UI) in a fresh worker
 subprocess, so the figures are the pulling process's alone (the sandbox's in-memory account, ~400 MB at
 the large scale, is in neither) and each resource's peak RSS is its own. Client and sandbox use the same
@@ -175,7 +175,8 @@ def run_scale(
     profile: str | None = None,
     old_day: bool = True,
 ) -> list[dict]:
-    from orderspace_pipelines.local_stack import DEFAULT_DAGSTER_YAML, sandbox_process
+    from orderspace_devtools.local_stack import sandbox_process
+    from orderspace_pipelines.commands import DEFAULT_DAGSTER_YAML
 
     rows: list[dict] = []
     args = ["--port", "0", "--scale", scale, "--seed", "42", "--rate-limit", str(rate_limit)]

@@ -20,8 +20,8 @@ from typing import Any
 
 from orderspace_pipelines.client import OrderspaceClient
 from orderspace_pipelines.client.throttle import budget_rates
-from orderspace_pipelines.sandbox import SandboxConfig, SandboxServer
 from orderspace_pipelines.settings import OrderspaceSettings
+from orderspace_sandbox import SandboxConfig, SandboxServer
 
 
 def _worker(settings: OrderspaceSettings, throttle_db: str, count: int) -> dict[str, Any]:

@@ -1,13 +1,18 @@
 """`orderspace-pipelines`: the command line of the public contract.
 
-    orderspace-pipelines sandbox [flags]          run the sandbox Orderspace API
     orderspace-pipelines sync [--since D] [--select A,B]
     orderspace-pipelines push FILE
+    orderspace-pipelines sandbox [flags]          run the sandbox Orderspace API
     orderspace-pipelines demo                     what `make demo` runs after setup
     orderspace-pipelines dev                      the Dagster UI against the sandbox (what `make dev` runs)
+    orderspace-pipelines webhooks serve|register URL|status   the change feed's receiver and subscription
 
 Configuration errors (a missing variable, a bad date) end with one clear line and exit code 2,
 never a stack trace.
+
+`sandbox`, `demo` and `dev` run the development tools (the `orderspace_sandbox` and
+`orderspace_devtools` packages, which the `dev` extra installs and the product does not ship); without
+them, they say in one line how to install them and exit 2.
 
 `push FILE` exits 0 when every row was done (pushed, already right, superseded, or the file was a
 duplicate), 3 when some rows were rejected or refused (the report names them), 4 when the whole file was
@@ -19,13 +24,33 @@ stays in warehouse/work/ and the same command resumes it), 2 for a missing file 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
+from types import ModuleType
 
 from orderspace_pipelines.settings import ConfigurationError
+
+DEV_TOOLS = ("orderspace_sandbox", "orderspace_devtools")
+DEV_TOOLS_MISSING = (
+    "orderspace-pipelines {command}: the development tools are not installed (they are not part of the "
+    "product); from a checkout of the repository, install them with `make install` "
+    "(or: pip install -e ./devtools -e '.[dev]')"
+)
+
+
+def _dev_tool(command: str, module: str) -> ModuleType | None:
+    """Import a development-tools module, or say how to install them (one line on stderr) and return None."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        if (error.name or "").partition(".")[0] not in DEV_TOOLS:
+            raise  # something else is missing: not ours to explain
+        print(DEV_TOOLS_MISSING.format(command=command), file=sys.stderr)
+        return None
 
 
 def _parse_date(text: str) -> date:
@@ -73,15 +98,47 @@ def build_parser() -> argparse.ArgumentParser:
     dev = commands.add_parser("dev", help="Dagster UI (webserver + daemon) against the sandbox")
     dev.add_argument("--port", type=int, default=3000)
     dev.add_argument("--scale", default="small", choices=["tiny", "small", "large"])
+    _add_webhooks(commands)
     return parser
+
+
+def _add_webhooks(commands: argparse._SubParsersAction) -> None:
+    from orderspace_pipelines.webhooks.commands import DEFAULT_HOST, DEFAULT_PORT
+
+    webhooks = commands.add_parser(
+        "webhooks", help="the change feed: receive Orderspace webhooks, register the subscription, status"
+    ).add_subparsers(dest="webhooks_command", required=True)
+    serve = webhooks.add_parser("serve", help="run the webhook receiver (POST /webhooks/orderspace)")
+    serve.add_argument("--host", default=DEFAULT_HOST)
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT)
+    register = webhooks.add_parser(
+        "register",
+        help="create or update the project's webhook for every event type and store its signing key "
+        "(exit 0 done, 1 Orderspace refused or unreachable, 2 configuration)",
+    )
+    register.add_argument("url", help="the receiver's public URL, e.g. https://example.com/webhooks/orderspace")
+    webhooks.add_parser(
+        "status",
+        help="subscription and last delivery (exit 0 well, 3 no/disabled subscription, 4 nothing arrived "
+        "for ORDERSPACE_WEBHOOK_STALE_HOURS, 1 Orderspace unreachable)",
+    )
+
+
+def _run_webhooks(args: argparse.Namespace) -> int:
+    from orderspace_pipelines.webhooks import commands
+
+    if args.webhooks_command == "serve":
+        return commands.serve_command(args.host, args.port)
+    if args.webhooks_command == "register":
+        return commands.register_command(args.url)
+    return commands.status_command()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["sandbox"]:  # the sandbox owns its flags (and its --help)
-        from orderspace_pipelines.sandbox import main as sandbox_main
-
-        return sandbox_main(argv[1:])
+        sandbox = _dev_tool("sandbox", "orderspace_sandbox")
+        return 2 if sandbox is None else sandbox.main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -93,21 +150,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         if args.command == "sync":
-            from orderspace_pipelines.local_stack import sync_command
+            from orderspace_pipelines.commands import sync_command
 
             return sync_command(since=args.since, select=args.select)
         if args.command == "push":
-            from orderspace_pipelines.local_stack import push_command
+            from orderspace_pipelines.commands import push_command
 
             return push_command(args.file)
-        if args.command == "demo":
-            from orderspace_pipelines.local_stack import demo_command
-
-            return demo_command(scale=args.scale, rate_limit=args.rate_limit, rate_window=args.rate_window)
-        if args.command == "dev":
-            from orderspace_pipelines.local_stack import dev_command
-
-            return dev_command(port=args.port, scale=args.scale)
+        if args.command in ("demo", "dev"):
+            stack = _dev_tool(args.command, "orderspace_devtools.local_stack")
+            if stack is None:
+                return 2
+            if args.command == "demo":
+                return stack.demo_command(
+                    scale=args.scale, rate_limit=args.rate_limit, rate_window=args.rate_window
+                )
+            return stack.dev_command(port=args.port, scale=args.scale)
+        if args.command == "webhooks":
+            return _run_webhooks(args)
     except ConfigurationError as error:
         print(f"orderspace-pipelines: {error}", file=sys.stderr)
         return 2

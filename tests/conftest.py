@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from orderspace_pipelines.sandbox import SandboxConfig, SandboxServer
 from orderspace_pipelines.settings import OrderspaceSettings
+from orderspace_sandbox import SandboxConfig, SandboxServer
 
 # Fast time knobs: tests must not wait real minutes. The budget is generous so only the
 # rate-limit tests, which set their own, ever wait on it.

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orderspace_pipelines.local_stack import DEMO_MARKER, PREVIOUS_LEDGER_NAME, _prepare_dev_data_dir
+from orderspace_devtools.local_stack import DEMO_MARKER, PREVIOUS_LEDGER_NAME, _prepare_dev_data_dir
 from orderspace_pipelines.warehouse import WarehouseFolders
 
 

@@ -4,8 +4,8 @@ import dagster as dg
 import pytest
 
 from orderspace_pipelines.defs.resources import LakeResource, OrderspaceResource
-from orderspace_pipelines.sandbox import SandboxServer
 from orderspace_pipelines.settings import ConfigurationError, OrderspaceSettings
+from orderspace_sandbox import SandboxServer
 
 
 @dg.asset

@@ -11,7 +11,7 @@ import dagster as dg
 import pyarrow.parquet as pq
 
 from orderspace_pipelines.endpoints import INVENTORY_SNAPSHOTS, LAKE_TABLES
-from orderspace_pipelines.sandbox import SandboxServer
+from orderspace_sandbox import SandboxServer
 
 CLI = [sys.executable, "-m", "orderspace_pipelines.cli"]
 

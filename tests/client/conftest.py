@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from orderspace_pipelines.client import OrderspaceClient
-from orderspace_pipelines.sandbox import SandboxServer
 from orderspace_pipelines.settings import OrderspaceSettings
+from orderspace_sandbox import SandboxServer
 
 FAST_BACKOFF = {"backoff_base": 0.01, "backoff_cap": 0.05}
 

@@ -17,8 +17,8 @@ from orderspace_pipelines.client import (
     TransportError,
     ValidationError,
 )
-from orderspace_pipelines.sandbox import RESOURCES
 from orderspace_pipelines.settings import OrderspaceSettings
+from orderspace_sandbox import SANDBOX_RESOURCES
 
 LIST_METHODS = {
     "customers": "list_customers",
@@ -39,7 +39,7 @@ PAGINATED = ("customers", "orders", "dispatches", "products", "inventory_levels"
 
 
 def test_every_resource_has_a_list_method() -> None:
-    assert set(LIST_METHODS) == set(RESOURCES)
+    assert set(LIST_METHODS) == set(SANDBOX_RESOURCES)
 
 
 @pytest.mark.parametrize("resource", sorted(LIST_METHODS))

@@ -31,8 +31,8 @@ from orderspace_pipelines.client.token_store import (
 )
 from orderspace_pipelines.defs.resources import LakeResource, OrderspaceResource
 from orderspace_pipelines.defs.sync import run_sync
-from orderspace_pipelines.sandbox import SandboxServer
 from orderspace_pipelines.settings import OrderspaceSettings
+from orderspace_sandbox import SandboxServer
 
 WORKER = textwrap.dedent(
     """

@@ -21,10 +21,10 @@ from typing import Any
 import httpx
 import pytest
 
+from orderspace_pipelines.commands import DEFAULT_DAGSTER_YAML
 from orderspace_pipelines.defs.partitions import last_partition_day
 from orderspace_pipelines.lake import lake_connection
 from orderspace_pipelines.lake.flatten import record_date
-from orderspace_pipelines.local_stack import DEFAULT_DAGSTER_YAML
 
 RANGE_DAYS = 120
 WAIT_SECONDS = 600  # a generous ceiling on a loaded machine, not a speed assertion

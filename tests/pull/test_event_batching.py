@@ -11,12 +11,12 @@ import dagster as dg
 import pytest
 from dagster._core.instance.ref import InstanceRef
 
+from orderspace_pipelines.commands import DEFAULT_DAGSTER_YAML
 from orderspace_pipelines.defs import event_log
 from orderspace_pipelines.defs.event_log import BatchingSqliteEventLogStorage, batched_materializations
 from orderspace_pipelines.defs.partitions import first_partition_day, last_partition_day
 from orderspace_pipelines.defs.sync import run_sync
 from orderspace_pipelines.lake.flatten import record_date
-from orderspace_pipelines.local_stack import DEFAULT_DAGSTER_YAML
 
 from .conftest import resources_for
 

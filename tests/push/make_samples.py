@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from orderspace_pipelines.sandbox import SandboxConfig, SandboxServer
+from orderspace_sandbox import SandboxConfig, SandboxServer
 
 SAMPLES_DIR = Path(__file__).resolve().parents[2] / "data" / "samples"
 DEMO_CONFIG = {"scale": "small", "seed": 42}

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from orderspace_pipelines import cli
-from orderspace_pipelines.sandbox import SandboxServer
 from orderspace_pipelines.warehouse import Ledger, WarehouseFolders, hooks, push_file
 from orderspace_pipelines.warehouse.dispatches import OrderGroup, group_rows, plan_dispatch, validate_rows
 from orderspace_pipelines.warehouse.parsing import CsvRow, parse_bytes
 from orderspace_pipelines.warehouse.push import PushOptions
 from orderspace_pipelines.warehouse.quantities import parse_quantity
+from orderspace_sandbox import SandboxServer
 
 from .conftest import Quiet, posts, write_pulled_variants
 from .test_dispatch_push import OPEN, dispatches_for, find_order, goods

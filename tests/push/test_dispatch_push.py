@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from orderspace_pipelines.defs.push_jobs import run_push
-from orderspace_pipelines.sandbox import SandboxServer
 from orderspace_pipelines.warehouse import Ledger, WarehouseFolders
+from orderspace_sandbox import SandboxServer
 
 from .conftest import posts, write_pulled_orders
 

@@ -6,8 +6,8 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from orderspace_pipelines.sandbox import SandboxServer
 from orderspace_pipelines.warehouse import WarehouseFolders
+from orderspace_sandbox import SandboxServer
 
 from .conftest import add_products, posts, write_pulled_snapshot, write_pulled_variants
 

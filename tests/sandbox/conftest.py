@@ -8,7 +8,7 @@ import httpx
 import pytest
 from sandbox_test_helpers import api_client
 
-from orderspace_pipelines.sandbox import SandboxServer
+from orderspace_sandbox import SandboxServer
 
 
 @pytest.fixture

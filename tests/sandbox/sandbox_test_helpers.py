@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from orderspace_pipelines.sandbox import SandboxServer
+from orderspace_sandbox import SandboxServer
 
 # One shared client for one-off calls: each new httpx.Client builds an SSL context (~60 ms), and the sandbox
 # is plain HTTP, so verification is off.

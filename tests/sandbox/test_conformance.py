@@ -19,8 +19,8 @@ import httpx
 import pytest
 from sandbox_test_helpers import api_client, fetch_token, is_bare_400, plain, walk
 
-from orderspace_pipelines.sandbox import SandboxConfig, SandboxServer
-from orderspace_pipelines.sandbox.data import iso_time
+from orderspace_sandbox import SandboxConfig, SandboxServer
+from orderspace_sandbox.data import iso_time
 
 ORDER_STATUSES = (
     "new", "invoiced", "released", "part_fulfilled", "preorder", "fulfilled", "standing_order", "cancelled",

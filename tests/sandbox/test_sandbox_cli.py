@@ -1,4 +1,4 @@
-"""`python -m orderspace_pipelines.sandbox` as a real process: ready line, ready file, clean stop."""
+"""`python -m orderspace_sandbox` as a real process: ready line, ready file, clean stop."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sandbox_test_helpers import plain
 
-from orderspace_pipelines.sandbox import main
+from orderspace_sandbox import main
 
 
 def _start(tmp_path: Path, *flags: str) -> tuple[subprocess.Popen, dict]:
@@ -22,7 +22,7 @@ def _start(tmp_path: Path, *flags: str) -> tuple[subprocess.Popen, dict]:
         [
             sys.executable,
             "-m",
-            "orderspace_pipelines.sandbox",
+            "orderspace_sandbox",
             "--port",
             "0",
             "--ready-file",

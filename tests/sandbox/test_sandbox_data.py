@@ -10,8 +10,8 @@ from datetime import date
 
 import pytest
 
-from orderspace_pipelines.sandbox import RESOURCES, Store
-from orderspace_pipelines.sandbox.store import DISPATCHABLE, ORDER_STATUSES
+from orderspace_sandbox import SANDBOX_RESOURCES, Store
+from orderspace_sandbox.store import DISPATCHABLE, ORDER_STATUSES
 
 ID = re.compile(r"^[a-z]{2}_[a-z0-9]{8}$")
 
@@ -25,7 +25,7 @@ def test_same_seed_same_account_other_seed_other_account():
     first = Store(7, "tiny", date(2026, 11, 20))
     again = Store(7, "tiny", date(2026, 11, 20))
     other = Store(8, "tiny", date(2026, 11, 20))
-    for resource in RESOURCES:
+    for resource in SANDBOX_RESOURCES:
         assert first.all(resource) == again.all(resource), resource
     assert first.all("orders") != other.all("orders")
 
@@ -37,7 +37,7 @@ def test_tiny_scale_sizes(store):
     assert len(store.all("inventory_levels")) == sum(
         len(p["product_variants"]) for p in store.all("products")
     )
-    for resource in RESOURCES:
+    for resource in SANDBOX_RESOURCES:
         if resource != "inventory_levels":
             assert store.all(resource), resource
     days = {o["created"][:10] for o in store.all("orders")}

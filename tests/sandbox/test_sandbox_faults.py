@@ -6,7 +6,7 @@ import httpx
 import pytest
 from sandbox_test_helpers import fetch_token, plain
 
-from orderspace_pipelines.sandbox import SandboxConfig
+from orderspace_sandbox import SandboxConfig
 
 
 def test_500_html(sandbox, api):

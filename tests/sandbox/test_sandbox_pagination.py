@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sandbox_test_helpers import is_bare_400, walk
 
-from orderspace_pipelines.sandbox.data import iso_time
+from orderspace_sandbox.data import iso_time
 
 NEWEST_FIRST = ["customers", "orders", "dispatches", "products", "invoices"]
 UNPAGINATED = ["customer_groups", "price_lists", "payment_terms", "tax_rates", "preorder_windows", "webhooks"]

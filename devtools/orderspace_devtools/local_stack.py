@@ -1,5 +1,6 @@
-"""What the CLI's `sync`, `push`, `demo` and `dev` commands do: wire the environment, the sandbox process,
-the Dagster instance and the definitions together. No business logic lives here."""
+"""What the CLI's `demo` and `dev` commands do: start the sandbox as a child process, point the contract's
+environment at it and run the product (its Dagster definitions, `run_sync`, `run_push`) against it.
+No business logic lives here."""
 
 from __future__ import annotations
 
@@ -16,18 +17,17 @@ import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 import httpx
 
-from orderspace_pipelines.settings import OrderspaceSettings, data_dir
+from orderspace_pipelines.commands import DEFAULT_DAGSTER_YAML, dagster_instance
+from orderspace_pipelines.settings import data_dir
 from orderspace_pipelines.warehouse import WarehouseFolders
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-DEFAULT_DAGSTER_YAML = PACKAGE_DIR / "dagster_home" / "dagster.yaml"
 DEMO_MARKER = ".orderspace-demo"
-SAMPLES_DIR = PACKAGE_DIR.parent / "data" / "samples"
+# The sample warehouse files the demo pushes: in the repository (this package is installed from a checkout).
+SAMPLES_DIR = Path(__file__).resolve().parents[2] / "data" / "samples"
 
 
 def ensure_dagster_home(default: Path) -> Path:
@@ -43,48 +43,6 @@ def ensure_dagster_home(default: Path) -> Path:
         shutil.copyfile(DEFAULT_DAGSTER_YAML, config)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
-
-
-def _instance():
-    """The persistent Dagster instance when $DAGSTER_HOME is set (runs are recorded there), else None."""
-    if not os.environ.get("DAGSTER_HOME"):
-        return None
-    import dagster as dg
-
-    return dg.DagsterInstance.get()
-
-
-def sync_command(*, since: date | None, select: list[str] | None) -> int:
-    OrderspaceSettings.from_env()  # fail early, naming the missing variable
-    from orderspace_pipelines.definitions import build_resources
-    from orderspace_pipelines.defs.sync import run_sync
-
-    result = run_sync(since=since, select=select, instance=_instance(), resources=build_resources())
-    print(result.describe() if hasattr(result, "describe") else result)
-    return 0 if result.success else 1
-
-
-def push_command(path: Path) -> int:
-    if not path.is_file():
-        print(f"orderspace-pipelines push: no such file: {path}", file=sys.stderr)
-        return 2
-    OrderspaceSettings.from_env()
-    from orderspace_pipelines.definitions import build_resources
-    from orderspace_pipelines.defs.push_jobs import run_push
-
-    instance, resources = _instance(), build_resources()  # configuration errors exit 2 (cli.main)
-    try:
-        result = run_push(path, instance=instance, resources=resources)
-    except Exception as error:  # API down, outcome unknown: the file stays claimed, a re-run resumes it
-        cause = error.__cause__ or error
-        print(
-            f"orderspace-pipelines push: the push did not finish ({type(cause).__name__}: {cause}); the file "
-            "stays in warehouse/work/ and running the same command again resumes it",
-            file=sys.stderr,
-        )
-        return 1
-    print(result.describe())
-    return result.exit_code
 
 
 # --- the sandbox as a child process -------------------------------------------------------------------------
@@ -128,7 +86,7 @@ def sandbox_process(*args: str, timeout: float = 120.0) -> Iterator[SandboxProce
     """Start `orderspace-pipelines sandbox ARGS` and wait until it listens."""
     with tempfile.TemporaryDirectory() as tmp:
         ready = Path(tmp) / "ready.json"
-        command = [sys.executable, "-m", "orderspace_pipelines.sandbox", *args, "--ready-file", str(ready)]
+        command = [sys.executable, "-m", "orderspace_sandbox", *args, "--ready-file", str(ready)]
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while not ready.exists():
@@ -226,7 +184,9 @@ def demo_command(*, scale: str, rate_limit: int, rate_window: float) -> int:
         from orderspace_pipelines.lake import summary
 
         print("Pulling every resource through Dagster (the full history, one sweep per resource)...")
-        sync_result = run_sync(since=None, select=None, instance=_instance(), resources=build_resources())
+        sync_result = run_sync(
+            since=None, select=None, instance=dagster_instance(), resources=build_resources()
+        )
         pull_requests = sandbox.stats().get("requests", 0)
         in_sandbox = sandbox.record_counts()  # before the push adds dispatches
         if not sync_result.success:
@@ -237,7 +197,7 @@ def demo_command(*, scale: str, rate_limit: int, rate_window: float) -> int:
         # run_push copies a file from outside the warehouse folders into warehouse/work/:
         # the samples stay put.
         push_results = [
-            run_push(sample, instance=_instance(), resources=build_resources())
+            run_push(sample, instance=dagster_instance(), resources=build_resources())
             for sample in sorted(SAMPLES_DIR.glob("*.csv"))
         ]
         stats = sandbox.stats()
@@ -321,7 +281,7 @@ def _first_pull() -> None:
     from orderspace_pipelines.definitions import build_resources
     from orderspace_pipelines.defs.sync import run_sync
 
-    result = run_sync(since=None, select=None, instance=_instance(), resources=build_resources())
+    result = run_sync(since=None, select=None, instance=dagster_instance(), resources=build_resources())
     print(result.describe(), flush=True)
 
 

@@ -40,7 +40,7 @@ from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from typing import Any
 
-from orderspace_pipelines.sandbox.data import (
+from orderspace_sandbox.data import (
     WEBHOOK_EVENTS,
     dispatch_record,
     generate_account,
@@ -50,7 +50,7 @@ from orderspace_pipelines.sandbox.data import (
 )
 
 # Resources in the store, with the singular key of their get/create/update responses.
-SINGULAR = {
+SANDBOX_SINGULAR = {
     "customers": "customer",
     "orders": "order",
     "dispatches": "dispatch",
@@ -65,7 +65,7 @@ SINGULAR = {
     "preorder_windows": "preorder_window",
     "webhooks": "webhook",
 }
-RESOURCES = tuple(SINGULAR)
+SANDBOX_RESOURCES = tuple(SANDBOX_SINGULAR)
 NEWEST_FIRST = ("customers", "orders", "dispatches", "products", "invoices")
 UNPAGINATED = ("customer_groups", "price_lists", "payment_terms", "tax_rates", "preorder_windows", "webhooks")
 WITHOUT_HAS_MORE = ("invoices",)
@@ -236,7 +236,7 @@ class Store:
         self.max_page_size = max_page_size
         self._collections = {
             name: _Collection(account.records[name], account.created[name])
-            for name in RESOURCES
+            for name in SANDBOX_RESOURCES
             if name != "inventory_levels"
         }
         self._inventory = account.inventory
@@ -294,7 +294,7 @@ class Store:
 
     def _collection(self, resource: str) -> _Collection:
         if resource not in self._collections:
-            raise KeyError(f"unknown resource {resource!r}; known: {', '.join(RESOURCES)}")
+            raise KeyError(f"unknown resource {resource!r}; known: {', '.join(SANDBOX_RESOURCES)}")
         return self._collections[resource]
 
     def _ordered(self, resource: str) -> list[dict[str, Any]]:
@@ -308,7 +308,7 @@ class Store:
         record = self._collection(resource).get(record_id)
         if record is None:
             template = NOT_FOUND.get(
-                resource, "Couldn't find " + SINGULAR[resource].replace("_", " ") + " with id {id}"
+                resource, "Couldn't find " + SANDBOX_SINGULAR[resource].replace("_", " ") + " with id {id}"
             )
             raise ApiError(404, template.format(id=record_id))
         return record
@@ -336,7 +336,8 @@ class Store:
             if after_index is None:
                 raise ApiError(
                     400,
-                    f"starting_after: no {SINGULAR[resource].replace('_', ' ')} with id {starting_after!r}",
+                    f"starting_after: no {SANDBOX_SINGULAR[resource].replace('_', ' ')} "
+                    f"with id {starting_after!r}",
                 )
         if resource not in NEWEST_FIRST:  # categories: sort order, oldest position first; no filters
             start = 0 if after_index is None else after_index + 1

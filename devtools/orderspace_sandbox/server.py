@@ -30,25 +30,25 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from orderspace_pipelines.sandbox.config import SandboxConfig, parse_fault_spec
-from orderspace_pipelines.sandbox.controls import (
+from orderspace_sandbox.config import SandboxConfig, parse_fault_spec
+from orderspace_sandbox.controls import (
     DEFAULT_SLOW_DELAY,
     DriftRegistry,
     Fault,
     FaultInjector,
     RateLimiter,
-    RequestStats,
+    ServerStats,
     TokenRegistry,
     apply_drift,
 )
-from orderspace_pipelines.sandbox.store import RESOURCES, SINGULAR, WITHOUT_HAS_MORE, ApiError, Store
+from orderspace_sandbox.store import SANDBOX_RESOURCES, SANDBOX_SINGULAR, WITHOUT_HAS_MORE, ApiError, Store
 
 API_PREFIX = "/v1"
 TOKEN_PATH = "/oauth/token"
 CONTROL_PREFIX = "/_sandbox/"
 
 # Which methods each resource answers on the collection path and on the item path.
-COLLECTION_METHODS: dict[str, set[str]] = {name: {"GET"} for name in RESOURCES}
+COLLECTION_METHODS: dict[str, set[str]] = {name: {"GET"} for name in SANDBOX_RESOURCES}
 for _name in ("customers", "orders", "dispatches", "products", "inventory_levels", "webhooks"):
     COLLECTION_METHODS[_name].add("POST")
 ITEM_METHODS: dict[str, set[str]] = {
@@ -257,8 +257,8 @@ class SandboxServer:
         self.tokens = TokenRegistry(self.config.token_ttl)
         self.rate = RateLimiter(self.config.rate_limit, self.config.rate_window)
         self.faults = FaultInjector()
-        self.drift = DriftRegistry(RESOURCES)
-        self._stats = RequestStats()
+        self.drift = DriftRegistry(SANDBOX_RESOURCES)
+        self._stats = ServerStats()
         for spec in self.config.faults:
             kind, count = parse_fault_spec(spec)
             self.faults.inject(kind, count)
@@ -354,7 +354,7 @@ class SandboxServer:
     def _api(self, method: str, path: str, query: str, raw_body: bytes, headers: Any) -> _Response:
         match = API_PATH.match(path)
         resource = match["resource"] if match else None
-        if match and resource in SINGULAR:
+        if match and resource in SANDBOX_SINGULAR:
             route_key = f"{method} /v1/{resource}" + ("/{id}" if match["item"] else "")
         else:
             route_key = f"{method} {path}"
@@ -426,7 +426,7 @@ class SandboxServer:
     def _routed(method: str, match: re.Match[str] | None) -> bool:
         """Whether (method, path) is an API route. Routed by method and path, as a web framework does: an
         unknown method on a known path is a 404 page too, not a 405."""
-        if match is None or match["resource"] not in SINGULAR:
+        if match is None or match["resource"] not in SANDBOX_SINGULAR:
             return False
         allowed = (
             ITEM_METHODS.get(match["resource"], set())
@@ -452,7 +452,7 @@ class SandboxServer:
             params = parse_qs(query, keep_blank_values=True)
             return self._render_get(resource, item, params)
         if method == "DELETE":
-            return _json(200, {SINGULAR[resource]: store.delete(resource, item)})
+            return _json(200, {SANDBOX_SINGULAR[resource]: store.delete(resource, item)})
         if resource == "inventory_levels":
             return _json(200, {"inventory_levels": store.update_inventory(body)})
         actions = {
@@ -471,14 +471,14 @@ class SandboxServer:
                 "webhooks": store.update_webhook,
             }
             record = updates[resource](item, body)
-        return _json(200, {SINGULAR[resource]: record})
+        return _json(200, {SANDBOX_SINGULAR[resource]: record})
 
     def _render_get(self, resource: str, item: str | None, params: dict[str, list[str]]) -> _Response:
         drift = self.drift.get(resource)
         with self.store.lock:  # serialise while holding the lock: records are live objects
             if item:
                 record = self.store.find(resource, item)
-                return _json(200, {SINGULAR[resource]: apply_drift(record, drift)})
+                return _json(200, {SANDBOX_SINGULAR[resource]: apply_drift(record, drift)})
             records, has_more = self.store.page(
                 resource, {name: values[-1] for name, values in params.items()}
             )
@@ -576,8 +576,10 @@ class SandboxServer:
                 )
             if method == "GET" and action.startswith("records/"):
                 resource = action.split("/", 1)[1]
-                if resource not in RESOURCES:
-                    return _message(404, f"unknown resource {resource!r}; known: {', '.join(RESOURCES)}")
+                if resource not in SANDBOX_RESOURCES:
+                    return _message(
+                        404, f"unknown resource {resource!r}; known: {', '.join(SANDBOX_RESOURCES)}"
+                    )
                 return _json(200, {resource: self.store.all(resource)})
             if method == "POST" and action == "reset-stats":
                 self.reset_stats()

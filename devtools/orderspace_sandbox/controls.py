@@ -13,7 +13,7 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
 
-from orderspace_pipelines.sandbox.config import FAULT_KINDS
+from orderspace_sandbox.config import FAULT_KINDS
 
 DEFAULT_SLOW_DELAY = 1.0  # seconds a `slow` fault sleeps when no delay is given
 
@@ -89,7 +89,7 @@ class RateLimiter:
             self.max_in_window = 0
 
 
-class RequestStats:
+class ServerStats:
     """Counters reported by `GET /_sandbox/stats`."""
 
     def __init__(self) -> None:

@@ -1,4 +1,4 @@
-"""`orderspace-pipelines sandbox` and `python -m orderspace_pipelines.sandbox`: run it until stopped."""
+"""`orderspace-pipelines sandbox` and `python -m orderspace_sandbox`: run it until stopped."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import time
 from datetime import date
 from pathlib import Path
 
-from orderspace_pipelines.sandbox.config import SCALES, SandboxConfig, parse_fault_spec
-from orderspace_pipelines.sandbox.server import SandboxServer
+from orderspace_sandbox.config import SCALES, SandboxConfig, parse_fault_spec
+from orderspace_sandbox.server import SandboxServer
 
 
 def _fault(text: str) -> str:
