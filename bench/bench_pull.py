@@ -45,26 +45,15 @@ from typing import Any
 import httpx
 
 from orderspace_pipelines.client.client import MAX_PAGE_SIZE as PAGE_SIZE  # what the client asks for
+from orderspace_pipelines.endpoints import PULL_ORDER, PULLED
 from orderspace_pipelines.lake.schemas import RESOURCES as LAKE_RESOURCES
 
-RESOURCES = [
-    "orders",
-    "invoices",
-    "dispatches",
-    "customers",
-    "products",
-    "inventory_levels",
-    "categories",
-    "customer_groups",
-    "price_lists",
-    "payment_terms",
-    "tax_rates",
-    "preorder_windows",
-]
-UNPAGINATED = {"customer_groups", "price_lists", "payment_terms", "tax_rates", "preorder_windows"}
+# Partitioned resources first, then the whole ones, in `endpoints.py`'s order.
+RESOURCES = list(PULL_ORDER)
+UNPAGINATED = {endpoint.resource for endpoint in PULLED if not endpoint.paginated}
 # Lists whose responses carry no `has_more`: issue 7 allows each one more request than its pages.
 NO_HAS_MORE = {"invoices"}
-PARTITIONED = {"orders", "invoices", "dispatches"}
+PARTITIONED = {endpoint.resource for endpoint in PULLED if endpoint.partitioned}
 # Every run needs one token at least; the minimum of a whole pull counts it once (issue 7, item 1).
 TOKENS_MINIMUM = 1
 RESULTS = Path(__file__).resolve().parent / "results"

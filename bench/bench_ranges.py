@@ -28,11 +28,13 @@ from orderspace_pipelines.defs.partitions import range_tags
 from orderspace_pipelines.defs.pull_assets import PULL_ASSETS
 from orderspace_pipelines.defs.resources import LakeResource, OrderspaceResource
 from orderspace_pipelines.defs.sync import run_sync
+from orderspace_pipelines.endpoints import PULLED
 from orderspace_pipelines.lake.flatten import record_date
 from orderspace_pipelines.settings import OrderspaceSettings
 from orderspace_sandbox import SandboxConfig, SandboxServer
 
-DATE_FIELD = {"orders": "created", "dispatches": "created", "invoices": "invoice_date"}
+# The partitioned resources and the field that dates their records (declared in `endpoints.py`).
+DATE_FIELD = {e.resource: e.date_field for e in PULLED if e.date_field is not None}
 
 
 def _resources(server: SandboxServer, data_dir: Path) -> dict[str, Any]:

@@ -17,7 +17,6 @@ except ConfigurationError as error:
     raise ConfigurationError(str(error)) from None  # the message alone: no frames of the settings code
 
 from orderspace_pipelines.defs.change_feed import CHANGE_FEED_JOBS, CHANGE_FEED_SENSORS
-from orderspace_pipelines.defs.checks import PULL_CHECKS
 from orderspace_pipelines.defs.pull_assets import PULL_ASSETS
 from orderspace_pipelines.defs.push_jobs import PUSH_JOBS
 from orderspace_pipelines.defs.resources import LakeResource, OrderspaceResource
@@ -33,7 +32,6 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
 
 defs = dg.Definitions(
     assets=PULL_ASSETS,
-    asset_checks=PULL_CHECKS,
     jobs=[*PULL_JOBS, *PUSH_JOBS, *CHANGE_FEED_JOBS],
     schedules=PULL_SCHEDULES,
     sensors=[*PUSH_SENSORS, *CHANGE_FEED_SENSORS],

@@ -49,6 +49,7 @@ from orderspace_pipelines.client.token_store import (
     default_token_cache_path,
 )
 from orderspace_pipelines.client.transport import RequestStats, ThrottledRetryTransport
+from orderspace_pipelines.endpoints import ENDPOINTS
 from orderspace_pipelines.settings import OrderspaceSettings
 
 logger = logging.getLogger("orderspace_pipelines.client")
@@ -60,20 +61,8 @@ NO_DELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 # source/includes/models/_<resource>.html.md, "List ..." parameters). The client always asks for the maximum.
 MAX_PAGE_SIZE = 200
 # Endpoints documented as returning everything in one response (no `limit` is sent; `has_more: true` is still
-# followed, in case the API starts paginating them).
-UNPAGINATED_RESOURCES = frozenset(
-    {"customer_groups", "price_lists", "payment_terms", "tax_rates", "preorder_windows", "webhooks"}
-)
-CURSOR_FIELDS = {"inventory_levels": "sku"}
-SINGULAR = {
-    "customers": "customer",
-    "orders": "order",
-    "dispatches": "dispatch",
-    "products": "product",
-    "invoices": "invoice",
-    "webhooks": "webhook",
-    "inventory_levels": "inventory_level",
-}
+# followed, in case the API starts paginating them). Declared in `endpoints.py`.
+UNPAGINATED_RESOURCES = frozenset(name for name, endpoint in ENDPOINTS.items() if not endpoint.paginated)
 
 
 @dataclass(frozen=True)
@@ -87,7 +76,16 @@ class Page:
 
 
 def cursor_field(resource: str) -> str:
-    return CURSOR_FIELDS.get(resource, "id")
+    """The field whose value in a page's last record is the cursor for the next page (`id` by default)."""
+    known = ENDPOINTS.get(resource)
+    return known.key if known is not None else "id"
+
+
+def _singular(resource: str) -> str:
+    key = ENDPOINTS[resource].singular
+    if key is None:
+        raise ValueError(f"/{resource} has no single-record endpoint")
+    return key
 
 
 def format_since(value: DateLike) -> str:
@@ -291,16 +289,17 @@ class OrderspaceClient:
         return self.iter_records(resource, page_size=page_size, starting_after=starting_after, **filters)
 
     def _get(self, resource: str, record_id: str) -> dict[str, Any]:
-        body = self.request("GET", f"{resource}/{_path_id(SINGULAR[resource], record_id)}")
-        return _unwrap(body, SINGULAR[resource], f"GET /{resource}/{record_id}")
+        key = _singular(resource)
+        body = self.request("GET", f"{resource}/{_path_id(key, record_id)}")
+        return _unwrap(body, key, f"GET /{resource}/{record_id}")
 
     def _create(self, resource: str, payload: Mapping[str, Any]) -> dict[str, Any]:
-        key = SINGULAR[resource]
+        key = _singular(resource)
         body = self.request("POST", resource, json_body=_wrap(payload, key))
         return _unwrap(body, key, f"POST /{resource}")
 
     def _update(self, resource: str, record_id: str, payload: Mapping[str, Any]) -> dict[str, Any]:
-        key = SINGULAR[resource]
+        key = _singular(resource)
         path = f"{resource}/{_path_id(key, record_id)}"
         body = self.request("PUT", path, json_body=_wrap(payload, key))
         return _unwrap(body, key, f"PUT /{path}")

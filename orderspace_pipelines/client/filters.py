@@ -1,8 +1,8 @@
 """The documented filters of every list endpoint, typed, and their formatting as query parameters.
 
-Source: the API reference's Slate source (`jgarlick/apidocs`, `source/includes/models/_<resource>.html.md`,
-"Parameters" of each "List ..." section). One `TypedDict` per resource names its filters; each annotation
-carries the filter's kind, which decides how a value is checked and formatted:
+The filters are declared with their endpoint in `orderspace_pipelines/endpoints.py` (one `TypedDict` per
+list, from the API reference's "Parameters" of each "List ..." section); each annotation carries the
+filter's kind, which decides how a value is checked and formatted here:
 
 - `DATETIME` (`created_since`, `created_before`, `updated_since`): the docs' example is `2019-10-29T21:00`
   (ISO 8601). A `datetime` is sent in UTC as `YYYY-MM-DDTHH:MM:SSZ` (naive means UTC). The `Z` is a guess
@@ -20,126 +20,28 @@ A filter a resource does not document raises `TypeError` naming it (never sent s
 
 from __future__ import annotations
 
-import enum
 from datetime import UTC, date, datetime
-from typing import Annotated, Any, TypedDict, get_type_hints
+from typing import Any
 
-DateLike = date | datetime | str
-
-ORDER_STATUSES = frozenset(
-    {"new", "invoiced", "released", "part_fulfilled", "preorder", "fulfilled", "standing_order", "cancelled"}
+from orderspace_pipelines.endpoints import (
+    CUSTOMER_STATUSES,
+    ENDPOINTS,
+    ORDER_STATUSES,
+    CategoryFilters,
+    CustomerFilters,
+    DateLike,
+    DispatchFilters,
+    InventoryLevelFilters,
+    InvoiceFilters,
+    Kind,
+    NoFilters,
+    OrderFilters,
+    ProductFilters,
 )
-CUSTOMER_STATUSES = frozenset({"new", "active", "closed"})
 
-
-class Kind(enum.Enum):
-    DATETIME = "datetime"
-    DATE = "date"
-    BOOL = "bool"
-    NUMBER = "number"
-    TEXT = "text"
-    ORDER_STATUS = "order status"
-    CUSTOMER_STATUS = "customer status"
-
-
-DateTimeFilter = Annotated[DateLike, Kind.DATETIME]
-DateFilter = Annotated[date | str, Kind.DATE]
-BoolFilter = Annotated[bool | str, Kind.BOOL]
-TextFilter = Annotated[str, Kind.TEXT]
-
-
-class CustomerFilters(TypedDict, total=False):
-    created_since: DateTimeFilter
-    company_name: TextFilter
-    buyers_email_address: TextFilter
-    status: Annotated[str, Kind.CUSTOMER_STATUS]
-    reference: TextFilter
-    payment_terms_id: TextFilter
-    customer_group_id: TextFilter
-    price_list_id: TextFilter
-
-
-class OrderFilters(TypedDict, total=False):
-    created_since: DateTimeFilter
-    created_before: DateTimeFilter
-    delivery_date_since: DateFilter
-    delivery_date_before: DateFilter
-    number: Annotated[int | str, Kind.NUMBER]
-    status: Annotated[str, Kind.ORDER_STATUS]
-    reference: TextFilter
-    customer_id: TextFilter
-    standing_order_id: TextFilter
-
-
-class DispatchFilters(TypedDict, total=False):
-    created_since: DateTimeFilter
-    created_before: DateTimeFilter
-    order_id: TextFilter
-
-
-class InvoiceFilters(TypedDict, total=False):
-    created_since: DateTimeFilter
-    invoice_date_after: DateFilter
-    invoice_date_before: DateFilter
-    due_date_after: DateFilter
-    due_date_before: DateFilter
-    number: Annotated[int | str, Kind.TEXT]  # e.g. "INV-1288"
-    customer_id: TextFilter
-    paid: BoolFilter
-    proforma: BoolFilter
-
-
-class ProductFilters(TypedDict, total=False):
-    created_since: DateTimeFilter
-    updated_since: DateTimeFilter
-    code: TextFilter
-    name: TextFilter
-    active: BoolFilter
-    category_id: TextFilter
-
-
-class InventoryLevelFilters(TypedDict, total=False):
-    created_since: DateTimeFilter
-    updated_since: DateTimeFilter
-    product_id: TextFilter
-    sku: TextFilter
-
-
-class CategoryFilters(TypedDict, total=False):
-    name: TextFilter
-    parent_id: TextFilter
-
-
-class NoFilters(TypedDict, total=False):
-    """The unpaginated lists (customer groups, price lists, payment terms, tax rates, preorder windows,
-    webhooks) document no parameters."""
-
-
-FILTER_TYPES: dict[str, type] = {
-    "customers": CustomerFilters,
-    "orders": OrderFilters,
-    "dispatches": DispatchFilters,
-    "invoices": InvoiceFilters,
-    "products": ProductFilters,
-    "inventory_levels": InventoryLevelFilters,
-    "categories": CategoryFilters,
-    "customer_groups": NoFilters,
-    "price_lists": NoFilters,
-    "payment_terms": NoFilters,
-    "tax_rates": NoFilters,
-    "preorder_windows": NoFilters,
-    "webhooks": NoFilters,
-}
-
-
-def _kinds(typed: type) -> dict[str, Kind]:
-    hints = get_type_hints(typed, include_extras=True)
-    return {name: hint.__metadata__[0] for name, hint in hints.items()}
-
-
-# resource -> filter name -> kind
+# resource -> filter name -> kind (declared with each endpoint in `endpoints.py`)
 LIST_FILTERS: dict[str, dict[str, Kind]] = {
-    resource: _kinds(typed) for resource, typed in FILTER_TYPES.items()
+    resource: endpoint.filter_kinds for resource, endpoint in ENDPOINTS.items()
 }
 
 

@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import stat
-import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +32,8 @@ from typing import Any, Protocol
 
 from filelock import FileLock
 from filelock import Timeout as FileLockTimeout
+
+from orderspace_pipelines import atomic
 
 logger = logging.getLogger("orderspace_pipelines.client")
 
@@ -193,18 +194,8 @@ class FileTokenStore:
     def _save(self, tokens: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         body = json.dumps({"version": FORMAT_VERSION, "tokens": tokens}, indent=1).encode()
-        fd, temporary = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)  # mode 0600
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                os.fchmod(handle.fileno(), FILE_MODE)
-                handle.write(body)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
+        # 0600 from the moment the temporary file exists, then atomically in place.
+        atomic.write_bytes(self.path, lambda handle: handle.write(body), file_mode=FILE_MODE)
 
     def write(self, token: StoredToken) -> None:
         with self._thread_lock:

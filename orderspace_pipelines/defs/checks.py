@@ -256,11 +256,8 @@ def _status_check() -> LakeCheck:
 
 def _checks_for(resource: str) -> list[LakeCheck]:
     spec = RESOURCES[resource]
-    tables = [spec.table, *(child.table for child in spec.children)]
-    checks = [_unique_check(table) for table in tables]
-    if spec.snapshot_table is not None:
-        checks.append(_unique_check(spec.snapshot_table))
-    checks += [_parent_check(table) for table in tables if table_spec(table).parent]
+    checks = [_unique_check(table) for table in spec.tables]
+    checks += [_parent_check(table) for table in spec.tables if table_spec(table).parent]
     if resource == "orders":
         checks.append(_totals_check("orders", "order_lines", "order_id"))
         checks.append(_status_check())
@@ -271,7 +268,3 @@ def _checks_for(resource: str) -> list[LakeCheck]:
 
 # The checks of each pull multi-asset, by API resource (the pull assets declare and evaluate them).
 CHECKS_BY_RESOURCE: dict[str, list[LakeCheck]] = {resource: _checks_for(resource) for resource in RESOURCES}
-
-# Separate `@asset_check` definitions for `Definitions(asset_checks=...)`: none, every check is declared on
-# its pull multi-asset (see the module docstring), so Definitions picks them up with PULL_ASSETS.
-PULL_CHECKS: list[dg.AssetChecksDefinition] = []

@@ -28,18 +28,17 @@
   waited on the rate limit, retries and 429s, what the sweep did, and any values that did not fit their
   declared type. After writing, the asset refreshes its tables' views in the DuckDB catalog.
 - Requests and local work overlap: a background thread fetches the next page while the step lands the
-  current one (`PageFetcher`). It asks for a page only once the landing has said it wants one (a date
-  check before the page is landed), so no request is spent past the end of a range, and it holds at
-  most one page ahead, so memory stays at a couple of pages. The per-day materialization events of a
-  partitioned pull are logged as each day is written, in the time the rate limit leaves between
+  current one (`PageFetcher`, a one-worker executor). It asks for a page only once the landing has said
+  it wants one (a date check before the page is landed), so no request is spent past the end of a range,
+  and it holds at most one page ahead, so memory stays at a couple of pages. The per-day materialization
+  events of a partitioned pull are logged as each day is written, in the time the rate limit leaves between
   requests, rather than all at the end; on the project's instance storage they are written to SQLite in
   batches (`defs/event_log.py`), which took most of a full pull's local time when written one by one.
 """
 
-import json
-import queue
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -60,6 +59,7 @@ from orderspace_pipelines.defs.partitions import (
     window_days,
 )
 from orderspace_pipelines.defs.resources import ORDERSPACE_API_POOL, LakeResource, OrderspaceResource
+from orderspace_pipelines.endpoints import PULLED
 from orderspace_pipelines.lake import refresh_catalog, storage
 from orderspace_pipelines.lake.schemas import (
     INVENTORY_LEVELS,
@@ -85,36 +85,18 @@ FULL_REFRESH_TAG = "orderspace/full_refresh"
 # next time rather than missed (a few records more per pull).
 WATERMARK_SAFETY_MARGIN = timedelta(minutes=10)
 
-PARTITIONED_RESOURCES = ("orders", "invoices", "dispatches")
-WHOLE_RESOURCES = (
-    "customers",
-    "products",
-    "categories",
-    "customer_groups",
-    "price_lists",
-    "payment_terms",
-    "tax_rates",
-    "preorder_windows",
+PARTITIONED_RESOURCES = tuple(endpoint.resource for endpoint in PULLED if endpoint.partitioned)
+WHOLE_RESOURCES = tuple(
+    endpoint.resource
+    for endpoint in PULLED
+    if not endpoint.partitioned and endpoint.resource != INVENTORY_LEVELS
 )
-
-_DESCRIPTIONS = {
-    "customers": "Customers (companies ordering), refreshed whole.",
-    "orders": "Orders, one partition per creation day (UTC).",
-    "order_lines": "Order lines of the orders created that day; key (id, order_id).",
-    "invoices": "Invoices, one partition per invoice date.",
-    "invoice_lines": "Invoice lines, numbered by position; key (invoice_id, line_number).",
-    "invoice_payments": "Payments recorded on invoices, numbered by position; key (invoice_id, line_number).",
-    "dispatches": "Dispatches, one partition per creation day (UTC).",
-    "dispatch_lines": "Dispatch lines, numbered by position; key (dispatch_id, line_number).",
-    "products": "Products, refreshed whole.",
-    "product_variants": "Product variants (SKUs) of each product; key (id, product_id).",
-    INVENTORY_LEVELS: "Inventory levels per SKU, current (refreshed with updated_since). Each "
-    "materialization also adds a timestamped snapshot of every SKU to inventory_level_snapshots.",
-}
+_DESCRIPTIONS = {table: text for endpoint in PULLED for table, text in endpoint.descriptions().items()}
 
 
 def _table_names(spec: ResourceSpec) -> list[str]:
-    return [spec.table, *(child.table for child in spec.children)]
+    """The parent table and its children (the assets of one multi-asset; the snapshot table is not one)."""
+    return [table for table in spec.tables if table != spec.snapshot_table]
 
 
 def _asset_key_of(table: str) -> str:
@@ -299,6 +281,36 @@ class _DayEvents:
             self.events += 1
 
 
+@dataclass(frozen=True)
+class _RunRange:
+    """A partitioned run's days: the partitions it targets (`start`..`end`), the partitions that exist
+    (`first`..`last`), and the listing's bounds (`lower`/`upper`, None where the range is open)."""
+
+    start: date
+    end: date
+    first: date
+    last: date
+    full_history: bool
+
+    @property
+    def lower(self) -> date | None:
+        return None if self.full_history or self.start <= self.first else self.start
+
+    @property
+    def upper(self) -> date | None:
+        return None if self.full_history or self.end >= self.last else self.end
+
+    def text(self) -> str:
+        return f"{self.lower or 'the oldest record'}..{self.upper or 'the newest record'}"
+
+
+def _run_range(context: dg.AssetExecutionContext) -> _RunRange:
+    window = context.partition_time_window
+    start, end = window_days(window.start, window.end)
+    full_history = context.run.tags.get(FULL_HISTORY_TAG, "").lower() == "true"
+    return _RunRange(start, end, first_partition_day(), last_partition_day(), full_history)
+
+
 def pull_partitioned(
     context: dg.AssetExecutionContext, orderspace: OrderspaceResource, lake: LakeResource, resource: str
 ) -> Iterator[Any]:
@@ -314,92 +326,81 @@ def pull_partitioned(
     if not tables:  # only checks were selected
         yield from _run_checks(context, lake, resource)
         return
-    window = context.partition_time_window
-    start, end = window_days(window.start, window.end)
-    first, last = first_partition_day(), last_partition_day()
-    full_history = context.run.tags.get(FULL_HISTORY_TAG, "").lower() == "true"
-    lower = None if full_history or start <= first else start
-    upper = None if full_history or end >= last else end
-    events = _DayEvents(context, tables, first, last, fill=None if full_history else (start, end))
-    loaded_at = datetime.now(UTC)
-    filters = range_filters(spec, lower, upper)
+    days = _run_range(context)
+    fill = None if days.full_history else (days.start, days.end)
+    events = _DayEvents(context, tables, days.first, days.last, fill=fill)
+    # What every day-writing landing of this run shares: the partitions, the log, the per-day events.
+    days_kwargs: dict[str, Any] = {
+        "loaded_at": datetime.now(UTC),
+        "partitions_start": days.first,
+        "partitions_end": days.last,
+        "logger": context.log,
+        "on_day_written": events.day_written,
+    }
+    filters = range_filters(spec, days.lower, days.upper)
     landing = PartitionedLanding(
-        lake.root,
-        spec,
-        start=lower,
-        end=upper,
-        loaded_at=loaded_at,
-        partitions_start=first,
-        partitions_end=last,
-        logger=context.log,
-        on_day_written=events.day_written,
-        server_bounded=bool(filters),
+        lake.root, spec, start=days.lower, end=days.upper, server_bounded=bool(filters), **days_kwargs
     )
     landing.report.filters = dict(filters)
-    context.log.info(
-        "%s: listing %s..%s with %s",
-        resource,
-        lower or "the oldest record",
-        upper or "the newest record",
-        ", ".join(f"{name}={value}" for name, value in filters.items()) or "no filter",
-    )
+    described = ", ".join(f"{name}={value}" for name, value in filters.items()) or "no filter"
+    context.log.info("%s: listing %s with %s", resource, days.text(), described)
     # Invoices created since the last pull that reached today, whatever their invoice date (back-dated
     # ones fall before this range): only a range open above has a watermark to keep.
     watermark_key = f"{resource}.created_since"
-    keeps_watermark = spec.range_filter == "invoice_date" and upper is None
+    keeps_watermark = spec.range_filter == "invoice_date" and days.upper is None
     with orderspace.get_client() as client:
         clock = ServerClock(client)
         _sweep(client, resource, landing, filters)
         report = landing.finish()
-        if keeps_watermark and lower is not None:
-            since = saved_watermark(lake.root, watermark_key)
-            since_text = _utc_text(since or datetime(lower.year, lower.month, lower.day, tzinfo=UTC))
-            report.filters["created_since"] = since_text
-            context.log.info("%s: merging those created since %s into their days", resource, since_text)
-            merge = DayMerge(
-                lake.root,
-                spec,
-                loaded_at=loaded_at,
-                report=report,
-                covered=lambda day: day >= lower,
-                partitions_start=first,
-                partitions_end=last,
-                logger=context.log,
-                on_day_written=events.day_written,
-            )
-            _land_pages(client.iter_pages(resource, created_since=since_text), merge.add_page)
-            report.days_written.sort()
+        if keeps_watermark and (lower := days.lower) is not None:
+            merge = DayMerge(lake.root, spec, report=report, covered=lambda day: day >= lower, **days_kwargs)
+            _merge_created_since(context, client, merge, watermark_key, lower)
         requests = _request_metadata(client)
     if keeps_watermark:
         storage.update_state(lake.root, {watermark_key: watermark_from(clock)})
     catalog = refresh_catalog(lake.root, _table_names(spec), logger=context.log)
-    summary = {
-        "range": dg.MetadataValue.text(f"{lower or 'the oldest record'}..{upper or 'the newest record'}"),
+    summary = _range_summary(report, days, catalog_updated=not catalog.locked)
+    final = {table: _metadata(table, report, requests, lake, summary) for table in tables}
+    events.finish(report, min(max(days.end, days.first), days.last), final)
+    yield from _run_checks(context, lake, resource)
+
+
+def _merge_created_since(
+    context: dg.AssetExecutionContext,
+    client: OrderspaceClient,
+    merge: DayMerge,
+    watermark_key: str,
+    lower: date,
+) -> None:
+    """Merge the records created since the watermark (else since `lower`) into their days, by id."""
+    report = merge.report
+    since = saved_watermark(merge.data_dir, watermark_key)
+    since_text = _utc_text(since or datetime(lower.year, lower.month, lower.day, tzinfo=UTC))
+    report.filters["created_since"] = since_text
+    resource = merge.spec.resource
+    context.log.info("%s: merging those created since %s into their days", resource, since_text)
+    _land_pages(client.iter_pages(resource, created_since=since_text), merge.add_page)
+    report.days_written.sort()
+
+
+def _range_summary(report: LandingReport, days: _RunRange, *, catalog_updated: bool) -> dict[str, Any]:
+    """The run-wide figures of a partitioned pull (on the newest day's materialization)."""
+    summary: dict[str, Any] = {
+        "range": dg.MetadataValue.text(days.text()),
         "days_written": dg.MetadataValue.int(len(report.days_written)),
         "days_removed": dg.MetadataValue.int(len(report.days_removed)),
         "server_filters": dg.MetadataValue.json(report.filters),
         "records_outside_partitions": dg.MetadataValue.int(report.outside_partitions),
         "late_rewrites": dg.MetadataValue.int(report.late_rewrites),
-        "catalog_views_updated": dg.MetadataValue.bool(not catalog.locked),
+        "catalog_views_updated": dg.MetadataValue.bool(catalog_updated),
     }
     if report.merged_records or report.already_covered:
         summary["merged_by_id"] = dg.MetadataValue.int(report.merged_records)
-    final = {table: _metadata(table, report, requests, lake, summary) for table in tables}
-    events.finish(report, min(max(end, first), last), final)
-    yield from _run_checks(context, lake, resource)
-
-
-class _End:
-    """The fetcher's marker: the listing has no more pages."""
-
-
-class _Failed:
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
+    return summary
 
 
 class PageFetcher:
-    """Fetch the pages of `iter_pages` on a background thread, one page ahead, and only when asked.
+    """Fetch the pages of `iter_pages` on one worker thread, one page ahead, and only when asked.
 
     `want()` asks for the next page; `get()` returns it (None at the end of the listing) or raises what
     fetching it raised. The caller asks for page N+1 as soon as it knows it needs it, then lands page N
@@ -409,41 +410,25 @@ class PageFetcher:
 
     def __init__(self, pages: Iterator[Page]) -> None:
         self._pages = pages
-        self._wanted = threading.Semaphore(0)
-        self._results: queue.SimpleQueue[Page | _End | _Failed] = queue.SimpleQueue()
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="orderspace-page-fetcher", daemon=True)
-        self._thread.start()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="orderspace-page-fetcher")
+        self._pending: Future[Page | None] | None = None
 
-    def _run(self) -> None:
-        while True:
-            self._wanted.acquire()
-            if self._stopping:
-                return
-            try:
-                page = next(self._pages)
-            except StopIteration:
-                self._results.put(_End())
-                return
-            except BaseException as error:  # handed to the caller, who raises it
-                self._results.put(_Failed(error))
-                return
-            self._results.put(page)
+    def _next(self) -> Page | None:
+        return next(self._pages, None)
 
     def want(self) -> None:
-        self._wanted.release()
+        if self._pending is None:
+            self._pending = self._executor.submit(self._next)
 
     def get(self) -> Page | None:
-        item = self._results.get()
-        if isinstance(item, _Failed):
-            raise item.error
-        return None if isinstance(item, _End) else item
+        if self._pending is None:
+            raise RuntimeError("PageFetcher.get() without want()")
+        pending, self._pending = self._pending, None
+        return pending.result()  # re-raises what fetching the page raised
 
     def close(self) -> None:
         """Stop (after any request in flight) and close the page iterator."""
-        self._stopping = True
-        self._wanted.release()
-        self._thread.join()
+        self._executor.shutdown(wait=True, cancel_futures=True)
         close = getattr(self._pages, "close", None)  # a generator: let it clean up (connection, cursor)
         if close is not None:
             close()
@@ -545,36 +530,56 @@ def pull_whole(
     now = datetime.now(UTC)
     snapshot_at = now if spec.snapshot_table is not None else None
     watermark_key = f"{resource}.updated_since"
-    full_refresh = context.run.tags.get(FULL_REFRESH_TAG, "").lower() == "true"
-    since = None
-    if spec.updated_since and not full_refresh and storage.whole_file(lake.root, spec.table).is_file():
-        since = saved_watermark(lake.root, watermark_key)
-    params: dict[str, Any] = {} if since is None else {"updated_since": _utc_text(since)}
-    if spec.updated_since:
-        context.log.info(
-            "%s: %s",
-            resource,
-            f"records updated since {params['updated_since']}, merged by {spec.key}"
-            if params
-            else "full load" + (" (full_refresh tag)" if full_refresh else ""),
-        )
+    params = _refresh_params(context, lake, spec, watermark_key)
     with orderspace.get_client() as client:
         clock = ServerClock(client)
         with WholeLanding(
-            lake.root,
-            spec,
-            loaded_at=now,
-            snapshot_at=snapshot_at,
-            merge=since is not None,
-            logger=context.log,
+            lake.root, spec, loaded_at=now, snapshot_at=snapshot_at, merge=bool(params), logger=context.log
         ) as landing:
             _land_pages(client.iter_pages(resource, **params), landing.add_page)
             report = landing.finish()
         requests = _request_metadata(client)
     if spec.updated_since:
         storage.update_state(lake.root, {watermark_key: watermark_from(clock)})
-    catalog = refresh_catalog(lake.root, _table_names(spec) + _snapshot_tables(spec), logger=context.log)
-    extra: dict[str, Any] = {"catalog_views_updated": dg.MetadataValue.bool(not catalog.locked)}
+    catalog = refresh_catalog(lake.root, list(spec.tables), logger=context.log)
+    extra = _whole_summary(spec, report, params, snapshot_at, catalog_updated=not catalog.locked)
+    for table in tables:
+        yield dg.MaterializeResult(
+            asset_key=_asset_key_of(table), metadata=_metadata(table, report, requests, lake, extra)
+        )
+    yield from _run_checks(context, lake, resource)
+
+
+def _refresh_params(
+    context: dg.AssetExecutionContext, lake: LakeResource, spec: ResourceSpec, watermark_key: str
+) -> dict[str, Any]:
+    """`{"updated_since": ...}` when only the changed records are needed, else `{}` (a full load)."""
+    if not spec.updated_since:
+        return {}
+    full_refresh = context.run.tags.get(FULL_REFRESH_TAG, "").lower() == "true"
+    since = None
+    if not full_refresh and storage.whole_file(lake.root, spec.table).is_file():
+        since = saved_watermark(lake.root, watermark_key)
+    if since is not None:
+        params = {"updated_since": _utc_text(since)}
+        context.log.info(
+            "%s: records updated since %s, merged by %s", spec.resource, params["updated_since"], spec.key
+        )
+        return params
+    context.log.info("%s: full load%s", spec.resource, " (full_refresh tag)" if full_refresh else "")
+    return {}
+
+
+def _whole_summary(
+    spec: ResourceSpec,
+    report: LandingReport,
+    params: dict[str, Any],
+    snapshot_at: datetime | None,
+    *,
+    catalog_updated: bool,
+) -> dict[str, Any]:
+    """The run-wide figures of a whole refresh (on every table's materialization)."""
+    extra: dict[str, Any] = {"catalog_views_updated": dg.MetadataValue.bool(catalog_updated)}
     if spec.updated_since:
         extra["refresh"] = dg.MetadataValue.text(
             f"updated_since {params['updated_since']}" if params else "full load"
@@ -583,15 +588,7 @@ def pull_whole(
     if snapshot_at is not None:
         extra["snapshot_at"] = dg.MetadataValue.timestamp(snapshot_at)
         extra["snapshot_rows"] = dg.MetadataValue.int(report.rows.get(INVENTORY_SNAPSHOTS, 0))
-    for table in tables:
-        yield dg.MaterializeResult(
-            asset_key=_asset_key_of(table), metadata=_metadata(table, report, requests, lake, extra)
-        )
-    yield from _run_checks(context, lake, resource)
-
-
-def _snapshot_tables(spec: ResourceSpec) -> list[str]:
-    return [spec.snapshot_table] if spec.snapshot_table is not None else []
+    return extra
 
 
 # --- asset definitions ----------------------------------------------------------------------------
@@ -603,7 +600,7 @@ def _specs(spec: ResourceSpec, *, skippable: bool) -> list[dg.AssetSpec]:
         dg.AssetSpec(
             parent_key,
             group_name=GROUP,
-            description=_DESCRIPTIONS.get(parent_key),
+            description=_DESCRIPTIONS.get(parent_key) or None,
             kinds={"parquet"},
             skippable=skippable,
         )
@@ -613,7 +610,7 @@ def _specs(spec: ResourceSpec, *, skippable: bool) -> list[dg.AssetSpec]:
             dg.AssetSpec(
                 child.table,
                 group_name=GROUP,
-                description=_DESCRIPTIONS.get(child.table),
+                description=_DESCRIPTIONS.get(child.table) or None,
                 deps=[parent_key],
                 kinds={"parquet"},
                 skippable=skippable,
@@ -677,8 +674,3 @@ PULL_ASSET_KEYS: dict[str, str] = {
 PARTITIONED_KEYS: frozenset[str] = frozenset(
     key for key, resource in PULL_ASSET_KEYS.items() if resource in PARTITIONED_RESOURCES
 )
-
-
-def describe_assets() -> str:
-    """A one-line-per-asset listing, for `--select` help and errors."""
-    return json.dumps(sorted(PULL_ASSET_KEYS))

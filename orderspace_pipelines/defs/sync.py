@@ -25,7 +25,6 @@ from typing import Any
 
 import dagster as dg
 
-from orderspace_pipelines.defs.checks import PULL_CHECKS
 from orderspace_pipelines.defs.console import CONSOLE_INFO
 from orderspace_pipelines.defs.partitions import (
     FULL_HISTORY_TAG,
@@ -34,11 +33,11 @@ from orderspace_pipelines.defs.partitions import (
     range_tags,
 )
 from orderspace_pipelines.defs.pull_assets import PARTITIONED_KEYS, PULL_ASSET_KEYS, PULL_ASSETS
-from orderspace_pipelines.lake.schemas import INVENTORY_LEVELS_VIEW, INVENTORY_SNAPSHOTS, RESOURCES
+from orderspace_pipelines.endpoints import INVENTORY_LEVELS, INVENTORY_SNAPSHOTS, PULLED
 
-_PARENT_KEYS = frozenset(
-    INVENTORY_LEVELS_VIEW if spec.table == INVENTORY_SNAPSHOTS else spec.table for spec in RESOURCES.values()
-)
+# The parent table of every pulled endpoint (its asset key).
+_PARENT_KEYS = frozenset(endpoint.table for endpoint in PULLED)
+_PULLED_RESOURCES = frozenset(endpoint.resource for endpoint in PULLED)
 
 
 @dataclass
@@ -90,10 +89,10 @@ def resolve_selection(select: Sequence[str] | None) -> list[str]:
         if name.startswith("pull_"):
             name = name[len("pull_") :]
         if name == INVENTORY_SNAPSHOTS:
-            name = INVENTORY_LEVELS_VIEW
+            name = INVENTORY_LEVELS
         if name in PULL_ASSET_KEYS:
             resources.add(PULL_ASSET_KEYS[name])
-        elif name in RESOURCES:
+        elif name in _PULLED_RESOURCES:
             resources.add(name)
         else:
             raise ValueError(
@@ -182,42 +181,40 @@ def run_sync(
     sync = SyncResult(success=True, selected=keys)
     partitioned = [key for key in keys if key in PARTITIONED_KEYS]
     whole = [key for key in keys if key not in PARTITIONED_KEYS]
+
+    def materialize(selection: list[str], tags: dict[str, str]) -> None:
+        result = dg.materialize(
+            PULL_ASSETS,
+            selection=selection,
+            instance=dagster_instance,
+            resources=resource_defs,
+            tags=tags,
+            raise_on_error=False,
+            run_config=CONSOLE_INFO,
+        )
+        _collect(result, sync)
+
     try:
         _apply_change_feed(dagster_instance, resource_defs, sync)
         if partitioned:
-            end = last_partition_day() if until is None else clamp_to_partitions(until)
-            tags = {"orderspace/trigger": "sync"}
-            if since is None:  # the whole history in one sweep; the run targets the newest partition
-                tags |= {**range_tags(end, end), FULL_HISTORY_TAG: "true"}
-                sync.partition_range = None
-            else:
-                start = clamp_to_partitions(since)
-                if start > end:
-                    raise ValueError(f"--since {since} is after the last day to pull ({end})")
-                tags |= range_tags(start, end)
-                sync.partition_range = (start, end)
-            result = dg.materialize(
-                [*PULL_ASSETS, *PULL_CHECKS],
-                selection=partitioned,
-                instance=dagster_instance,
-                resources=resource_defs,
-                tags=tags,
-                raise_on_error=False,
-                run_config=CONSOLE_INFO,
-            )
-            _collect(result, sync)
+            materialize(partitioned, _partition_tags(sync, since, until))
         if whole:
-            result = dg.materialize(
-                [*PULL_ASSETS, *PULL_CHECKS],
-                selection=whole,
-                instance=dagster_instance,
-                resources=resource_defs,
-                tags={"orderspace/trigger": "sync"},
-                raise_on_error=False,
-                run_config=CONSOLE_INFO,
-            )
-            _collect(result, sync)
+            materialize(whole, {"orderspace/trigger": "sync"})
     finally:
         if ephemeral:
             dagster_instance.dispose()
     return sync
+
+
+def _partition_tags(sync: SyncResult, since: date | None, until: date | None) -> dict[str, str]:
+    """The partitioned run's tags (its range, or the whole history); records the range on `sync`."""
+    end = last_partition_day() if until is None else clamp_to_partitions(until)
+    tags = {"orderspace/trigger": "sync"}
+    if since is None:  # the whole history in one sweep; the run targets the newest partition
+        sync.partition_range = None
+        return tags | {**range_tags(end, end), FULL_HISTORY_TAG: "true"}
+    start = clamp_to_partitions(since)
+    if start > end:
+        raise ValueError(f"--since {since} is after the last day to pull ({end})")
+    sync.partition_range = (start, end)
+    return tags | range_tags(start, end)

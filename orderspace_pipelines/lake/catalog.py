@@ -40,9 +40,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
+from orderspace_pipelines import atomic
+from orderspace_pipelines.endpoints import LAKE_TABLES
 from orderspace_pipelines.lake.schemas import (
-    INVENTORY_LEVELS,
-    INVENTORY_SNAPSHOTS,
     PARTITION_COLUMN,
     TABLES,
     table_spec,
@@ -55,27 +55,8 @@ CATALOG_FILE = "orderspace.duckdb"
 STATE_FILE = "orderspace.duckdb.views.json"
 LOCK_FILE = ".orderspace.duckdb.lock"
 
-# Tables in the order of the contract (and of `summary`).
-CATALOG_TABLES: tuple[str, ...] = (
-    "customers",
-    "orders",
-    "order_lines",
-    "invoices",
-    "invoice_lines",
-    "invoice_payments",
-    "dispatches",
-    "dispatch_lines",
-    "products",
-    "product_variants",
-    INVENTORY_LEVELS,
-    INVENTORY_SNAPSHOTS,
-    "categories",
-    "customer_groups",
-    "price_lists",
-    "payment_terms",
-    "tax_rates",
-    "preorder_windows",
-)
+# Tables in the order of the contract (and of `summary`), as `endpoints.py` lists them.
+CATALOG_TABLES: tuple[str, ...] = LAKE_TABLES
 
 _DUCKDB_TYPES: dict[pa.DataType, str] = {
     pa.string(): "VARCHAR",
@@ -268,9 +249,7 @@ def _read_state(path: Path) -> dict[str, list[str]]:
 
 
 def _write_state(path: Path, state: dict[str, list[str]]) -> None:
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text(json.dumps(state, indent=1, sort_keys=True))
-    os.replace(temp, path)
+    atomic.write_text(path, json.dumps(state, indent=1, sort_keys=True))
 
 
 def _connect_with_retry(path: Path, *, attempts: int, first_delay: float) -> duckdb.DuckDBPyConnection | None:
@@ -301,48 +280,59 @@ def refresh_catalog(
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     wanted = list(TABLES) if tables is None else [table_spec(name).name for name in tables]
-    result = CatalogRefresh()
-    db_path = catalog_path(data_dir)
-    state_path = data_dir / STATE_FILE
     try:
         with FileLock(str(data_dir / LOCK_FILE), timeout=60):
-            state = _read_state(state_path) if db_path.exists() else {}
-            layouts = {table: table_layout(data_dir, table) for table in wanted}
-            signatures = {table: table_signature(data_dir, table, layouts[table]) for table in wanted}
-            changed = [table for table in wanted if state.get(table) != signatures[table]]
-            result.unchanged = [table for table in wanted if table not in changed]
-            if not changed:
-                return result
-            connection = _connect_with_retry(db_path, attempts=attempts, first_delay=first_delay)
-            if connection is None:
-                result.locked = True
-                logger.warning(
-                    "The DuckDB catalog %s is locked by another process (a notebook?); its views of %s "
-                    "were not updated this time. The Parquet files are written; close that connection "
-                    "and the next run updates the views.",
-                    db_path,
-                    ", ".join(changed),
-                )
-                return result
-            try:
-                connection.execute("BEGIN")
-                for table in changed:
-                    body = view_body(data_dir, table, layouts[table])
-                    connection.execute(f"CREATE OR REPLACE VIEW {_quote_ident(table)} AS {body}")
-                connection.execute("COMMIT")
-            finally:
-                connection.close()
-            for table in changed:
-                state[table] = signatures[table]
-            _write_state(state_path, state)
-            result.updated = changed
-            return result
+            return _refresh_locked(data_dir, wanted, attempts, first_delay, logger)
     except Timeout:
-        result.locked = True
         logger.warning(
             "Another process has been updating the DuckDB catalog for 60 s; views not updated this time."
         )
+        return CatalogRefresh(locked=True)
+
+
+def _refresh_locked(
+    data_dir: Path, wanted: list[str], attempts: int, first_delay: float, logger: logging.Logger
+) -> CatalogRefresh:
+    """`refresh_catalog` under the catalog's file lock: compare signatures, replace the changed views."""
+    result = CatalogRefresh()
+    db_path = catalog_path(data_dir)
+    state_path = data_dir / STATE_FILE
+    state = _read_state(state_path) if db_path.exists() else {}
+    layouts = {table: table_layout(data_dir, table) for table in wanted}
+    signatures = {table: table_signature(data_dir, table, layouts[table]) for table in wanted}
+    changed = [table for table in wanted if state.get(table) != signatures[table]]
+    result.unchanged = [table for table in wanted if table not in changed]
+    if not changed:
         return result
+    connection = _connect_with_retry(db_path, attempts=attempts, first_delay=first_delay)
+    if connection is None:
+        result.locked = True
+        logger.warning(
+            "The DuckDB catalog %s is locked by another process (a notebook?); its views of %s "
+            "were not updated this time. The Parquet files are written; close that connection "
+            "and the next run updates the views.",
+            db_path,
+            ", ".join(changed),
+        )
+        return result
+    try:
+        _replace_views(connection, data_dir, {table: layouts[table] for table in changed})
+    finally:
+        connection.close()
+    _write_state(state_path, state | {table: signatures[table] for table in changed})
+    result.updated = changed
+    return result
+
+
+def _replace_views(
+    connection: duckdb.DuckDBPyConnection, data_dir: Path, layouts: dict[str, TableLayout]
+) -> None:
+    """Replace the views of `layouts`' tables in one transaction."""
+    connection.execute("BEGIN")
+    for table, layout in layouts.items():
+        body = view_body(data_dir, table, layout)
+        connection.execute(f"CREATE OR REPLACE VIEW {_quote_ident(table)} AS {body}")
+    connection.execute("COMMIT")
 
 
 def summary(data_dir: Path) -> list[tuple[str, int]]:

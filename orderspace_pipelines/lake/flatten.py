@@ -347,8 +347,3 @@ def _convert_column(
             coercions.record(table, name, value, dtype)
             raw_columns.setdefault(RAW_PREFIX + name, [None] * len(column))[index] = _to_text(value)
     return values
-
-
-def empty_table(spec: TableSpec) -> pa.Table:
-    """A zero-row table with the declared schema."""
-    return spec.schema.empty_table()

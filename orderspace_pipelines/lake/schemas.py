@@ -19,10 +19,19 @@ Design (see also `lake/__init__.py`):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import pyarrow as pa
+
+from orderspace_pipelines.endpoints import (
+    INVENTORY_LEVELS,
+    LAKE_TABLES,
+    PULLED,
+    ChildTable,
+    Endpoint,
+)
+from orderspace_pipelines.endpoints import INVENTORY_SNAPSHOTS as INVENTORY_SNAPSHOTS  # re-exported
 
 STRING = pa.string()
 INT = pa.int64()
@@ -87,34 +96,9 @@ class TableSpec:
         return frozenset(self.column_names)
 
 
-@dataclass(frozen=True)
-class ChildSpec:
-    """An array of line records inside a parent resource that becomes its own table."""
-
-    field: str  # the array's field name in the parent record
-    table: str
-    numbered: bool  # add `line_number` (the line's position) because the lines have no id
-
-
-@dataclass(frozen=True)
-class ResourceSpec:
-    """How one API list endpoint lands in the lake."""
-
-    resource: str  # the API's list endpoint / response key, e.g. "orders"
-    table: str  # the parent table
-    children: tuple[ChildSpec, ...] = ()
-    date_field: str | None = None  # the field whose date picks the partition (None: whole refresh)
-    # How many days out of order (by `date_field`) the API's newest-first listing may be. 0 means strictly
-    # ordered; invoices are listed by creation, which only roughly follows the invoice date.
-    order_slack_days: int = 0
-    # The list's server-side bounds on `date_field` (see `lake.sweep.range_filters`): "created" for
-    # `created_since`/`created_before`, "invoice_date" for `invoice_date_after`/`invoice_date_before`.
-    range_filter: str | None = None
-    # The list takes `updated_since`: after a first full load the table is refreshed with the records changed
-    # since the previous pull, merged by `key` (see `lake.sweep.WholeLanding`).
-    updated_since: bool = False
-    key: str = "id"  # the parent table's key field (the list's cursor field)
-    snapshot_table: str | None = None  # a history table that gets a timestamped copy of every refresh
+# How one API list lands in the lake: its endpoint declaration (`endpoints.py`).
+ResourceSpec = Endpoint
+ChildSpec = ChildTable
 
 
 def _spec(
@@ -122,285 +106,277 @@ def _spec(
     columns: list[tuple[str, pa.DataType]],
     key: tuple[str, ...],
     *,
-    partitioned: bool = False,
-    parent: str | None = None,
-    parent_key: str | None = None,
     aliases: dict[str, str] | None = None,
 ) -> TableSpec:
-    return TableSpec(
-        name, tuple(columns), key, partitioned, parent, parent_key, tuple((aliases or {}).items())
-    )
+    return TableSpec(name, tuple(columns), key, aliases=tuple((aliases or {}).items()))
 
 
-TABLES: dict[str, TableSpec] = {
-    spec.name: spec
-    for spec in [
-        _spec(
-            "customers",
-            [
-                ("id", STRING),
-                ("company_name", STRING),
-                ("created", TIMESTAMP),
-                ("status", STRING),
-                ("reference", STRING),
-                ("internal_note", STRING),
-                ("buyers", STRING),
-                ("phone", STRING),
-                *_emails(),
-                ("tax_number", STRING),
-                ("tax_rate_id", STRING),
-                ("addresses", STRING),
-                ("minimum_spend", FLOAT),
-                ("payment_terms_id", STRING),
-                ("customer_group_id", STRING),
-                ("price_list_id", STRING),
-            ],
-            ("id",),
-            # The reference documents `created_at`; recorded real responses carry `created`: either lands.
-            aliases={"created_at": "created"},
-        ),
-        _spec(
-            "orders",
-            [
-                ("id", STRING),
-                ("number", INT),
-                ("created", TIMESTAMP),
-                ("status", STRING),
-                ("customer_id", STRING),
-                ("company_name", STRING),
-                ("phone", STRING),
-                *_emails(),
-                ("delivery_date", DATE),
-                ("reference", STRING),
-                ("internal_note", STRING),
-                ("customer_po_number", STRING),
-                ("customer_note", STRING),
-                ("standing_order_id", STRING),
-                ("shipping_type", STRING),
-                *_address("shipping_address"),
-                *_address("billing_address"),
-                ("currency", STRING),
-                ("net_total", FLOAT),
-                ("gross_total", FLOAT),
-            ],
-            ("id",),
-            partitioned=True,
-        ),
-        _spec(
-            "order_lines",
-            [
-                ("id", STRING),
-                ("order_id", STRING),
-                ("sku", STRING),
-                ("name", STRING),
-                ("options", STRING),
-                ("grouping_category_id", STRING),
-                ("grouping_category_name", STRING),
-                ("shipping", BOOL),
-                ("quantity", FLOAT),
-                ("unit_price", FLOAT),
-                ("sub_total", FLOAT),
-                ("tax_rate_id", STRING),
-                ("tax_name", STRING),
-                ("tax_rate", FLOAT),
-                ("tax_amount", FLOAT),
-                ("preorder_window_id", STRING),
-                ("on_hold", BOOL),
-                ("invoiced", FLOAT),
-                ("paid", FLOAT),
-                ("dispatched", FLOAT),
-            ],
-            ("id", "order_id"),
-            partitioned=True,
-            parent="orders",
-            parent_key="order_id",
-        ),
-        _spec(
-            "invoices",
-            [
-                ("id", STRING),
-                ("number", STRING),
-                ("invoice_date", DATE),
-                ("customer_id", STRING),
-                ("company_name", STRING),
-                ("email_address", STRING),
-                ("orders", STRING),
-                ("payment_terms", STRING),
-                ("due_date", DATE),
-                ("paid", BOOL),
-                ("proforma", BOOL),
-                ("deposit_percentage", FLOAT),
-                ("deposit_due_date", DATE),
-                ("comments", STRING),
-                *_address("address"),
-                ("currency", STRING),
-                ("net_total", FLOAT),
-                ("gross_total", FLOAT),
-            ],
-            ("id",),
-            partitioned=True,
-        ),
-        _spec(
-            "invoice_lines",
-            [
-                ("invoice_id", STRING),
-                (LINE_NUMBER, INT),
-                ("sku", STRING),
-                ("name", STRING),
-                ("options", STRING),
-                ("quantity", FLOAT),
-                ("unit_price", FLOAT),
-                ("sub_total", FLOAT),
-                ("tax_rate", FLOAT),
-                ("tax_amount", FLOAT),
-            ],
-            ("invoice_id", LINE_NUMBER),
-            partitioned=True,
-            parent="invoices",
-            parent_key="invoice_id",
-        ),
-        _spec(
-            "invoice_payments",
-            [
-                ("invoice_id", STRING),
-                (LINE_NUMBER, INT),
-                ("amount", FLOAT),
-                ("payment_date", DATE),
-                ("source", STRING),
-                ("description", STRING),
-                ("reference", STRING),
-            ],
-            ("invoice_id", LINE_NUMBER),
-            partitioned=True,
-            parent="invoices",
-            parent_key="invoice_id",
-        ),
-        _spec(
-            "dispatches",
-            [
-                ("id", STRING),
-                ("order_id", STRING),
-                ("order_number", INT),
-                ("created", TIMESTAMP),
-                ("comments", STRING),
-                ("customer_note", STRING),
-                ("customer_po_number", STRING),
-                ("shipping_type", STRING),
-                *_address("shipping_address"),
-                ("email_address", STRING),
-                ("phone", STRING),
-            ],
-            ("id",),
-            partitioned=True,
-        ),
-        _spec(
-            "dispatch_lines",
-            [
-                ("dispatch_id", STRING),
-                (LINE_NUMBER, INT),
-                ("order_line_id", STRING),
-                ("sku", STRING),
-                ("name", STRING),
-                ("options", STRING),
-                ("quantity", FLOAT),
-            ],
-            ("dispatch_id", LINE_NUMBER),
-            partitioned=True,
-            parent="dispatches",
-            parent_key="dispatch_id",
-        ),
-        _spec(
-            "products",
-            [
-                ("id", STRING),
-                ("code", STRING),
-                ("name", STRING),
-                ("description", STRING),
-                ("active", BOOL),
-                ("tariff_code", STRING),
-                ("country_of_origin", STRING),
-                ("composition", STRING),
-                ("variant_options", STRING),
-                ("categories", STRING),
-                ("grouping_category_id", STRING),
-                ("minimum", FLOAT),  # present when minimums are set per product (account setting)
-                ("multiple", FLOAT),
-            ],
-            ("id",),
-        ),
-        _spec(
-            "product_variants",
-            [
-                ("id", STRING),
-                ("product_id", STRING),
-                ("sku", STRING),
-                ("barcode", STRING),
-                ("options", STRING),
-                ("unit_price", FLOAT),
-                ("price_list_prices", STRING),
-                ("rrp", FLOAT),
-                ("backorder", BOOL),
-                ("minimum", FLOAT),
-                ("multiple", FLOAT),
-                ("weight", FLOAT),
-            ],
-            ("id", "product_id"),
-            parent="products",
-            parent_key="product_id",
-        ),
-        _spec(
-            "inventory_level_snapshots",
-            [("sku", STRING), ("on_hand", FLOAT), ("available", FLOAT), (SNAPSHOT_AT, TIMESTAMP)],
-            ("sku", SNAPSHOT_AT),
-            partitioned=True,
-        ),
-        _spec("inventory_levels", [("sku", STRING), ("on_hand", FLOAT), ("available", FLOAT)], ("sku",)),
-        _spec(
-            "categories",
-            [
-                ("id", STRING),
-                ("name", STRING),
-                ("description", STRING),
-                ("active", BOOL),
-                ("parent_id", STRING),
-            ],
-            ("id",),
-        ),
-        _spec("customer_groups", [("id", STRING), ("name", STRING)], ("id",)),
-        _spec(
-            "price_lists",
-            [("id", STRING), ("name", STRING), ("currency", STRING), ("conversion_rate", FLOAT)],
-            ("id",),
-        ),
-        _spec(
-            "payment_terms",
-            [
-                ("id", STRING),
-                ("name", STRING),
-                ("days_due", INT),
-                # The API reference spells it "deposit_pecentage"; accept both spellings.
-                ("deposit_pecentage", FLOAT),
-                ("deposit_percentage", FLOAT),
-                ("deposit_days_due", INT),
-            ],
-            ("id",),
-        ),
-        _spec("tax_rates", [("id", STRING), ("name", STRING), ("rate", FLOAT)], ("id",)),
-        _spec(
-            "preorder_windows",
-            [("id", STRING), ("name", STRING), ("deadline", DATE), ("due", DATE), ("categories", STRING)],
-            ("id",),
-        ),
-    ]
-}
+_COLUMNS: list[TableSpec] = [
+    _spec(
+        "customers",
+        [
+            ("id", STRING),
+            ("company_name", STRING),
+            ("created", TIMESTAMP),
+            ("status", STRING),
+            ("reference", STRING),
+            ("internal_note", STRING),
+            ("buyers", STRING),
+            ("phone", STRING),
+            *_emails(),
+            ("tax_number", STRING),
+            ("tax_rate_id", STRING),
+            ("addresses", STRING),
+            ("minimum_spend", FLOAT),
+            ("payment_terms_id", STRING),
+            ("customer_group_id", STRING),
+            ("price_list_id", STRING),
+        ],
+        ("id",),
+        # The reference documents `created_at`; recorded real responses carry `created`: either lands.
+        aliases={"created_at": "created"},
+    ),
+    _spec(
+        "orders",
+        [
+            ("id", STRING),
+            ("number", INT),
+            ("created", TIMESTAMP),
+            ("status", STRING),
+            ("customer_id", STRING),
+            ("company_name", STRING),
+            ("phone", STRING),
+            *_emails(),
+            ("delivery_date", DATE),
+            ("reference", STRING),
+            ("internal_note", STRING),
+            ("customer_po_number", STRING),
+            ("customer_note", STRING),
+            ("standing_order_id", STRING),
+            ("shipping_type", STRING),
+            *_address("shipping_address"),
+            *_address("billing_address"),
+            ("currency", STRING),
+            ("net_total", FLOAT),
+            ("gross_total", FLOAT),
+        ],
+        ("id",),
+    ),
+    _spec(
+        "order_lines",
+        [
+            ("id", STRING),
+            ("order_id", STRING),
+            ("sku", STRING),
+            ("name", STRING),
+            ("options", STRING),
+            ("grouping_category_id", STRING),
+            ("grouping_category_name", STRING),
+            ("shipping", BOOL),
+            ("quantity", FLOAT),
+            ("unit_price", FLOAT),
+            ("sub_total", FLOAT),
+            ("tax_rate_id", STRING),
+            ("tax_name", STRING),
+            ("tax_rate", FLOAT),
+            ("tax_amount", FLOAT),
+            ("preorder_window_id", STRING),
+            ("on_hold", BOOL),
+            ("invoiced", FLOAT),
+            ("paid", FLOAT),
+            ("dispatched", FLOAT),
+        ],
+        ("id", "order_id"),
+    ),
+    _spec(
+        "invoices",
+        [
+            ("id", STRING),
+            ("number", STRING),
+            ("invoice_date", DATE),
+            ("customer_id", STRING),
+            ("company_name", STRING),
+            ("email_address", STRING),
+            ("orders", STRING),
+            ("payment_terms", STRING),
+            ("due_date", DATE),
+            ("paid", BOOL),
+            ("proforma", BOOL),
+            ("deposit_percentage", FLOAT),
+            ("deposit_due_date", DATE),
+            ("comments", STRING),
+            *_address("address"),
+            ("currency", STRING),
+            ("net_total", FLOAT),
+            ("gross_total", FLOAT),
+        ],
+        ("id",),
+    ),
+    _spec(
+        "invoice_lines",
+        [
+            ("invoice_id", STRING),
+            (LINE_NUMBER, INT),
+            ("sku", STRING),
+            ("name", STRING),
+            ("options", STRING),
+            ("quantity", FLOAT),
+            ("unit_price", FLOAT),
+            ("sub_total", FLOAT),
+            ("tax_rate", FLOAT),
+            ("tax_amount", FLOAT),
+        ],
+        ("invoice_id", LINE_NUMBER),
+    ),
+    _spec(
+        "invoice_payments",
+        [
+            ("invoice_id", STRING),
+            (LINE_NUMBER, INT),
+            ("amount", FLOAT),
+            ("payment_date", DATE),
+            ("source", STRING),
+            ("description", STRING),
+            ("reference", STRING),
+        ],
+        ("invoice_id", LINE_NUMBER),
+    ),
+    _spec(
+        "dispatches",
+        [
+            ("id", STRING),
+            ("order_id", STRING),
+            ("order_number", INT),
+            ("created", TIMESTAMP),
+            ("comments", STRING),
+            ("customer_note", STRING),
+            ("customer_po_number", STRING),
+            ("shipping_type", STRING),
+            *_address("shipping_address"),
+            ("email_address", STRING),
+            ("phone", STRING),
+        ],
+        ("id",),
+    ),
+    _spec(
+        "dispatch_lines",
+        [
+            ("dispatch_id", STRING),
+            (LINE_NUMBER, INT),
+            ("order_line_id", STRING),
+            ("sku", STRING),
+            ("name", STRING),
+            ("options", STRING),
+            ("quantity", FLOAT),
+        ],
+        ("dispatch_id", LINE_NUMBER),
+    ),
+    _spec(
+        "products",
+        [
+            ("id", STRING),
+            ("code", STRING),
+            ("name", STRING),
+            ("description", STRING),
+            ("active", BOOL),
+            ("tariff_code", STRING),
+            ("country_of_origin", STRING),
+            ("composition", STRING),
+            ("variant_options", STRING),
+            ("categories", STRING),
+            ("grouping_category_id", STRING),
+            ("minimum", FLOAT),  # present when minimums are set per product (account setting)
+            ("multiple", FLOAT),
+        ],
+        ("id",),
+    ),
+    _spec(
+        "product_variants",
+        [
+            ("id", STRING),
+            ("product_id", STRING),
+            ("sku", STRING),
+            ("barcode", STRING),
+            ("options", STRING),
+            ("unit_price", FLOAT),
+            ("price_list_prices", STRING),
+            ("rrp", FLOAT),
+            ("backorder", BOOL),
+            ("minimum", FLOAT),
+            ("multiple", FLOAT),
+            ("weight", FLOAT),
+        ],
+        ("id", "product_id"),
+    ),
+    _spec(
+        "inventory_level_snapshots",
+        [("sku", STRING), ("on_hand", FLOAT), ("available", FLOAT), (SNAPSHOT_AT, TIMESTAMP)],
+        ("sku", SNAPSHOT_AT),
+    ),
+    _spec("inventory_levels", [("sku", STRING), ("on_hand", FLOAT), ("available", FLOAT)], ("sku",)),
+    _spec(
+        "categories",
+        [
+            ("id", STRING),
+            ("name", STRING),
+            ("description", STRING),
+            ("active", BOOL),
+            ("parent_id", STRING),
+        ],
+        ("id",),
+    ),
+    _spec("customer_groups", [("id", STRING), ("name", STRING)], ("id",)),
+    _spec(
+        "price_lists",
+        [("id", STRING), ("name", STRING), ("currency", STRING), ("conversion_rate", FLOAT)],
+        ("id",),
+    ),
+    _spec(
+        "payment_terms",
+        [
+            ("id", STRING),
+            ("name", STRING),
+            ("days_due", INT),
+            # The API reference spells it "deposit_pecentage"; accept both spellings.
+            ("deposit_pecentage", FLOAT),
+            ("deposit_percentage", FLOAT),
+            ("deposit_days_due", INT),
+        ],
+        ("id",),
+    ),
+    _spec("tax_rates", [("id", STRING), ("name", STRING), ("rate", FLOAT)], ("id",)),
+    _spec(
+        "preorder_windows",
+        [("id", STRING), ("name", STRING), ("deadline", DATE), ("due", DATE), ("categories", STRING)],
+        ("id",),
+    ),
+]
+
+
+def _placed(spec: TableSpec) -> TableSpec:
+    """A table's columns and key (declared above) with its place in the lake (declared in `endpoints.py`):
+    partitioned or not, and the parent table and key of a child table."""
+    for endpoint in PULLED:
+        if spec.name == endpoint.table:
+            return replace(spec, partitioned=endpoint.partitioned)
+        if spec.name == endpoint.snapshot_table:
+            return replace(spec, partitioned=True)  # one folder per snapshot day
+        if spec.name in {child.table for child in endpoint.children}:
+            return replace(
+                spec, partitioned=endpoint.partitioned, parent=endpoint.table, parent_key=endpoint.parent_key
+            )
+    raise ValueError(f"lake table {spec.name!r} belongs to no endpoint in endpoints.py")
+
+
+TABLES: dict[str, TableSpec] = {spec.name: _placed(spec) for spec in _COLUMNS}
+if set(TABLES) != set(LAKE_TABLES):
+    raise ValueError(f"lake/schemas.py declares {sorted(TABLES)}, endpoints.py names {sorted(LAKE_TABLES)}")
 
 # `inventory_levels` holds the current level of every SKU (parquet/inventory_levels/part.parquet); each
 # refresh also adds a timestamped copy to `inventory_level_snapshots` (the history, in its own folder).
-INVENTORY_LEVELS = "inventory_levels"
 INVENTORY_LEVELS_VIEW = (
     INVENTORY_LEVELS  # the former name of the catalog's inventory_levels, kept for imports
 )
-INVENTORY_SNAPSHOTS = "inventory_level_snapshots"
 
 # The order statuses of the API reference (orders model), in the order it lists them.
 ORDER_STATUSES: tuple[str, ...] = (
@@ -414,56 +390,8 @@ ORDER_STATUSES: tuple[str, ...] = (
     "cancelled",
 )
 
-RESOURCES: dict[str, ResourceSpec] = {
-    spec.resource: spec
-    for spec in [
-        ResourceSpec("customers", "customers"),
-        ResourceSpec(
-            "orders",
-            "orders",
-            (ChildSpec("order_lines", "order_lines", numbered=False),),
-            date_field="created",
-            range_filter="created",
-        ),
-        ResourceSpec(
-            "invoices",
-            "invoices",
-            (
-                ChildSpec("invoice_lines", "invoice_lines", numbered=True),
-                ChildSpec("payments", "invoice_payments", numbered=True),
-            ),
-            date_field="invoice_date",
-            order_slack_days=3,
-            range_filter="invoice_date",
-        ),
-        ResourceSpec(
-            "dispatches",
-            "dispatches",
-            (ChildSpec("dispatch_lines", "dispatch_lines", numbered=True),),
-            date_field="created",
-            range_filter="created",
-        ),
-        ResourceSpec(
-            "products",
-            "products",
-            (ChildSpec("product_variants", "product_variants", numbered=False),),
-            updated_since=True,
-        ),
-        ResourceSpec(
-            "inventory_levels",
-            INVENTORY_LEVELS,
-            updated_since=True,
-            key="sku",
-            snapshot_table=INVENTORY_SNAPSHOTS,
-        ),
-        ResourceSpec("categories", "categories"),
-        ResourceSpec("customer_groups", "customer_groups"),
-        ResourceSpec("price_lists", "price_lists"),
-        ResourceSpec("payment_terms", "payment_terms"),
-        ResourceSpec("tax_rates", "tax_rates"),
-        ResourceSpec("preorder_windows", "preorder_windows"),
-    ]
-}
+# How each pulled API list lands in the lake (declared in `endpoints.py`).
+RESOURCES: dict[str, ResourceSpec] = {endpoint.resource: endpoint for endpoint in PULLED}
 
 
 def table_spec(name: str) -> TableSpec:

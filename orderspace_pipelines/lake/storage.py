@@ -7,7 +7,8 @@ Layout under `<data_dir>/parquet/`:
 - `inventory_level_snapshots/date=YYYY-MM-DD/snapshot-<YYYYmmddTHHMMSSffffffZ>.parquet`: inventory history.
 
 Every write goes to a temporary file in the destination folder (`.<name>.<random>.tmp`, which no
-`*.parquet` glob matches), is flushed and fsynced, and only then moved into place with `os.replace`.
+`*.parquet` glob matches), is flushed and fsynced, and only then moved into place with `os.replace`
+(`orderspace_pipelines.atomic`, which also fsyncs the folder).
 When one write covers several tables (orders and order_lines of one day) all temporary files are
 written first and then moved, so a failure before the moves leaves every old file as it was, and a
 reader always sees a whole old file or a whole new one. A table with no rows for a partition has its
@@ -26,18 +27,18 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from filelock import FileLock
 
+from orderspace_pipelines import atomic
 from orderspace_pipelines.lake.schemas import INVENTORY_SNAPSHOTS, PARTITION_COLUMN
 
 PART_FILE = "part.parquet"
@@ -66,18 +67,7 @@ def whole_file(data_dir: Path, table: str) -> Path:
 
 
 def _write_temp(path: Path, table: pa.Table) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        with open(temp, "wb") as handle:
-            pq.write_table(table, handle, compression=_COMPRESSION)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
-        raise
-    return temp
+    return atomic.write_temp(path, lambda handle: pq.write_table(table, handle, compression=_COMPRESSION))
 
 
 def _remove(path: Path) -> bool:
@@ -154,16 +144,14 @@ def _write_files(files: Mapping[Path, pa.Table | None]) -> dict[Path, int]:
             if table is not None and table.num_rows > 0:
                 temps[path] = _write_temp(path, table)
     except BaseException:
-        for temp in temps.values():
-            with contextlib.suppress(FileNotFoundError):
-                temp.unlink()
+        atomic.discard(temps.values())
         raise
+    atomic.commit((temp, path) for path, temp in temps.items())
     written: dict[Path, int] = {}
-    for path, temp in temps.items():
-        os.replace(temp, path)
-        written[path] = files[path].num_rows  # type: ignore[union-attr]
-    for path in files:
-        if path not in temps:
+    for path, table in files.items():
+        if path in temps and table is not None:
+            written[path] = table.num_rows
+        else:
             _remove(path)
             written[path] = 0
     return written
@@ -294,12 +282,7 @@ def update_state(data_dir: Path, changes: Mapping[str, Any]) -> dict[str, Any]:
                 state.pop(key, None)
             else:
                 state[key] = value
-        temp = path.with_name(f".{STATE_FILE}.{uuid.uuid4().hex[:12]}.tmp")
-        with open(temp, "w") as handle:
-            handle.write(json.dumps(state, indent=1, sort_keys=True))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
+        atomic.write_text(path, json.dumps(state, indent=1, sort_keys=True))
     return state
 
 
@@ -348,21 +331,16 @@ class StreamingFileWriter:
             self._drop_chunks()
             return None
         schema = self.schema
-        temp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:12]}.tmp")
+
+        def merge(handle: IO[Any]) -> None:
+            with pq.ParquetWriter(handle, schema, compression=_COMPRESSION) as writer:
+                for chunk in self._chunks:
+                    writer.write_table(_align(pq.read_table(chunk), schema))
+
         try:
-            with open(temp, "wb") as handle:
-                with pq.ParquetWriter(handle, schema, compression=_COMPRESSION) as writer:
-                    for chunk in self._chunks:
-                        writer.write_table(_align(pq.read_table(chunk), schema))
-                handle.flush()
-                os.fsync(handle.fileno())
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                temp.unlink()
-            raise
+            return atomic.write_temp(self.path, merge)
         finally:
             self._drop_chunks()
-        return temp
 
     def _drop_chunks(self) -> None:
         for chunk in self._chunks:
@@ -381,10 +359,7 @@ def commit_streams(writers: Mapping[str, StreamingFileWriter]) -> dict[str, int]
         for name, writer in writers.items():
             temps[name] = writer.prepare()
     except BaseException:
-        for temp in temps.values():
-            if temp is not None:
-                with contextlib.suppress(FileNotFoundError):
-                    temp.unlink()
+        atomic.discard(temp for temp in temps.values() if temp is not None)
         for writer in writers.values():
             writer.abort()
         raise
@@ -396,13 +371,12 @@ def commit_streams(writers: Mapping[str, StreamingFileWriter]) -> dict[str, int]
 def _move_streams(
     writers: Mapping[str, StreamingFileWriter], temps: Mapping[str, Path | None]
 ) -> dict[str, int]:
+    atomic.commit((temp, writers[name].path) for name, temp in temps.items() if temp is not None)
     written: dict[str, int] = {}
     for name, writer in writers.items():
-        temp = temps[name]
-        if temp is None:
+        if temps[name] is None:
             _remove(writer.path)
             written[name] = 0
         else:
-            os.replace(temp, writer.path)
             written[name] = writer.rows
     return written

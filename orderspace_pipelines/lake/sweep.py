@@ -22,7 +22,9 @@ pages of ONE newest-first listing of a range of days `[start, end]`, filtered by
   (invoices: a back-dated one in a page does not count as the listing's position);
 - if a record turns up for a day already written (ordering looser than the slack: forward-dated invoices),
   it rewrites that day with the record added (unless that day's file already holds its id), once per day
-  at the end (or when `LATE_BATCH` late records are buffered), and counts it;
+  at the end (or when `LATE_BATCH` late records are buffered), and counts it; the slack then grows to
+  that record's lateness (up to `MAX_SLACK_DAYS`), so the account's next forward-dated records find their
+  days still open instead of rewriting one day each (at the large scale: 773 of 1,911 day writes before);
 - calls `on_day_written(day, {table: rows})` after each day is written, so the caller can report it
   while the listing goes on (between requests, in the time the rate limit leaves free). Days are written
   on the sweep's own thread: a background writer thread was tried and was slower, because
@@ -65,6 +67,10 @@ log = logging.getLogger(__name__)
 
 PREVIEW_ROWS = 5
 LATE_BATCH = 2000  # late records (for days already written) buffered before their days are rewritten
+# The most a loosely ordered listing's slack grows to when records turn up for days already written: days
+# are held open that much longer (memory: that many days of records), a guess that covers invoices
+# forward-dated by up to two months.
+MAX_SLACK_DAYS = 62
 _DATE_FALLBACKS = ("created", "created_at", "invoice_date", "date")
 
 
@@ -221,6 +227,7 @@ class PartitionedLanding:
         self._open_ids: dict[date, set[Any]] = {}  # ids of the open days only (dropped when written)
         self._written: set[date] = set()
         self._low_water: date | None = None
+        self._slack = timedelta(days=spec.order_slack_days)  # grows with late records (see `land`)
         self._finished = False
 
     def _day_of(self, record: Mapping[str, Any]) -> date | None:
@@ -285,12 +292,14 @@ class PartitionedLanding:
         report.skipped_newer += plan.skipped_newer
         report.skipped_older += plan.skipped_older
         for day, record in plan.dated:
+            if day in self._written and self._low_water is not None:
+                self._widen_slack(day - self._low_water)
             self._add(day, record)
         page_water = self._page_water(sorted(day for day, _ in plan.dated))
         if page_water is not None and (self._low_water is None or page_water < self._low_water):
             self._low_water = page_water
         if self._low_water is not None:
-            slack = timedelta(days=self.spec.order_slack_days)
+            slack = self._slack
             # Days written already that got late records are rewritten once, at the end (or when their
             # buffered records grow past LATE_BATCH), not once per late record.
             for day in [d for d in self._open if d - slack > self._low_water and d not in self._written]:
@@ -319,6 +328,14 @@ class PartitionedLanding:
         if not days:
             return None
         return days[0] if self.spec.order_slack_days == 0 else days[(len(days) - 1) // 2]
+
+    def _widen_slack(self, lateness: timedelta) -> None:
+        """A record came for a day the listing had passed by `lateness`: hold days open that long (plus the
+        resource's own slack, as the listing's position is judged by page) from now on."""
+        base = self.spec.order_slack_days
+        if base > 0:
+            wanted = lateness + timedelta(days=base)
+            self._slack = min(max(self._slack, wanted), timedelta(days=MAX_SLACK_DAYS))
 
     def _late_records(self) -> int:
         return sum(len(self._open[day][self.spec.table]) for day in self._open if day in self._written)

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from orderspace_pipelines import atomic
 
 IGNORED_SUFFIXES = (".tmp", ".part", ".partial", ".swp", ".crdownload")
 WORK_SEPARATOR = "__"
@@ -112,17 +113,6 @@ def free_destination(folder: Path, name: str, sha256: str) -> Path:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write a whole file or nothing: temp file in the same folder, fsync, `os.replace`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        # mkstemp creates 0600; reports are for the operations people who read the folders.
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    """Write a whole file or nothing (`orderspace_pipelines.atomic`); 0644: reports are for the operations
+    people who read the folders."""
+    atomic.write_text(path, text, file_mode=0o644)

@@ -636,3 +636,41 @@ def test_skewed_invoice_dates_do_not_make_the_landing_rewrite_days_over_and_over
     for record in records:
         expected.setdefault(date.fromisoformat(record["invoice_date"]), []).append(record["id"])
     assert stored == {day: sorted(ids) for day, ids in expected.items()}
+
+
+def test_a_forward_dated_invoice_widens_the_slack_so_later_ones_find_their_days_open(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    base = date(2026, 11, 20)
+    records = []
+    for i in range(1000):  # ten a day over 100 days, newest first; one in 25 forward-dated by 20 days
+        day = base - timedelta(days=i // 10)
+        if i % 25 == 12:
+            day += timedelta(days=20)
+        records.append(invoice(i, day.isoformat()))
+    pages = [records[n : n + 20] for n in range(0, len(records), 20)]
+    with caplog.at_level(logging.WARNING):
+        report, _ = land(tmp_path, pages, None, None, resource="invoices")
+    rewritten = sorted(
+        date.fromisoformat(r.getMessage().split(" for ")[1][:10])
+        for r in caplog.records
+        if "came after the sweep had written that day" in r.getMessage()
+    )
+    forward_into_the_past = [
+        date.fromisoformat(r["invoice_date"]) for i, r in enumerate(records) if i % 25 == 12 and i // 10 >= 20
+    ]
+    # Without the wider slack each of these (a day written 20 days of listing earlier) is a rewrite. With
+    # it, only those whose day was written before the first late record widened the slack (within its 20
+    # days of listing) are rewritten; the other forward-dated invoices find their days still open.
+    assert len(forward_into_the_past) == 32
+    assert report.late_rewrites == len(rewritten) > 0
+    assert rewritten[0] >= rewritten[-1] - timedelta(days=21)
+    assert report.late_rewrites < len(forward_into_the_past) // 3
+    stored = {
+        day: sorted(storage.read_partition(tmp_path, "invoices", day).column("id").to_pylist())
+        for day in storage.stored_days(tmp_path, "invoices")
+    }
+    expected: dict[date, list[str]] = {}
+    for record in records:
+        expected.setdefault(date.fromisoformat(record["invoice_date"]), []).append(record["id"])
+    assert stored == {day: sorted(ids) for day, ids in expected.items()}
