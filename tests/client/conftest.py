@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from orderspace_pipelines.client import OrderspaceClient
-from orderspace_pipelines.settings import OrderspaceSettings
 from orderspace_sandbox import SandboxServer
+from tests.conftest import settings_for
 
 FAST_BACKOFF = {"backoff_base": 0.01, "backoff_cap": 0.05}
 
@@ -22,15 +22,7 @@ def make_client(throttle_db: Path) -> Iterator[Callable[..., OrderspaceClient]]:
 
     def make(server: SandboxServer, *, rpm: int | None = None, **kwargs: Any) -> OrderspaceClient:
         options: dict[str, Any] = {"throttle_db": str(throttle_db), **FAST_BACKOFF} | kwargs
-        settings = OrderspaceSettings(
-            client_id=server.config.client_id,
-            client_secret=server.config.client_secret,
-            api_url=server.api_url,
-            token_url=server.token_url,
-            requests_per_minute=rpm or server.config.rate_limit,
-            rate_window_seconds=server.config.rate_window,
-        )
-        client = OrderspaceClient(settings, **options)
+        client = OrderspaceClient(settings_for(server, requests_per_minute=rpm), **options)
         clients.append(client)
         return client
 
