@@ -123,7 +123,7 @@ class WebhookDispatcher:
             sub = self._subs.get(webhook_id)
             if sub is not None and not sub.enabled:
                 sub.enabled, sub.consecutive_failures, sub.next_attempt_at = True, 0, 0.0
-                self._record(sub, "enabled", 0, None, None, "re-enabled by an update")
+                self._record(sub, "enabled", 0, None, "re-enabled by an update")
 
     # --- delivering ------------------------------------------------------------------------------
 
