@@ -25,6 +25,7 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check $(LINTED)
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)
@@ -38,6 +39,7 @@ sandbox: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINTED)
+	$(BIN)/mypy
 	$(BIN)/ruff format --check $(LINTED)
 
 bench: $(STAMP)

@@ -5,6 +5,7 @@
     orderspace-pipelines sandbox [flags]          run the sandbox Orderspace API
     orderspace-pipelines demo                     what `make demo` runs after setup
     orderspace-pipelines dev                      the Dagster UI against the sandbox (what `make dev` runs)
+    orderspace-pipelines webhooks serve|register URL|status   the change feed's receiver and subscription
 
 Configuration errors (a missing variable, a bad date) end with one clear line and exit code 2,
 never a stack trace.
@@ -97,7 +98,40 @@ def build_parser() -> argparse.ArgumentParser:
     dev = commands.add_parser("dev", help="Dagster UI (webserver + daemon) against the sandbox")
     dev.add_argument("--port", type=int, default=3000)
     dev.add_argument("--scale", default="small", choices=["tiny", "small", "large"])
+    _add_webhooks(commands)
     return parser
+
+
+def _add_webhooks(commands: argparse._SubParsersAction) -> None:
+    from orderspace_pipelines.webhooks.commands import DEFAULT_HOST, DEFAULT_PORT
+
+    webhooks = commands.add_parser(
+        "webhooks", help="the change feed: receive Orderspace webhooks, register the subscription, status"
+    ).add_subparsers(dest="webhooks_command", required=True)
+    serve = webhooks.add_parser("serve", help="run the webhook receiver (POST /webhooks/orderspace)")
+    serve.add_argument("--host", default=DEFAULT_HOST)
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT)
+    register = webhooks.add_parser(
+        "register",
+        help="create or update the project's webhook for every event type and store its signing key "
+        "(exit 0 done, 1 Orderspace refused or unreachable, 2 configuration)",
+    )
+    register.add_argument("url", help="the receiver's public URL, e.g. https://example.com/webhooks/orderspace")
+    webhooks.add_parser(
+        "status",
+        help="subscription and last delivery (exit 0 well, 3 no/disabled subscription, 4 nothing arrived "
+        "for ORDERSPACE_WEBHOOK_STALE_HOURS, 1 Orderspace unreachable)",
+    )
+
+
+def _run_webhooks(args: argparse.Namespace) -> int:
+    from orderspace_pipelines.webhooks import commands
+
+    if args.webhooks_command == "serve":
+        return commands.serve_command(args.host, args.port)
+    if args.webhooks_command == "register":
+        return commands.register_command(args.url)
+    return commands.status_command()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -132,6 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     scale=args.scale, rate_limit=args.rate_limit, rate_window=args.rate_window
                 )
             return stack.dev_command(port=args.port, scale=args.scale)
+        if args.command == "webhooks":
+            return _run_webhooks(args)
     except ConfigurationError as error:
         print(f"orderspace-pipelines: {error}", file=sys.stderr)
         return 2

@@ -37,6 +37,7 @@ DEFAULT_DATA_DIR = "./data"
 DEFAULT_START_DATE = date(2015, 1, 1)
 DEFAULT_LOOKBACK_DAYS = 7
 DEFAULT_STABLE_SECONDS = 5.0
+DEFAULT_WEBHOOK_STALE_HOURS = 24.0
 
 _CREDENTIAL_MEANINGS = {"client_id": "client id", "client_secret": "client secret"}
 _SECRET_FIELDS = frozenset({"client_secret", "database_url"})
@@ -138,6 +139,10 @@ class OrderspaceSettings(BaseSettings):
     start_date: date = DEFAULT_START_DATE
     lookback_days: int = DEFAULT_LOOKBACK_DAYS
     warehouse_stable_seconds: float = DEFAULT_STABLE_SECONDS
+    # The change feed: the signing key file (default `<data_dir>/webhooks/signing_key.json`, see
+    # `webhook_key_path()`), and how long without a delivery counts as stale.
+    webhook_key_file: Path | None = None
+    webhook_stale_hours: float = DEFAULT_WEBHOOK_STALE_HOURS
     # Declared for the coming Postgres catalog; nothing reads it yet.
     database_url: SecretStr | None = None
 
@@ -216,6 +221,17 @@ class OrderspaceSettings(BaseSettings):
     @classmethod
     def _check_stable(cls, value: Any) -> float:
         return _number(value, whole=False, positive=False, unit="seconds")
+
+    @field_validator("webhook_stale_hours", mode="before")
+    @classmethod
+    def _check_stale_hours(cls, value: Any) -> float:
+        return _number(value, whole=False, positive=True, unit="hours")
+
+    def webhook_key_path(self) -> Path:
+        """Where `webhooks register` keeps the signing key and `webhooks serve` reads it."""
+        if self.webhook_key_file is not None:
+            return self.webhook_key_file.expanduser().resolve()
+        return self.data_dir / "webhooks" / "signing_key.json"
 
     @field_validator("start_date", mode="before")
     @classmethod

@@ -14,7 +14,7 @@ import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from pydantic import Field
@@ -24,6 +24,10 @@ from orderspace_pipelines.defs.resources import ORDERSPACE_API_POOL, LakeResourc
 from orderspace_pipelines.warehouse import PushOptions, PushResult, WarehouseFolders, push_file, sha256_of
 from orderspace_pipelines.warehouse.files import work_name
 from orderspace_pipelines.warehouse.push import DEFAULT_SNAPSHOT_MAX_AGE_SECONDS
+
+if TYPE_CHECKING:
+    from orderspace_pipelines.client import OrderspaceClient
+    from orderspace_pipelines.warehouse.protocols import PushClient
 
 PUSH_OP_NAME = "push_warehouse_file"
 PUSH_PRIORITY_TAGS = {"dagster/priority": "10"}
@@ -66,8 +70,9 @@ def push_warehouse_file(
         )
     metadata: dict[str, Any] = {
         "file": result.file,
-        "kind": result.kind or "unknown",
-        "outcome": result.outcome,
+        # Plain strings: Dagster's event log serializes only whitelisted enums.
+        "kind": str(result.kind or "unknown"),
+        "outcome": str(result.outcome),
         "rows_read": result.rows_read,
         "levels_updated": result.levels_updated,
         "levels_unchanged": result.levels_unchanged,
@@ -166,3 +171,10 @@ def run_push(
             return execute(persistent)
     with dg.DagsterInstance.ephemeral() as ephemeral:
         return execute(ephemeral)
+
+
+if TYPE_CHECKING:
+
+    def _client_is_a_push_client(client: OrderspaceClient) -> PushClient:
+        """Type-checked only: mypy fails here if `OrderspaceClient` stops satisfying `PushClient`."""
+        return client

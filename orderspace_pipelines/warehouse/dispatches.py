@@ -42,7 +42,7 @@ both meant in every case we can think of; telling them apart would need a marker
 from __future__ import annotations
 
 import itertools
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -63,6 +63,7 @@ from orderspace_pipelines.warehouse.parsing import CsvRow, ParsedFile
 from orderspace_pipelines.warehouse.protocols import PushClient, PushLog
 from orderspace_pipelines.warehouse.quantities import canonical, from_api, parse_quantity, to_json
 from orderspace_pipelines.warehouse.report import RowResult
+from orderspace_pipelines.warehouse.states import EntryState, RowStatus
 
 # The real order statuses (API reference, orders model). Dispatchable: `new` and `part_fulfilled` plainly;
 # `invoiced` (invoiced before it ships) and `released` (a pre-order released for dispatch) are guesses.
@@ -112,37 +113,39 @@ def validate_rows(rows: list[CsvRow]) -> tuple[list[DispatchRow], list[RowResult
     good: list[DispatchRow] = []
     bad: list[RowResult] = []
     for row in rows:
-        values = row.values
-        order_id = values.get("order_id", "")
-        raw_number = values.get("order_number", "")
-        number = lakedata.normalise_order_number(raw_number)
-        sku = values.get("sku", "")
-        raw_quantity = values.get("quantity", "")
-        reference = order_id or number
-        problems = []
-        if not reference:
-            problems.append("the order reference (order_number / order_id) is empty")
-        elif number and not number.isdigit():
-            problems.append(f"order_number {raw_number!r} is not a number")
-        if not sku:
-            problems.append("sku is empty")
-        quantity, error = parse_quantity(raw_quantity, "quantity", positive=True)
-        if error:
-            problems.append(error)
-        if problems:
-            bad.append(
-                RowResult(
-                    row.line, "rejected", "; ".join(problems), sku=sku, value=raw_quantity, order=reference
-                )
-            )
-            continue
-        assert quantity is not None
-        group_key = f"id:{order_id}" if order_id else f"no:{number}"
-        stated = number if order_id else ""
-        good.append(
-            DispatchRow(row.line, reference, group_key, sku, quantity, values.get("comments", ""), stated)
-        )
+        checked = check_row(row)
+        if isinstance(checked, DispatchRow):
+            good.append(checked)
+        else:
+            bad.append(checked)
     return good, bad
+
+
+def check_row(row: CsvRow) -> DispatchRow | RowResult:
+    """One row on its own: a usable `DispatchRow`, or its rejection naming every problem."""
+    values = row.values
+    order_id = values.get("order_id", "")
+    raw_number = values.get("order_number", "")
+    number = lakedata.normalise_order_number(raw_number)
+    sku = values.get("sku", "")
+    raw_quantity = values.get("quantity", "")
+    reference = order_id or number
+    problems = []
+    if not reference:
+        problems.append("the order reference (order_number / order_id) is empty")
+    elif number and not number.isdigit():
+        problems.append(f"order_number {raw_number!r} is not a number")
+    if not sku:
+        problems.append("sku is empty")
+    quantity, error = parse_quantity(raw_quantity, "quantity", positive=True)
+    if error:
+        problems.append(error)
+    if problems or quantity is None:
+        reason = "; ".join(problems)
+        return RowResult(row.line, RowStatus.REJECTED, reason, sku=sku, value=raw_quantity, order=reference)
+    group_key = f"id:{order_id}" if order_id else f"no:{number}"
+    stated = number if order_id else ""
+    return DispatchRow(row.line, reference, group_key, sku, quantity, values.get("comments", ""), stated)
 
 
 def group_rows(rows: list[DispatchRow]) -> list[OrderGroup]:
@@ -223,22 +226,8 @@ def _quantity(value: object) -> Decimal:
 def plan_dispatch(group: OrderGroup, order: dict[str, Any]) -> tuple[list[DispatchRow], list[RowResult]]:
     """Rows of `group` the live order can take, and rejections for the others."""
     label = f"order {order.get('number') or group.reference}"
-    live_number = lakedata.normalise_order_number(order.get("number", ""))
-    rows: list[DispatchRow] = []
-    rejected: list[RowResult] = []
-    for row in group.rows:
-        if row.stated_number and live_number and row.stated_number != live_number:
-            rejected.append(
-                _reject(
-                    row,
-                    f"order_id {row.group_key[3:]} is order {live_number} but order_number says "
-                    f"{row.stated_number}; the row names two different orders, so it is sent to neither",
-                )
-            )
-        else:
-            rows.append(row)
-    status = str(order.get("status") or "").strip().lower()
-    problem = _status_problem(status, label)
+    rows, rejected = _split_mismatched_numbers(group.rows, order)
+    problem = _status_problem(str(order.get("status") or "").strip().lower(), label)
     if problem:
         return [], rejected + [_reject(row, problem) for row in rows]
     lines = order.get("order_lines")
@@ -246,16 +235,49 @@ def plan_dispatch(group: OrderGroup, order: dict[str, Any]) -> tuple[list[Dispat
         return [], rejected + [
             _reject(row, f"{label} came back without order lines; cannot check it") for row in rows
         ]
-    ordered: Counter[str] = Counter()
-    dispatched: Counter[str] = Counter()
+    sendable, over = take_outstanding(rows, *order_totals(lines), label=label)
+    return sendable, rejected + over
+
+
+def _split_mismatched_numbers(
+    rows: list[DispatchRow], order: dict[str, Any]
+) -> tuple[list[DispatchRow], list[RowResult]]:
+    """Rows whose stated order_number (beside an order_id) agrees with the live order, and the others."""
+    live_number = lakedata.normalise_order_number(order.get("number", ""))
+    agreeing: list[DispatchRow] = []
+    rejected: list[RowResult] = []
+    for row in rows:
+        if row.stated_number and live_number and row.stated_number != live_number:
+            reason = (
+                f"order_id {row.group_key[3:]} is order {live_number} but order_number says "
+                f"{row.stated_number}; the row names two different orders, so it is sent to neither"
+            )
+            rejected.append(_reject(row, reason))
+        else:
+            agreeing.append(row)
+    return agreeing, rejected
+
+
+def order_totals(lines: list[Any]) -> tuple[dict[str, Decimal], dict[str, Decimal]]:
+    """(ordered, dispatched) per SKU, summed over an order's non-shipping lines."""
+    ordered: dict[str, Decimal] = defaultdict(Decimal)
+    dispatched: dict[str, Decimal] = defaultdict(Decimal)
     for line in lines:
         if not isinstance(line, dict) or line.get("shipping") is True:
             continue
         sku = str(line.get("sku") or "").strip()
         ordered[sku] += _quantity(line.get("quantity", 0))
         dispatched[sku] += _quantity(line.get("dispatched", 0))
-    taken: Counter[str] = Counter()
+    return dict(ordered), dict(dispatched)
+
+
+def take_outstanding(
+    rows: list[DispatchRow], ordered: dict[str, Decimal], dispatched: dict[str, Decimal], *, label: str
+) -> tuple[list[DispatchRow], list[RowResult]]:
+    """Rows (in file order) whose SKU is on the order and whose quantity is still outstanding; the rest."""
+    taken: dict[str, Decimal] = defaultdict(Decimal)
     sendable: list[DispatchRow] = []
+    rejected: list[RowResult] = []
     for row in rows:
         if row.sku not in ordered:
             rejected.append(_reject(row, f"SKU {row.sku} is not on {label}"))
@@ -265,15 +287,12 @@ def plan_dispatch(group: OrderGroup, order: dict[str, Any]) -> tuple[list[Dispat
             earlier = (
                 f" after earlier rows of this file ({canonical(taken[row.sku])})" if taken[row.sku] else ""
             )
-            rejected.append(
-                _reject(
-                    row,
-                    f"quantity {canonical(row.quantity)} exceeds the "
-                    f"{canonical(max(outstanding, Decimal(0)))} "
-                    f"still outstanding for {row.sku} on {label}{earlier} "
-                    f"(ordered {canonical(ordered[row.sku])}, dispatched {canonical(dispatched[row.sku])})",
-                )
+            reason = (
+                f"quantity {canonical(row.quantity)} exceeds the {canonical(max(outstanding, Decimal(0)))} "
+                f"still outstanding for {row.sku} on {label}{earlier} "
+                f"(ordered {canonical(ordered[row.sku])}, dispatched {canonical(dispatched[row.sku])})"
             )
+            rejected.append(_reject(row, reason))
             continue
         taken[row.sku] += row.quantity
         sendable.append(row)
@@ -293,7 +312,7 @@ def nothing_dispatched_yet(order: dict[str, Any]) -> bool:
     return True
 
 
-def _reject(row: DispatchRow, reason: str, status: str = "rejected") -> RowResult:
+def _reject(row: DispatchRow, reason: str, status: RowStatus = RowStatus.REJECTED) -> RowResult:
     return RowResult(
         row.line, status, reason, sku=row.sku, value=canonical(row.quantity), order=row.reference
     )
@@ -316,13 +335,13 @@ def build_body(order_id: str, rows: list[DispatchRow]) -> dict[str, Any]:
     return body
 
 
-def lines_of(dispatch_lines: object) -> Counter[str]:
-    """SKU -> total quantity of a dispatch's (or a body's) lines, for comparing them."""
-    totals: Counter[str] = Counter()
+def lines_of(dispatch_lines: object) -> dict[str, Decimal]:
+    """SKU -> total quantity of a dispatch's (or a body's) lines, to compare them (zero totals left out)."""
+    totals: dict[str, Decimal] = defaultdict(Decimal)
     for line in dispatch_lines if isinstance(dispatch_lines, list) else []:
         if isinstance(line, dict):
             totals[str(line.get("sku") or "").strip()] += _quantity(line.get("quantity"))
-    return totals
+    return {sku: total for sku, total in totals.items() if total != 0}
 
 
 def order_dispatches(client: PushClient, order_id: str) -> list[dict[str, Any]]:
@@ -364,10 +383,10 @@ def without_marker(body: dict[str, Any], marker: str) -> dict[str, Any]:
 
 
 def _dispatch_id(response: Any) -> str:
-    if isinstance(response, dict):
-        inner = response.get("dispatch") if isinstance(response.get("dispatch"), dict) else response
-        return str(inner.get("id") or "")
-    return ""
+    if not isinstance(response, dict):
+        return ""
+    inner = response.get("dispatch")
+    return str((inner if isinstance(inner, dict) else response).get("id") or "")
 
 
 def push_dispatches(
@@ -375,61 +394,12 @@ def push_dispatches(
 ) -> list[RowResult]:
     """Validate, check against the live orders and create one dispatch per order; a result for every row."""
     rows, results = validate_rows(parsed.rows)
-    groups = group_rows(rows)
-    # Groups the ledger already knows need no look-up: their order id is recorded.
-    for group in groups:
-        record = ledger.dispatch(sha256, group.group_key)
-        if record is not None:
-            group.order_id = record.order_id
-    resolve_order_ids(groups, client=client, data_dir=data_dir, log=log)
-    groups = merge_by_order(groups)
+    groups = _order_groups(rows, sha256=sha256, client=client, ledger=ledger, data_dir=data_dir, log=log)
     unknown_outcomes: list[str] = []
     for group in groups:
+        results.extend(_push_group(group, sha256=sha256, client=client, ledger=ledger, log=log))
         record = ledger.dispatch(sha256, group.group_key)
-        if record is not None:
-            results.extend(
-                _settle_recorded(group, record, sha256=sha256, client=client, ledger=ledger, log=log)
-            )
-            if (ledger.dispatch(sha256, group.group_key) or record).state == "pending":
-                unknown_outcomes.append(group.reference)
-            continue
-        if group.order_id is None:
-            reason = f"order number {group.reference} was not found in Orderspace"
-            results.extend(_reject(row, reason) for row in group.rows)
-            continue
-        order = group.order
-        if order is None:
-            try:
-                order = client.get_order(group.order_id)
-            except NotFoundError:
-                results.extend(
-                    _reject(row, f"order {group.reference} was not found in Orderspace") for row in group.rows
-                )
-                continue
-        if isinstance(order.get("order"), dict):
-            order = order["order"]
-        status = str(order.get("status") or "").strip().lower()
-        if status and status not in DISPATCHABLE_STATUSES and _status_problem(status, "") is None:
-            log.warning(f"order {group.reference} has status {status!r}, not a known one; Orderspace decides")
-        sendable, rejected = plan_dispatch(group, order)
-        results.extend(rejected)
-        if not sendable:
-            continue
-        existing = [] if nothing_dispatched_yet(order) else order_dispatches(client, group.order_id)
-        body = build_body(group.order_id, sendable)
-        checkpoint("dispatch.planned")
-        record = ledger.dispatch_pending(
-            sha256,
-            group.group_key,
-            group.order_id,
-            body,
-            existing_ids=[str(d.get("id") or "") for d in existing],
-            row_lines=[row.line for row in sendable],
-        )
-        checkpoint("dispatch.pending")
-        outcome = _send(group, sendable, record, sha256=sha256, client=client, ledger=ledger, log=log)
-        results.extend(outcome)
-        if (ledger.dispatch(sha256, group.group_key) or record).state == "pending":
+        if record is not None and record.state == EntryState.PENDING:
             unknown_outcomes.append(group.reference)
     if unknown_outcomes:
         raise DispatchOutcomeUnknownError(
@@ -438,6 +408,70 @@ def push_dispatches(
             "push reconciles them before sending anything again"
         )
     return results
+
+
+def _order_groups(
+    rows: list[DispatchRow], *, sha256: str, client: PushClient, ledger: Ledger, data_dir: Path, log: PushLog
+) -> list[OrderGroup]:
+    """The valid rows grouped by the order they resolve to (the ledger's record of a group first)."""
+    groups = group_rows(rows)
+    # Groups the ledger already knows need no look-up: their order id is recorded.
+    for group in groups:
+        record = ledger.dispatch(sha256, group.group_key)
+        if record is not None:
+            group.order_id = record.order_id
+    resolve_order_ids(groups, client=client, data_dir=data_dir, log=log)
+    return merge_by_order(groups)
+
+
+def _push_group(
+    group: OrderGroup, *, sha256: str, client: PushClient, ledger: Ledger, log: PushLog
+) -> list[RowResult]:
+    """One order's rows: settle a dispatch the ledger knows, or check the live order and send a new one."""
+    record = ledger.dispatch(sha256, group.group_key)
+    if record is not None:
+        return _settle_recorded(group, record, sha256=sha256, client=client, ledger=ledger, log=log)
+    order = _live_order(group, client, log)
+    if group.order_id is None or order is None:
+        return [_reject(row, f"order {_not_found(group)} was not found in Orderspace") for row in group.rows]
+    sendable, results = plan_dispatch(group, order)
+    if not sendable:
+        return results
+    existing = [] if nothing_dispatched_yet(order) else order_dispatches(client, group.order_id)
+    checkpoint("dispatch.planned")
+    record = ledger.dispatch_pending(
+        sha256,
+        group.group_key,
+        group.order_id,
+        build_body(group.order_id, sendable),
+        existing_ids=[str(d.get("id") or "") for d in existing],
+        row_lines=[row.line for row in sendable],
+    )
+    checkpoint("dispatch.pending")
+    return results + _send(group, sendable, record, sha256=sha256, client=client, ledger=ledger, log=log)
+
+
+def _not_found(group: OrderGroup) -> str:
+    """How a report names an order that could not be found: by number when no id was ever known."""
+    return f"number {group.reference}" if group.order_id is None else group.reference
+
+
+def _live_order(group: OrderGroup, client: PushClient, log: PushLog) -> dict[str, Any] | None:
+    """The group's live order (from the number look-up, or 1 request), or None when Orderspace lacks it."""
+    if group.order_id is None:
+        return None
+    order = group.order
+    if order is None:
+        try:
+            order = client.get_order(group.order_id)
+        except NotFoundError:
+            return None
+    if isinstance(order.get("order"), dict):
+        order = order["order"]
+    status = str(order.get("status") or "").strip().lower()
+    if status and status not in DISPATCHABLE_STATUSES and _status_problem(status, "") is None:
+        log.warning(f"order {group.reference} has status {status!r}, not a known one; Orderspace decides")
+    return order
 
 
 def _in_record(record: DispatchRecord, row: DispatchRow) -> bool:
@@ -462,13 +496,13 @@ def _settle_recorded(
         for row in group.rows
         if not _in_record(record, row)
     ]
-    if record.state == "confirmed":
+    if record.state == EntryState.CONFIRMED:
         return [
             _dispatched(row, record.dispatch_id or "", "created by an earlier attempt") for row in rows
         ] + others
-    if record.state == "refused":
+    if record.state == EntryState.REFUSED:
         reason = f"the API refused the dispatch: {record.message}"
-        return [_reject(row, reason, "refused") for row in rows] + others
+        return [_reject(row, reason, RowStatus.REFUSED) for row in rows] + others
     return (
         _send(group, rows, record, sha256=sha256, client=client, ledger=ledger, log=log, reconcile_first=True)
         + others
@@ -478,7 +512,7 @@ def _settle_recorded(
 def _dispatched(row: DispatchRow, dispatch_id: str, reason: str = "") -> RowResult:
     return RowResult(
         row.line,
-        "dispatched",
+        RowStatus.DISPATCHED,
         reason,
         sku=row.sku,
         value=canonical(row.quantity),
@@ -503,48 +537,85 @@ def _send(
     must_reconcile = reconcile_first
     while True:
         if must_reconcile:
-            log.info(f"reconciling the pending dispatch for order {group.reference}")
-            existing, listed = find_dispatch(client, record, log)
-            if existing is None and record.existing_ids is None:
-                # A pending entry from a version that marked the comments, not in Orderspace: it is resent
-                # without the marker and from now on reconciled like any other entry.
-                record = ledger.dispatch_pending(
-                    sha256,
-                    group.group_key,
-                    record.order_id,
-                    without_marker(record.body, record.marker),
-                    existing_ids=[str(d.get("id") or "") for d in listed],
-                    row_lines=[row.line for row in rows],
-                )
-            if existing is not None:
-                dispatch_id = _dispatch_id(existing)
-                ledger.dispatch_confirmed(sha256, group.group_key, dispatch_id)
-                checkpoint("dispatch.confirmed")
-                log.info(f"order {group.reference}: dispatch {dispatch_id} already exists; not sent again")
-                return [_dispatched(row, dispatch_id, "created by an earlier attempt") for row in rows]
+            record, found = _reconcile(
+                group, rows, record, sha256=sha256, client=client, ledger=ledger, log=log
+            )
+            if found is not None:
+                return found
             if attempts >= 2:
                 log.warning(f"order {group.reference}: outcome still unknown after {attempts} attempts")
-                return [
-                    _reject(row, "the dispatch could not be confirmed (Orderspace did not answer)", "pending")
-                    for row in rows
-                ]
+                reason = "the dispatch could not be confirmed (Orderspace did not answer)"
+                return [_reject(row, reason, RowStatus.PENDING) for row in rows]
         attempts += 1
-        try:
-            response = client.create_dispatch(record.body)
-        except DEFINITIVE_ERRORS as exc:
-            ledger.dispatch_refused(sha256, group.group_key, exc.message)
-            log.warning(f"order {group.reference}: the API refused the dispatch: {exc.message}")
-            return [_reject(row, f"the API refused the dispatch: {exc.message}", "refused") for row in rows]
-        except (TransportError, ServerError) as exc:
-            log.warning(f"order {group.reference}: dispatch outcome unknown ({exc}); reconciling")
-            must_reconcile = True
-            continue
-        except APIError as exc:  # any other 4xx: definitive, nothing was created
-            ledger.dispatch_refused(sha256, group.group_key, exc.message)
-            return [_reject(row, f"the API refused the dispatch: {exc.message}", "refused") for row in rows]
-        checkpoint("dispatch.posted")
-        dispatch_id = _dispatch_id(response)
+        sent = _post(group, rows, record, sha256=sha256, client=client, ledger=ledger, log=log)
+        if sent is not None:
+            return sent
+        must_reconcile = True
+
+
+def _reconcile(
+    group: OrderGroup,
+    rows: list[DispatchRow],
+    record: DispatchRecord,
+    *,
+    sha256: str,
+    client: PushClient,
+    ledger: Ledger,
+    log: PushLog,
+) -> tuple[DispatchRecord, list[RowResult] | None]:
+    """Look for the pending dispatch in Orderspace: (the record to resend, None) or its confirmed rows."""
+    log.info(f"reconciling the pending dispatch for order {group.reference}")
+    existing, listed = find_dispatch(client, record, log)
+    if existing is not None:
+        dispatch_id = _dispatch_id(existing)
         ledger.dispatch_confirmed(sha256, group.group_key, dispatch_id)
         checkpoint("dispatch.confirmed")
-        log.info(f"order {group.reference}: dispatch {dispatch_id} created ({len(rows)} row(s))")
-        return [_dispatched(row, dispatch_id) for row in rows]
+        log.info(f"order {group.reference}: dispatch {dispatch_id} already exists; not sent again")
+        return record, [_dispatched(row, dispatch_id, "created by an earlier attempt") for row in rows]
+    if record.existing_ids is None:
+        # A pending entry from a version that marked the comments, not in Orderspace: it is resent without
+        # the marker and from now on reconciled like any other entry.
+        record = ledger.dispatch_pending(
+            sha256,
+            group.group_key,
+            record.order_id,
+            without_marker(record.body, record.marker),
+            existing_ids=[str(d.get("id") or "") for d in listed],
+            row_lines=[row.line for row in rows],
+        )
+    return record, None
+
+
+def _post(
+    group: OrderGroup,
+    rows: list[DispatchRow],
+    record: DispatchRecord,
+    *,
+    sha256: str,
+    client: PushClient,
+    ledger: Ledger,
+    log: PushLog,
+) -> list[RowResult] | None:
+    """POST the recorded body once: the rows' results, or None when the outcome is unknown (5xx, network)."""
+    try:
+        response = client.create_dispatch(record.body)
+    except DEFINITIVE_ERRORS as exc:
+        ledger.dispatch_refused(sha256, group.group_key, exc.message)
+        log.warning(f"order {group.reference}: the API refused the dispatch: {exc.message}")
+        return [
+            _reject(row, f"the API refused the dispatch: {exc.message}", RowStatus.REFUSED) for row in rows
+        ]
+    except (TransportError, ServerError) as exc:
+        log.warning(f"order {group.reference}: dispatch outcome unknown ({exc}); reconciling")
+        return None
+    except APIError as exc:  # any other 4xx: definitive, nothing was created
+        ledger.dispatch_refused(sha256, group.group_key, exc.message)
+        return [
+            _reject(row, f"the API refused the dispatch: {exc.message}", RowStatus.REFUSED) for row in rows
+        ]
+    checkpoint("dispatch.posted")
+    dispatch_id = _dispatch_id(response)
+    ledger.dispatch_confirmed(sha256, group.group_key, dispatch_id)
+    checkpoint("dispatch.confirmed")
+    log.info(f"order {group.reference}: dispatch {dispatch_id} created ({len(rows)} row(s))")
+    return [_dispatched(row, dispatch_id) for row in rows]

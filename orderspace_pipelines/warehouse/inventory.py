@@ -26,8 +26,8 @@ sent and confirmed after, so a restarted run does not resend confirmed rows.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from orderspace_pipelines.warehouse.parsing import CsvRow, ParsedFile
 from orderspace_pipelines.warehouse.protocols import PushClient, PushLog
 from orderspace_pipelines.warehouse.quantities import canonical, from_api, parse_quantity, to_json
 from orderspace_pipelines.warehouse.report import RowResult
+from orderspace_pipelines.warehouse.states import EntryState, RowStatus
 
 API_BATCH_LIMIT = 200
 SEND_ATTEMPTS = 3  # levels are absolute: resending a batch after a 5xx / dropped connection is harmless
@@ -66,46 +67,123 @@ class Level:
 
 def validate_rows(rows: Sequence[CsvRow], column: str) -> tuple[list[Level], list[RowResult]]:
     """Rows that may be sent (one per SKU, the last) and the results of all the others."""
-    results: list[RowResult] = []
-    checked: list[tuple[CsvRow, Decimal | None, str | None]] = []
-    for row in rows:
-        sku = row.values.get("sku", "")
-        raw = row.values.get(column, "")
-        if not sku:
-            checked.append((row, None, "sku is empty"))
-            continue
-        value, error = parse_quantity(raw, column, positive=False)
-        checked.append((row, value, error))
-    last_line_of: dict[str, int] = {}
-    for row, _, _ in checked:
-        sku = row.values.get("sku", "")
-        if sku:
-            last_line_of[sku] = row.line
+    checked = [(row, *check_row(row, column)) for row in rows]
+    last_line_of = {row.values["sku"]: row.line for row in rows if row.values.get("sku")}
     last_error_of = {
         row.values["sku"]: error
         for row, _, error in checked
-        if row.values.get("sku") and last_line_of[row.values["sku"]] == row.line and error
+        if error and row.values.get("sku") and last_line_of[row.values["sku"]] == row.line
     }
     levels: list[Level] = []
+    results: list[RowResult] = []
     for row, value, error in checked:
         sku = row.values.get("sku", "")
-        raw = row.values.get(column, "")
-        if error:
-            results.append(RowResult(row.line, "rejected", error, sku=sku, value=raw))
-        elif last_line_of[sku] != row.line:
-            last = last_line_of[sku]
-            reason = f"superseded by line {last} (the last row for a SKU wins)"
-            if sku in last_error_of:
-                reason = (
-                    f"not sent: line {last}, the last row for this SKU, is invalid ({last_error_of[sku]})"
-                )
-                results.append(RowResult(row.line, "rejected", reason, sku=sku, value=raw))
-            else:
-                results.append(RowResult(row.line, "superseded", reason, sku=sku, value=raw))
-        else:
-            assert value is not None
+        if error is None and value is not None and last_line_of[sku] == row.line:
             levels.append(Level(row.line, sku, value))
+        else:
+            results.append(_not_sent(row, column, error, last_line_of.get(sku), last_error_of.get(sku)))
     return levels, results
+
+
+def check_row(row: CsvRow, column: str) -> tuple[Decimal | None, str | None]:
+    """(value, error) for one row on its own: a filled SKU and a stock level of zero or more."""
+    if not row.values.get("sku", ""):
+        return None, "sku is empty"
+    return parse_quantity(row.values.get(column, ""), column, positive=False)
+
+
+def _not_sent(
+    row: CsvRow, column: str, error: str | None, last: int | None, last_error: str | None
+) -> RowResult:
+    """The result of a row that is not sent: invalid itself, or not the last (valid) row of its SKU."""
+    sku, raw = row.values.get("sku", ""), row.values.get(column, "")
+    if error:
+        return RowResult(row.line, RowStatus.REJECTED, error, sku=sku, value=raw)
+    if last_error:
+        reason = f"not sent: line {last}, the last row for this SKU, is invalid ({last_error})"
+        return RowResult(row.line, RowStatus.REJECTED, reason, sku=sku, value=raw)
+    reason = f"superseded by line {last} (the last row for a SKU wins)"
+    return RowResult(row.line, RowStatus.SUPERSEDED, reason, sku=sku, value=raw)
+
+
+@dataclass
+class SkuKnowledge:
+    """What is known of a file's SKUs before sending: which exist, which go unchecked, current levels."""
+
+    known: set[str] = field(default_factory=set)  # SKUs Orderspace has (pulled data or a live look-up)
+    unchecked: set[str] = field(default_factory=set)  # sent without a check: the API's refusal decides
+    reference: dict[str, dict[str, Any]] = field(default_factory=dict)  # sku -> level to diff against
+
+
+def gather_knowledge(
+    levels: Sequence[Level],
+    *,
+    client: PushClient,
+    data_dir: Path,
+    log: PushLog,
+    snapshot_max_age_seconds: float,
+) -> SkuKnowledge:
+    """SKUs and levels from the pulled data, plus live look-ups of a few SKUs it does not know."""
+    pulled = lakedata.pulled_skus(data_dir)
+    knowledge = SkuKnowledge(known=set(pulled or ()))
+    snapshot = lakedata.latest_snapshot(data_dir)
+    if snapshot is not None and snapshot.age_seconds() <= snapshot_max_age_seconds:
+        log.info(f"diffing against the pulled inventory snapshot of {snapshot.taken_at.isoformat()}")
+        knowledge.reference.update(snapshot.levels)
+    unknown = list(dict.fromkeys(level.sku for level in levels if level.sku not in knowledge.known))
+    if unknown and pulled is not None and len(unknown) <= SKU_LOOKUP_LIMIT:
+        log.info(f"looking up {len(unknown)} SKU(s) the pulled data does not know (1 request each)")
+        for sku in unknown:
+            live = lookup_level(client, sku)
+            if live is not None:
+                knowledge.known.add(sku)
+                knowledge.reference[sku] = live  # fresher than any snapshot
+    elif unknown:
+        knowledge.unchecked = set(unknown)
+        why = (
+            "nothing was pulled yet" if pulled is None else f"{len(unknown)} SKUs are not in the pulled data"
+        )
+        log.info(
+            f"{why}: those SKUs are sent unchecked and Orderspace refuses unknown ones (run a pull first)"
+        )
+    return knowledge
+
+
+def triage(
+    levels: Sequence[Level],
+    knowledge: SkuKnowledge,
+    already: Mapping[int, tuple[EntryState, str | None]],
+    column: str,
+) -> tuple[list[Level], list[RowResult]]:
+    """The levels still to send, and results for the others (unknown SKU, settled earlier, unchanged)."""
+    to_send: list[Level] = []
+    results: list[RowResult] = []
+    for level in levels:
+        settled = _settled(level, knowledge, already.get(level.line), column)
+        if settled is None:
+            to_send.append(level)
+        else:
+            results.append(settled)
+    return to_send, results
+
+
+def _settled(
+    level: Level, knowledge: SkuKnowledge, earlier: tuple[EntryState, str | None] | None, column: str
+) -> RowResult | None:
+    """The result of a level that needs no request, or None when it must be sent."""
+    shown = level.shown
+    if level.sku not in knowledge.known and level.sku not in knowledge.unchecked:
+        reason = f"unknown SKU {level.sku!r}: Orderspace has no product variant with it"
+        return RowResult(level.line, RowStatus.REJECTED, reason, sku=level.sku, value=shown)
+    state, message = earlier or (None, None)
+    if state == EntryState.CONFIRMED:
+        return RowResult(level.line, RowStatus.UPDATED, "sent by an earlier attempt", level.sku, shown)
+    if state == EntryState.REFUSED:
+        return RowResult(level.line, RowStatus.REFUSED, message or "refused by the API", level.sku, shown)
+    current = from_api(knowledge.reference.get(level.sku, {}).get(column))
+    if state is None and current is not None and current == level.value:
+        return RowResult(level.line, RowStatus.UNCHANGED, f"{column} is already {shown}", level.sku, shown)
+    return None
 
 
 def push_inventory(
@@ -123,57 +201,11 @@ def push_inventory(
     column = parsed.value_column or "on_hand"
     batch_size = max(1, min(batch_size, API_BATCH_LIMIT))
     levels, results = validate_rows(parsed.rows, column)
-
-    pulled = lakedata.pulled_skus(data_dir)
-    known = set(pulled or ())
-    reference: dict[str, dict] = {}
-    snapshot = lakedata.latest_snapshot(data_dir)
-    if snapshot is not None and snapshot.age_seconds() <= snapshot_max_age_seconds:
-        log.info(f"diffing against the pulled inventory snapshot of {snapshot.taken_at.isoformat()}")
-        reference.update(snapshot.levels)
-    unknown = list(dict.fromkeys(level.sku for level in levels if level.sku not in known))
-    unchecked: set[str] = set()
-    if unknown and pulled is not None and len(unknown) <= SKU_LOOKUP_LIMIT:
-        log.info(f"looking up {len(unknown)} SKU(s) the pulled data does not know (1 request each)")
-        for sku in unknown:
-            live = lookup_level(client, sku)
-            if live is not None:
-                known.add(sku)
-                reference[sku] = live  # fresher than any snapshot
-    elif unknown:
-        unchecked = set(unknown)
-        why = (
-            "nothing was pulled yet" if pulled is None else f"{len(unknown)} SKUs are not in the pulled data"
-        )
-        log.info(
-            f"{why}: those SKUs are sent unchecked and Orderspace refuses unknown ones (run a pull first)"
-        )
-
-    already = ledger.inventory_states(sha256)
-    to_send: list[Level] = []
-    for level in levels:
-        shown = level.shown
-        if level.sku not in known and level.sku not in unchecked:
-            reason = f"unknown SKU {level.sku!r}: Orderspace has no product variant with it"
-            results.append(RowResult(level.line, "rejected", reason, sku=level.sku, value=shown))
-            continue
-        state, message = already.get(level.line, (None, None))
-        if state == "confirmed":
-            results.append(RowResult(level.line, "updated", "sent by an earlier attempt", level.sku, shown))
-            continue
-        if state == "refused":
-            results.append(
-                RowResult(level.line, "refused", message or "refused by the API", level.sku, shown)
-            )
-            continue
-        current = from_api(reference.get(level.sku, {}).get(column))
-        if state is None and current is not None and current == level.value:
-            results.append(
-                RowResult(level.line, "unchanged", f"{column} is already {shown}", level.sku, shown)
-            )
-            continue
-        to_send.append(level)
-
+    knowledge = gather_knowledge(
+        levels, client=client, data_dir=data_dir, log=log, snapshot_max_age_seconds=snapshot_max_age_seconds
+    )
+    to_send, settled = triage(levels, knowledge, ledger.inventory_states(sha256), column)
+    results.extend(settled)
     if to_send:
         log.info(f"sending {len(to_send)} {column} levels in batches of {batch_size}")
     for start in range(0, len(to_send), batch_size):
@@ -195,7 +227,7 @@ def _send(
 ) -> list[RowResult]:
     """Send one batch; on 422 split it in halves until the refused rows are isolated."""
     rows = [(level.line, level.sku, level.shown) for level in batch]
-    ledger.mark_inventory(sha256, rows, "pending")
+    ledger.mark_inventory(sha256, rows, EntryState.PENDING)
     try:
         _update_with_retries(
             client, [{"sku": level.sku, column: to_json(level.value)} for level in batch], log
@@ -204,10 +236,10 @@ def _send(
         message = api_message(exc)
         if len(batch) == 1:
             level = batch[0]
-            ledger.mark_inventory(sha256, rows, "refused", message)
+            ledger.mark_inventory(sha256, rows, EntryState.REFUSED, message)
             log.warning(f"line {level.line}: the API refused {level.sku}: {message}")
             reason = f"refused by the API: {message}"
-            return [RowResult(level.line, "refused", reason, level.sku, level.shown)]
+            return [RowResult(level.line, RowStatus.REFUSED, reason, level.sku, level.shown)]
         middle = len(batch) // 2
         log.info(f"a batch of {len(batch)} was refused ({message}); splitting it to isolate the bad rows")
         return [
@@ -215,8 +247,8 @@ def _send(
             *_send(batch[middle:], column, sha256=sha256, client=client, ledger=ledger, log=log),
         ]
     checkpoint("inventory.posted")
-    ledger.mark_inventory(sha256, rows, "confirmed")
-    return [RowResult(level.line, "updated", "", level.sku, level.shown) for level in batch]
+    ledger.mark_inventory(sha256, rows, EntryState.CONFIRMED)
+    return [RowResult(level.line, RowStatus.UPDATED, "", level.sku, level.shown) for level in batch]
 
 
 def api_message(exc: OrderspaceError) -> str:
@@ -225,7 +257,8 @@ def api_message(exc: OrderspaceError) -> str:
     return cause.message if isinstance(cause, OrderspaceError) else exc.message
 
 
-def _update_with_retries(client: PushClient, levels: list[dict], log: PushLog) -> None:
+def _update_with_retries(client: PushClient, levels: list[dict[str, Any]], log: PushLog) -> None:
+    """Send one request of levels, resending it after a 5xx or a dropped connection (levels are absolute)."""
     for attempt in range(1, SEND_ATTEMPTS + 1):
         try:
             client.update_inventory_levels(levels)

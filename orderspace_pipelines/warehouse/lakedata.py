@@ -1,58 +1,53 @@
-"""Read-only look-ups in the pulled Parquet (DuckDB in memory; the catalog file is never opened).
+"""Read-only look-ups in the pulled lake, through `lake.readers` (the catalog file is never opened).
 
 All of it is optional: a table that is not there (no pull yet), or that lacks a column after API drift,
 reads as "unknown", and the caller asks the API instead.
+
+SKUs known to exist come from the product variants and the latest inventory snapshot (a copy of every
+level at the last refresh); products added since are looked up by the caller.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+
+from orderspace_pipelines.lake.readers import read_columns, read_latest_snapshot
+from orderspace_pipelines.lake.schemas import SNAPSHOT_AT
+from orderspace_pipelines.warehouse.quantities import from_api
 
 log = logging.getLogger(__name__)
 
-
-def _glob(data_dir: Path, pattern: str) -> str | None:
-    """The glob as a string when at least one file matches it, else None."""
-    base = Path(data_dir) / "parquet"
-    if not any(base.glob(pattern)):
-        return None
-    return str(base / pattern)
+VARIANTS = "product_variants"
+ORDERS = "orders"
 
 
-def _query(sql: str, params: list[object] | None = None) -> list[tuple] | None:
+def _read(reader: Callable[[], pa.Table | None]) -> pa.Table | None:
+    """The table a lake reader returns, or None when it cannot be read (logged; the caller asks the API)."""
     try:
-        with duckdb.connect() as con:
-            return con.execute(sql, params or []).fetchall()
-    except duckdb.Error as exc:  # missing column after drift, unreadable file, ...
+        return reader()
+    except (duckdb.Error, pa.ArrowException, OSError) as exc:  # missing column after drift, unreadable file
         log.warning("pulled data could not be read (%s); falling back to the API", exc)
         return None
 
 
 def pulled_skus(data_dir: Path) -> set[str] | None:
-    """SKUs known from pulled product variants / inventory levels, or None when nothing was pulled."""
+    """SKUs known from pulled product variants / the latest inventory snapshot, or None when none was read."""
     sources = [
-        _glob(data_dir, "product_variants/**/*.parquet"),
-        _glob(data_dir, "inventory_levels/**/*.parquet"),
-        _glob(data_dir, "inventory_level_snapshots/**/*.parquet"),
+        _read(lambda: read_columns(data_dir, VARIANTS, ["sku"])),
+        _read(lambda: read_latest_snapshot(data_dir, ["sku"])),
     ]
-    found: set[str] | None = None
-    for source in sources:
-        if source is None:
-            continue
-        rows = _query(
-            f"SELECT DISTINCT CAST(sku AS VARCHAR) FROM read_parquet('{source}', union_by_name = true)"
-        )
-        if rows is None:
-            continue
-        found = (found or set()) | {r[0].strip() for r in rows if r[0]}
-    return found
+    tables = [table for table in sources if table is not None]
+    if not tables:
+        return None
+    return {str(sku).strip() for table in tables for sku in table.column("sku").to_pylist() if sku}
 
 
 @dataclass(frozen=True)
@@ -80,25 +75,21 @@ def _as_utc(value: object) -> datetime | None:
 
 
 def latest_snapshot(data_dir: Path) -> LevelSnapshot | None:
-    """The most recent pulled inventory snapshot (all SKUs sharing its `snapshot_at`), or None."""
-    source = _glob(data_dir, "inventory_level_snapshots/**/*.parquet")
-    if source is None:
+    """The most recent pulled inventory snapshot (the SKUs sharing its latest `snapshot_at`), or None."""
+    table = _read(lambda: read_latest_snapshot(data_dir, ["sku", "on_hand", "available", SNAPSHOT_AT]))
+    if table is None or table.num_rows == 0:
         return None
-    rows = _query(
-        f"WITH s AS (SELECT * FROM read_parquet('{source}', union_by_name = true)) "
-        "SELECT CAST(sku AS VARCHAR), TRY_CAST(on_hand AS DECIMAL(18, 3)), "
-        "TRY_CAST(available AS DECIMAL(18, 3)), "
-        "snapshot_at FROM s WHERE snapshot_at = (SELECT max(snapshot_at) FROM s)"
-    )
-    if not rows:
-        return None
-    taken_at = _as_utc(rows[0][3])
+    rows = [(row, _as_utc(row[SNAPSHOT_AT])) for row in table.to_pylist()]
+    taken_at = max((moment for _, moment in rows if moment is not None), default=None)
     if taken_at is None:
         return None
     levels = {
-        sku.strip(): {"on_hand": on_hand, "available": available}
-        for sku, on_hand, available, _ in rows
-        if sku
+        str(row["sku"]).strip(): {
+            "on_hand": from_api(row["on_hand"]),
+            "available": from_api(row["available"]),
+        }
+        for row, moment in rows
+        if row["sku"] and moment == taken_at
     }
     return LevelSnapshot(taken_at, levels)
 
@@ -113,20 +104,16 @@ def normalise_order_number(value: object) -> str:
 
 def order_ids_by_number(data_dir: Path, numbers: Iterable[str]) -> dict[str, str]:
     """Pulled order ids for the given order numbers (those found; others are simply absent)."""
-    wanted = sorted({normalise_order_number(n) for n in numbers})
-    source = _glob(data_dir, "orders/**/*.parquet")
-    if not wanted or source is None:
+    wanted = {normalise_order_number(n) for n in numbers}
+    if not wanted:
         return {}
-    rows = _query(
-        f"SELECT DISTINCT CAST(number AS VARCHAR), CAST(id AS VARCHAR) "
-        f"FROM read_parquet('{source}', union_by_name = true, hive_partitioning = true)"
-    )
-    wanted_set = set(wanted)
+    table = _read(lambda: read_columns(data_dir, ORDERS, ["number", "id"]))
     found: dict[str, str] = {}
-    for number, order_id in rows or []:
+    for row in table.to_pylist() if table is not None else []:
+        number, order_id = row["number"], row["id"]
         if number is None or not order_id:
             continue
         key = normalise_order_number(number)
-        if key in wanted_set:
-            found[key] = order_id
+        if key in wanted:
+            found[key] = str(order_id)
     return found

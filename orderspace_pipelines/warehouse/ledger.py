@@ -30,6 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from orderspace_pipelines.warehouse.states import EntryState, FileKind, FileOutcome, FileState
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
     sha256 TEXT PRIMARY KEY,
@@ -77,12 +79,20 @@ def utc_now() -> str:
 class FileRecord:
     sha256: str
     first_name: str
-    kind: str | None
-    state: str
-    outcome: str | None
+    kind: FileKind | None
+    state: FileState
+    outcome: FileOutcome | None
     final_path: str | None
     started_at: str
     finished_at: str | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> FileRecord:
+        data = dict(row)
+        data["state"] = FileState(data["state"])
+        data["kind"] = FileKind(data["kind"]) if data["kind"] is not None else None
+        data["outcome"] = FileOutcome(data["outcome"]) if data["outcome"] is not None else None
+        return cls(**data)
 
 
 @dataclass(frozen=True)
@@ -94,7 +104,7 @@ class DispatchRecord:
     body: dict[str, Any]
     existing_ids: list[str] | None  # None: a legacy entry (reconciled by its marker)
     row_lines: list[int] | None  # the file lines the dispatch is made of (None: a legacy entry)
-    state: str
+    state: EntryState
     dispatch_id: str | None
     message: str | None
     pending_at: str
@@ -139,26 +149,25 @@ class Ledger:
 
     def file(self, sha256: str) -> FileRecord | None:
         row = self._db.execute("SELECT * FROM files WHERE sha256 = ?", (sha256,)).fetchone()
-        return FileRecord(**dict(row)) if row else None
+        return FileRecord.from_row(row) if row else None
 
-    def begin_file(self, sha256: str, name: str, kind: str | None) -> FileRecord:
+    def begin_file(self, sha256: str, name: str, kind: FileKind | None) -> FileRecord:
         """Register a file (or return its existing record: `done` means duplicate, `in_progress` resume)."""
         with self._transaction() as db:
             db.execute(
                 "INSERT OR IGNORE INTO files (sha256, first_name, kind, state, started_at) "
-                "VALUES (?, ?, ?, 'in_progress', ?)",
-                (sha256, name, kind, utc_now()),
+                "VALUES (?, ?, ?, ?, ?)",
+                (sha256, name, kind, FileState.IN_PROGRESS, utc_now()),
             )
         record = self.file(sha256)
         assert record is not None
         return record
 
-    def finish_file(self, sha256: str, outcome: str, final_path: str) -> None:
+    def finish_file(self, sha256: str, outcome: FileOutcome, final_path: str) -> None:
         with self._transaction() as db:
             db.execute(
-                "UPDATE files SET state = 'done', outcome = ?, final_path = ?, finished_at = ? "
-                "WHERE sha256 = ?",
-                (outcome, final_path, utc_now(), sha256),
+                "UPDATE files SET state = ?, outcome = ?, final_path = ?, finished_at = ? WHERE sha256 = ?",
+                (FileState.DONE, outcome, final_path, utc_now(), sha256),
             )
 
     # dispatches ----------------------------------------------------------------------------------------
@@ -172,6 +181,7 @@ class Ledger:
         data = dict(row)
         data.pop("updated_at")
         data["body"] = json.loads(data["body"])
+        data["state"] = EntryState(data["state"])
         for column in ("existing_ids", "row_lines"):
             data[column] = json.loads(data[column]) if data.get(column) is not None else None
         return DispatchRecord(**data)
@@ -202,28 +212,38 @@ class Ledger:
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO dispatches (file_sha256, group_key, order_id, marker, body, existing_ids, "
-                "row_lines, state, pending_at, updated_at) VALUES (?, ?, ?, '', ?, ?, ?, 'pending', ?, ?) "
-                "ON CONFLICT (file_sha256, group_key) DO UPDATE SET state = 'pending', body = excluded.body, "
-                "order_id = excluded.order_id, marker = excluded.marker, "
+                "row_lines, state, pending_at, updated_at) VALUES (?, ?, ?, '', ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (file_sha256, group_key) DO UPDATE SET state = excluded.state, "
+                "body = excluded.body, order_id = excluded.order_id, marker = excluded.marker, "
                 "existing_ids = excluded.existing_ids, row_lines = excluded.row_lines, "
                 "updated_at = excluded.updated_at",
-                (sha256, group_key, order_id, json.dumps(body, sort_keys=True), existing, lines, now, now),
+                (
+                    sha256,
+                    group_key,
+                    order_id,
+                    json.dumps(body, sort_keys=True),
+                    existing,
+                    lines,
+                    EntryState.PENDING,
+                    now,
+                    now,
+                ),
             )
         record = self.dispatch(sha256, group_key)
         assert record is not None
         return record
 
     def dispatch_confirmed(self, sha256: str, group_key: str, dispatch_id: str) -> None:
-        self._set_dispatch(sha256, group_key, "confirmed", dispatch_id=dispatch_id)
+        self._set_dispatch(sha256, group_key, EntryState.CONFIRMED, dispatch_id=dispatch_id)
 
     def dispatch_refused(self, sha256: str, group_key: str, message: str) -> None:
-        self._set_dispatch(sha256, group_key, "refused", message=message)
+        self._set_dispatch(sha256, group_key, EntryState.REFUSED, message=message)
 
     def _set_dispatch(
         self,
         sha256: str,
         group_key: str,
-        state: str,
+        state: EntryState,
         *,
         dispatch_id: str | None = None,
         message: str | None = None,
@@ -237,14 +257,19 @@ class Ledger:
 
     # inventory -----------------------------------------------------------------------------------------
 
-    def inventory_states(self, sha256: str) -> dict[int, tuple[str, str | None]]:
+    def inventory_states(self, sha256: str) -> dict[int, tuple[EntryState, str | None]]:
+        """line -> (state, API message) for the inventory rows of one file the ledger knows."""
         rows = self._db.execute(
             "SELECT line, state, message FROM inventory_rows WHERE file_sha256 = ?", (sha256,)
         ).fetchall()
-        return {row["line"]: (row["state"], row["message"]) for row in rows}
+        return {row["line"]: (EntryState(row["state"]), row["message"]) for row in rows}
 
     def mark_inventory(
-        self, sha256: str, rows: Iterable[tuple[int, str, str]], state: str, message: str | None = None
+        self,
+        sha256: str,
+        rows: Iterable[tuple[int, str, str]],
+        state: EntryState,
+        message: str | None = None,
     ) -> None:
         """Set the state of (line, sku, value as canonical decimal text) rows in one transaction."""
         now = utc_now()

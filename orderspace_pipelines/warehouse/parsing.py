@@ -25,13 +25,8 @@ import csv
 import re
 import sys
 from dataclasses import dataclass, field
-from enum import StrEnum
 
-
-class FileKind(StrEnum):
-    INVENTORY = "inventory"
-    DISPATCHES = "dispatches"
-
+from orderspace_pipelines.warehouse.states import FileKind
 
 INVENTORY_COLUMNS = ("on_hand", "available")
 ORDER_COLUMNS = ("order_number", "order_id")
@@ -74,6 +69,10 @@ class ParsedFile:
     rows: list[CsvRow] = field(default_factory=list)
     bad_rows: list[BadRow] = field(default_factory=list)
     file_error: str | None = None
+
+    def all_lines(self) -> list[int]:
+        """The line numbers of every row read, good and bad, in file order."""
+        return sorted([row.line for row in self.rows] + [bad.line for bad in self.bad_rows])
 
 
 def canonical_column(name: str) -> str:
@@ -135,11 +134,8 @@ def parse_bytes(data: bytes) -> ParsedFile:
     """Read a whole warehouse file from its bytes."""
     parsed = ParsedFile()
     text, error = decode(data)
-    if text is None:
-        parsed.file_error = error
-        return parsed
-    if not text.strip():
-        parsed.file_error = "the file is empty: no header row and no data rows"
+    if text is None or not text.strip():
+        parsed.file_error = error or "the file is empty: no header row and no data rows"
         return parsed
     if csv.field_size_limit() < len(text) + 1:
         # Fields are measured below; the csv module must not stop the file at its own (small) limit.
@@ -150,39 +146,35 @@ def parse_bytes(data: bytes) -> ParsedFile:
         parsed.file_error = header_error
         return parsed
     parsed.header = [canonical_column(h) for h in header_fields]
-    kind, value_column, error = detect_kind(parsed.header)
-    parsed.kind, parsed.value_column, parsed.file_error = kind, value_column, error
-    width = len(parsed.header)
+    parsed.kind, parsed.value_column, parsed.file_error = detect_kind(parsed.header)
     ends_with_newline = text.endswith(("\n", "\r"))
     position = header_end  # index in `lines` of the next line to read
     while position < len(lines):
-        reader = csv.reader(iter(lines[position:]), strict=True)
-        previous = 0
-        while True:
-            start = position + previous + 1  # 1-based line number of the record about to be read
-            try:
-                fields = next(reader)
-            except StopIteration:
-                position = len(lines)
-                break
-            except csv.Error as exc:
-                raw = lines[start - 1].rstrip("\r\n")
-                problem = "holds a NUL byte" if "\x00" in raw else f"cannot be read as CSV ({exc})"
-                parsed.bad_rows.append(BadRow(start, f"line {start} {problem}", _clip(raw)))
-                position = start  # go on at the next physical line
-                break
-            previous = reader.line_num
-            _take_row(
-                parsed,
-                fields,
-                start,
-                width,
-                is_last=position + previous >= len(lines),
-                ends_with_newline=ends_with_newline,
-            )
+        position = _read_records(parsed, lines, position, ends_with_newline=ends_with_newline)
     if not parsed.rows and not parsed.bad_rows and parsed.file_error is None:
         parsed.file_error = "the file has a header but no data rows"
     return parsed
+
+
+def _read_records(parsed: ParsedFile, lines: list[str], position: int, *, ends_with_newline: bool) -> int:
+    """Read records from `lines[position:]` into `parsed` until the end or a line that is not valid CSV
+    (reported as a bad row); return the index of the next line to read."""
+    reader = csv.reader(iter(lines[position:]), strict=True)
+    previous = 0
+    while True:
+        start = position + previous + 1  # 1-based line number of the record about to be read
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return len(lines)
+        except csv.Error as exc:
+            raw = lines[start - 1].rstrip("\r\n")
+            problem = "holds a NUL byte" if "\x00" in raw else f"cannot be read as CSV ({exc})"
+            parsed.bad_rows.append(BadRow(start, f"line {start} {problem}", _clip(raw)))
+            return start  # go on at the next physical line
+        previous = reader.line_num
+        is_last = position + previous >= len(lines)
+        _take_row(parsed, fields, start, is_last=is_last, ends_with_newline=ends_with_newline)
 
 
 def _read_header(lines: list[str]) -> tuple[int, list[str], str | None]:
@@ -211,26 +203,48 @@ def _clip(raw: str, limit: int = 200) -> str:
 
 
 def _take_row(
-    parsed: ParsedFile, fields: list[str], start: int, width: int, *, is_last: bool, ends_with_newline: bool
+    parsed: ParsedFile, fields: list[str], start: int, *, is_last: bool, ends_with_newline: bool
 ) -> None:
+    """Add one record to `parsed`: a row, a bad row, or nothing (an empty line carries no data)."""
     if not fields:
-        return  # an empty line carries no data
+        return
     raw = _clip(",".join(fields))
+    width = len(parsed.header)
     if len(fields) > width and not any(f.strip() for f in fields[width:]):
         fields = fields[:width]  # trailing empty cells, e.g. "SKU-1,4,"
-    if len(fields) != width:
-        if is_last and not ends_with_newline and len(fields) < width:
-            reason = (
-                f"line {start} is truncated: {len(fields)} of {width} columns and no line ending "
-                "(was the file still being written?)"
-            )
-        else:
-            reason = f"line {start} has {len(fields)} fields but the header has {width}"
-        parsed.bad_rows.append(BadRow(start, reason, raw))
+    bad = _bad_shape(fields, width, start, raw, is_last=is_last, ends_with_newline=ends_with_newline)
+    bad = bad or _bad_content(parsed.header, fields, start, raw)
+    if bad is not None:
+        parsed.bad_rows.append(bad)
         return
+    values = {name: value.strip() for name, value in zip(parsed.header, fields, strict=True) if name}
+    if not any(values.values()):
+        parsed.bad_rows.append(BadRow(start, f"line {start} is blank (every field is empty)", raw))
+        return
+    parsed.rows.append(CsvRow(start, values))
+
+
+def _bad_shape(
+    fields: list[str], width: int, start: int, raw: str, *, is_last: bool, ends_with_newline: bool
+) -> BadRow | None:
+    """A bad row when the record does not have one field per header column (a truncated last line says so)."""
+    if len(fields) == width:
+        return None
+    if is_last and not ends_with_newline and len(fields) < width:
+        reason = (
+            f"line {start} is truncated: {len(fields)} of {width} columns and no line ending "
+            "(was the file still being written?)"
+        )
+    else:
+        reason = f"line {start} has {len(fields)} fields but the header has {width}"
+    return BadRow(start, reason, raw)
+
+
+def _bad_content(header: list[str], fields: list[str], start: int, raw: str) -> BadRow | None:
+    """A bad row when a field is too long, holds a NUL byte or bytes that were not UTF-8."""
     long = [
         (name or f"column {i + 1}", len(v))
-        for i, (name, v) in enumerate(zip(parsed.header, fields, strict=True))
+        for i, (name, v) in enumerate(zip(header, fields, strict=True))
         if len(v) > MAX_FIELD_CHARS
     ]
     if long:
@@ -238,18 +252,11 @@ def _take_row(
         reason = (
             f"line {start}: {name} is {size:,} characters long, more than the {MAX_FIELD_CHARS:,} allowed"
         )
-        parsed.bad_rows.append(BadRow(start, reason, raw))
-        return
+        return BadRow(start, reason, raw)
     if any("\x00" in value for value in fields):
-        parsed.bad_rows.append(BadRow(start, f"line {start} holds a NUL byte", raw.replace("\x00", "\\0")))
-        return
+        return BadRow(start, f"line {start} holds a NUL byte", raw.replace("\x00", "\\0"))
     bad = undecoded_byte("".join(fields))
     if bad:
         reason = f"line {start} is not UTF-8 text ({bad} is invalid); export the file as CSV UTF-8"
-        parsed.bad_rows.append(BadRow(start, reason, raw.encode("utf-8", "replace").decode("utf-8")))
-        return
-    values = {name: value.strip() for name, value in zip(parsed.header, fields, strict=True) if name}
-    if not any(values.values()):
-        parsed.bad_rows.append(BadRow(start, f"line {start} is blank (every field is empty)", raw))
-        return
-    parsed.rows.append(CsvRow(start, values))
+        return BadRow(start, reason, raw.encode("utf-8", "replace").decode("utf-8"))
+    return None

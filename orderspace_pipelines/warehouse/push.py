@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,10 +43,11 @@ from orderspace_pipelines.warehouse.files import (
     work_name,
 )
 from orderspace_pipelines.warehouse.hooks import checkpoint
-from orderspace_pipelines.warehouse.ledger import Ledger
-from orderspace_pipelines.warehouse.parsing import FileKind, parse_bytes
+from orderspace_pipelines.warehouse.ledger import FileRecord, Ledger
+from orderspace_pipelines.warehouse.parsing import ParsedFile, parse_bytes
 from orderspace_pipelines.warehouse.protocols import PushClient, PushLog
-from orderspace_pipelines.warehouse.report import BAD_STATUSES, PushResult, RowResult, write_report
+from orderspace_pipelines.warehouse.report import PushResult, RowResult, write_report
+from orderspace_pipelines.warehouse.states import EntryState, FileKind, FileOutcome, FileState, RowStatus
 
 DEFAULT_SNAPSHOT_MAX_AGE_SECONDS = 900.0
 
@@ -119,48 +121,65 @@ def _stopped(claimed: Path, digest: str, exc: Exception, *, mover: _FileAway, lo
     error = f"{type(exc).__name__}: {exc}"[:500]
     log.warning(f"{original_name(claimed)}: the push stopped on an unexpected error ({error})")
     logging.getLogger(__name__).exception("push of %s stopped", claimed.name)
-    name = original_name(claimed)
-    sent: dict[int, RowResult] = {}
-    kind: str | None = None
     with Ledger(mover.folders.ledger_path) as ledger:
         record = ledger.file(digest)
-        kind = record.kind if record else None
-        for line, (state, _) in ledger.inventory_states(digest).items():
-            if state == "confirmed":
-                sent[line] = RowResult(line, "updated", "sent before the push stopped")
-            elif state == "pending":
-                reason = "was being sent when the push stopped; dropping the file again resends it (harmless)"
-                sent[line] = RowResult(line, "rejected", reason)
-        for entry in ledger.dispatches_of(digest):
-            for line in entry.row_lines or []:
-                if entry.state == "confirmed":
-                    reason, status = "sent before the push stopped", "dispatched"
-                elif entry.state == "pending":
-                    status = "rejected"
-                    reason = (
-                        "the dispatch was being sent when the push stopped; dropping the file again looks "
-                        "for it in Orderspace before sending it again"
-                    )
-                else:
-                    continue
-                sent[line] = RowResult(line, status, reason, dispatch_id=entry.dispatch_id or "")
-    try:
-        parsed = parse_bytes(claimed.read_bytes())
-        lines = sorted({row.line for row in parsed.rows} | {bad.line for bad in parsed.bad_rows} | set(sent))
-    except Exception:  # the report is still written from the ledger alone
-        lines = sorted(sent)
+        sent = {**_inventory_sent_before(ledger, digest), **_dispatches_sent_before(ledger, digest)}
+    lines = _lines_of(claimed, also=sent)
     reason = (
         f"not pushed: the push stopped on an unexpected error ({error}); drop the file again to push the "
         "rest (rows already sent are not sent again)"
     )
-    result = PushResult(file=name, sha256=digest, kind=kind, outcome="rejected", stopped_by=error)
-    result.rows = [sent.get(line) or RowResult(line, "rejected", reason) for line in lines]
+    result = PushResult(
+        file=original_name(claimed),
+        sha256=digest,
+        kind=record.kind if record else None,
+        outcome=FileOutcome.REJECTED,
+        stopped_by=error,
+    )
     result.rows_read = len(lines)
-    result.levels_updated = sum(r.status == "updated" for r in result.rows)
-    result.dispatches_created = len({r.dispatch_id for r in result.rows if r.status == "dispatched"})
-    result.rows_rejected = sum(r.status in BAD_STATUSES for r in result.rows)
+    result.set_rows([sent.get(line) or RowResult(line, RowStatus.REJECTED, reason) for line in lines])
     # No ledger outcome: the hash stays in_progress, so the same file dropped again resumes.
-    return mover(result, claimed, ledger=None, outcome="rejected")
+    return mover(result, claimed, ledger=None, outcome=FileOutcome.REJECTED)
+
+
+def _inventory_sent_before(ledger: Ledger, digest: str) -> dict[int, RowResult]:
+    """Results for the inventory rows the ledger says were sent (or being sent) before the push stopped."""
+    sent: dict[int, RowResult] = {}
+    for line, (state, _) in ledger.inventory_states(digest).items():
+        if state == EntryState.CONFIRMED:
+            sent[line] = RowResult(line, RowStatus.UPDATED, "sent before the push stopped")
+        elif state == EntryState.PENDING:
+            reason = "was being sent when the push stopped; dropping the file again resends it (harmless)"
+            sent[line] = RowResult(line, RowStatus.REJECTED, reason)
+    return sent
+
+
+def _dispatches_sent_before(ledger: Ledger, digest: str) -> dict[int, RowResult]:
+    """Results for the dispatch rows the ledger says were sent (or being sent) before the push stopped."""
+    sent: dict[int, RowResult] = {}
+    for entry in ledger.dispatches_of(digest):
+        if entry.state == EntryState.CONFIRMED:
+            status, reason = RowStatus.DISPATCHED, "sent before the push stopped"
+        elif entry.state == EntryState.PENDING:
+            status = RowStatus.REJECTED
+            reason = (
+                "the dispatch was being sent when the push stopped; dropping the file again looks "
+                "for it in Orderspace before sending it again"
+            )
+        else:
+            continue
+        for line in entry.row_lines or []:
+            sent[line] = RowResult(line, status, reason, dispatch_id=entry.dispatch_id or "")
+    return sent
+
+
+def _lines_of(claimed: Path, *, also: Iterable[int]) -> list[int]:
+    """The lines of the file's rows (good or bad) and `also`; only `also` when the file cannot be read."""
+    try:
+        parsed = parse_bytes(claimed.read_bytes())
+    except Exception:  # the report is still written from the ledger alone
+        return sorted(set(also))
+    return sorted(set(parsed.all_lines()) | set(also))
 
 
 def _push_claimed(
@@ -173,66 +192,90 @@ def _push_claimed(
     options: PushOptions,
     log: PushLog,
 ) -> PushResult:
-    folders = mover.folders
+    """Push a claimed file: finish an interrupted move, report a duplicate or a bad file, or push its rows."""
     name = original_name(claimed)
     parsed = parse_bytes(claimed.read_bytes())
-    kind = parsed.kind.value if parsed.kind else None
-    with Ledger(folders.ledger_path) as ledger:
-        record = ledger.begin_file(digest, name, kind)
-        if record.state == "done" and record.final_path and not Path(record.final_path).exists():
-            # Crashed between recording the outcome and moving the file: finish the move.
-            final = Path(record.final_path)
-            os.replace(claimed, final)
-            result = PushResult(file=name, sha256=digest, kind=kind, outcome=record.outcome or "processed")
-            result.final_path = str(final)
-            result.report_path = str(final.with_name(final.name + ".report.json"))
-            return result
-        result = PushResult(file=name, sha256=digest, kind=kind, outcome="processed")
+    with Ledger(mover.folders.ledger_path) as ledger:
+        record = ledger.begin_file(digest, name, parsed.kind)
+        if record.state == FileState.DONE and record.final_path and not Path(record.final_path).exists():
+            return _finish_move(claimed, name, record, parsed.kind)
+        result = PushResult(file=name, sha256=digest, kind=parsed.kind, outcome=FileOutcome.PROCESSED)
         result.rows_read = len(parsed.rows) + len(parsed.bad_rows)
-        if record.state == "done":
-            result.duplicate_of = record.first_name
-            reason = (
-                f"duplicate of {record.first_name} (same content, already {record.outcome}); nothing sent"
-            )
-            result.rows = [RowResult(row.line, "duplicate", reason) for row in parsed.rows] + [
-                RowResult(bad.line, "duplicate", reason) for bad in parsed.bad_rows
-            ]
-            log.info(f"{name}: {reason}")
-            return mover(result, claimed, ledger=None, outcome=record.outcome or "processed")
-        if record.state == "in_progress" and ledger.inventory_states(digest):
+        if record.state == FileState.DONE:
+            _duplicate(result, parsed, record, log)
+            return mover(result, claimed, ledger=None, outcome=record.outcome)
+        if record.state == FileState.IN_PROGRESS and ledger.inventory_states(digest):
             log.info(f"{name}: resuming an earlier attempt")
         if parsed.file_error:
-            result.file_error = parsed.file_error
-            lines = sorted([row.line for row in parsed.rows] + [bad.line for bad in parsed.bad_rows])
-            result.rows = [
-                RowResult(line, "rejected", f"file rejected: {parsed.file_error}") for line in lines
-            ]
-            log.warning(f"{name}: rejected: {parsed.file_error}")
-            return mover(result, claimed, ledger=ledger, outcome="rejected")
-        rows = [RowResult(bad.line, "rejected", bad.reason) for bad in parsed.bad_rows]
-        log.info(f"{name}: {kind} file, {len(parsed.rows)} rows to check, {len(parsed.bad_rows)} unreadable")
-        if parsed.kind is FileKind.INVENTORY:
-            rows += inventory.push_inventory(
-                parsed,
-                sha256=digest,
-                client=client,
-                ledger=ledger,
-                data_dir=data_dir,
-                log=log,
-                snapshot_max_age_seconds=options.snapshot_max_age_seconds,
-                batch_size=options.batch_size,
-            )
-        else:
-            rows += dispatches.push_dispatches(
-                parsed, sha256=digest, client=client, ledger=ledger, data_dir=data_dir, log=log
-            )
-        result.rows = sorted(rows, key=lambda r: r.line)
-        result.levels_updated = sum(r.status == "updated" for r in result.rows)
-        result.levels_unchanged = sum(r.status == "unchanged" for r in result.rows)
-        result.dispatches_created = len({r.dispatch_id for r in result.rows if r.status == "dispatched"})
-        result.rows_rejected = sum(r.status in BAD_STATUSES for r in result.rows)
-        usable = any(r.status not in BAD_STATUSES for r in result.rows)
-        return mover(result, claimed, ledger=ledger, outcome="processed" if usable else "rejected")
+            _file_rejected(result, parsed, parsed.file_error, log)
+            return mover(result, claimed, ledger=ledger, outcome=FileOutcome.REJECTED)
+        log.info(
+            f"{name}: {parsed.kind} file, {len(parsed.rows)} rows to check, {len(parsed.bad_rows)} unreadable"
+        )
+        rows = [RowResult(bad.line, RowStatus.REJECTED, bad.reason) for bad in parsed.bad_rows]
+        rows += _push_rows(
+            parsed, digest, client=client, ledger=ledger, data_dir=data_dir, options=options, log=log
+        )
+        result.set_rows(rows)
+        usable = any(not row.status.is_bad for row in result.rows)
+        return mover(
+            result, claimed, ledger=ledger, outcome=FileOutcome.PROCESSED if usable else FileOutcome.REJECTED
+        )
+
+
+def _finish_move(claimed: Path, name: str, record: FileRecord, kind: FileKind | None) -> PushResult:
+    """The run crashed between recording the outcome and moving the file: finish the move."""
+    assert record.final_path is not None
+    final = Path(record.final_path)
+    os.replace(claimed, final)
+    outcome = record.outcome or FileOutcome.PROCESSED
+    result = PushResult(file=name, sha256=record.sha256, kind=kind, outcome=outcome)
+    result.final_path = str(final)
+    result.report_path = str(final.with_name(final.name + ".report.json"))
+    return result
+
+
+def _duplicate(result: PushResult, parsed: ParsedFile, record: FileRecord, log: PushLog) -> None:
+    """A file whose content was pushed before: every row reported a duplicate, nothing sent."""
+    result.duplicate_of = record.first_name
+    reason = f"duplicate of {record.first_name} (same content, already {record.outcome}); nothing sent"
+    result.rows = [RowResult(line, RowStatus.DUPLICATE, reason) for line in parsed.all_lines()]
+    log.info(f"{result.file}: {reason}")
+
+
+def _file_rejected(result: PushResult, parsed: ParsedFile, error: str, log: PushLog) -> None:
+    """A file that cannot be read as a warehouse file: every row reported rejected with the file's error."""
+    result.file_error = error
+    reason = f"file rejected: {error}"
+    result.rows = [RowResult(line, RowStatus.REJECTED, reason) for line in parsed.all_lines()]
+    log.warning(f"{result.file}: rejected: {error}")
+
+
+def _push_rows(
+    parsed: ParsedFile,
+    digest: str,
+    *,
+    client: PushClient,
+    ledger: Ledger,
+    data_dir: Path,
+    options: PushOptions,
+    log: PushLog,
+) -> list[RowResult]:
+    """Send the good rows of a readable file (inventory or dispatches); a result for each."""
+    if parsed.kind == FileKind.INVENTORY:
+        return inventory.push_inventory(
+            parsed,
+            sha256=digest,
+            client=client,
+            ledger=ledger,
+            data_dir=data_dir,
+            log=log,
+            snapshot_max_age_seconds=options.snapshot_max_age_seconds,
+            batch_size=options.batch_size,
+        )
+    return dispatches.push_dispatches(
+        parsed, sha256=digest, client=client, ledger=ledger, data_dir=data_dir, log=log
+    )
 
 
 class _FileAway:
@@ -248,14 +291,16 @@ class _FileAway:
         self.baseline = baseline
 
     def __call__(
-        self, result: PushResult, claimed: Path, *, ledger: Ledger | None, outcome: str
+        self, result: PushResult, claimed: Path, *, ledger: Ledger | None, outcome: FileOutcome | None
     ) -> PushResult:
+        """Report, record and move `result`'s file; `outcome` None (an old ledger entry) means processed."""
+        outcome = outcome or FileOutcome.PROCESSED
         result.outcome = outcome
         result.requests = self.client.stats.requests - self.baseline[0]
         result.throttle_wait_seconds = round(self.client.stats.throttle_wait_seconds - self.baseline[1], 3)
         if result.file_error:
             result.rows_rejected = result.rows_read
-        folder = self.folders.processed if outcome == "processed" else self.folders.rejected
+        folder = self.folders.processed if outcome == FileOutcome.PROCESSED else self.folders.rejected
         destination = free_destination(folder, result.file, result.sha256)
         result.final_path = str(destination)
         write_report(result, destination)

@@ -14,7 +14,7 @@ result, every text exactly as read) and as CSV (one line per row), both atomical
 a spreadsheet would run as a formula (it starts with `=`, `+`, `-`, `@`, a tab or a carriage return: file
 text echoed back, such as a SKU `=HYPERLINK(...)`) is prefixed with a single quote, so it shows as text.
 
-`PushResult.exit_code` is what `orderspace-pipelines push` exits with (see `EXIT_CODES`).
+`PushResult.exit_code` is what `orderspace-pipelines push` exits with (the `EXIT_*` constants).
 """
 
 from __future__ import annotations
@@ -27,21 +27,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from orderspace_pipelines.warehouse.files import atomic_write_text
+from orderspace_pipelines.warehouse.states import FileKind, FileOutcome, RowStatus
 
-SENT_STATUSES = frozenset({"updated", "dispatched"})
-BAD_STATUSES = frozenset({"rejected", "refused"})
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 EXIT_ALL_DONE = 0  # every row pushed, already right, superseded, or the file was a duplicate
 EXIT_ROWS_REJECTED = 3  # the file was processed but some rows were rejected or refused (see the report)
 EXIT_FILE_REJECTED = 4  # nothing was pushed: the file was unreadable or no row of it usable
 EXIT_STOPPED = 5  # the push stopped on an unexpected error; the report names what was sent before it
-EXIT_CODES = {
-    EXIT_ALL_DONE: "every row done",
-    EXIT_ROWS_REJECTED: "some rows rejected (see the report)",
-    EXIT_FILE_REJECTED: "the whole file rejected",
-    EXIT_STOPPED: "the push stopped on an unexpected error; the file is in rejected/ with a report",
-}
 
 
 def spreadsheet_safe(value: object) -> str:
@@ -55,7 +48,7 @@ class RowResult:
     """One row's fate. `reference` is the SKU (inventory) or the order reference (dispatches)."""
 
     line: int
-    status: str
+    status: RowStatus
     reason: str = ""
     sku: str = ""
     value: str = ""
@@ -69,8 +62,8 @@ class PushResult:
 
     file: str
     sha256: str
-    kind: str | None
-    outcome: str  # "processed" or "rejected"
+    kind: FileKind | None
+    outcome: FileOutcome
     final_path: str = ""
     report_path: str = ""
     file_error: str | None = None
@@ -85,6 +78,15 @@ class PushResult:
     throttle_wait_seconds: float = 0.0
     rows: list[RowResult] = field(default_factory=list)
 
+    def set_rows(self, rows: list[RowResult]) -> None:
+        """Take the rows' results (put in file order) and count them."""
+        self.rows = sorted(rows, key=lambda row: row.line)
+        self.levels_updated = sum(row.status == RowStatus.UPDATED for row in self.rows)
+        self.levels_unchanged = sum(row.status == RowStatus.UNCHANGED for row in self.rows)
+        dispatched = {row.dispatch_id for row in self.rows if row.status == RowStatus.DISPATCHED}
+        self.dispatches_created = len(dispatched)
+        self.rows_rejected = sum(row.status.is_bad for row in self.rows)
+
     def status_counts(self) -> dict[str, int]:
         return dict(Counter(r.status for r in self.rows))
 
@@ -93,7 +95,7 @@ class PushResult:
         if self.file_error:
             return f"{self.file}: rejected ({self.file_error})"
         if self.stopped_by:
-            sent = sum(r.status in SENT_STATUSES for r in self.rows)
+            sent = sum(r.status.was_sent for r in self.rows)
             return (
                 f"{self.file}: stopped by an unexpected error ({self.stopped_by}); "
                 f"{sent} rows had been sent, the file is in rejected/ (drop it again to push the rest)"
@@ -101,7 +103,7 @@ class PushResult:
         if self.duplicate_of:
             return f"{self.file}: duplicate of {self.duplicate_of}, nothing sent"
         parts = [f"{self.file} ({self.kind}): {self.outcome}", f"{self.rows_read} rows read"]
-        if self.kind == "inventory":
+        if self.kind == FileKind.INVENTORY:
             parts.append(f"{self.levels_updated} levels updated, {self.levels_unchanged} unchanged")
         else:
             parts.append(f"{self.dispatches_created} dispatches created")
@@ -110,24 +112,24 @@ class PushResult:
 
     @property
     def exit_code(self) -> int:
-        """0 all rows done, 3 some rows rejected, 4 the whole file rejected, 5 stopped (`EXIT_CODES`)."""
+        """0 all rows done, 3 some rows rejected, 4 the whole file rejected, 5 stopped (`EXIT_*`)."""
         if self.stopped_by:
             return EXIT_STOPPED
-        if self.outcome != "processed":
+        if self.outcome != FileOutcome.PROCESSED:
             return EXIT_FILE_REJECTED
-        if any(row.status in BAD_STATUSES for row in self.rows):
+        if any(row.status.is_bad for row in self.rows):
             return EXIT_ROWS_REJECTED
         return EXIT_ALL_DONE
 
     @property
     def success(self) -> bool:
         """True when the file was processed (its bad rows, if any, reported); False when rejected."""
-        return self.outcome == "processed"
+        return self.outcome == FileOutcome.PROCESSED
 
     def describe(self, max_problems: int = 5) -> str:
         """A few lines for the CLI and the demo: the summary, the first problems, where the report is."""
         lines = [self.summary()]
-        problems = [row for row in self.rows if row.status in BAD_STATUSES]
+        problems = [row for row in self.rows if row.status.is_bad]
         for row in problems[:max_problems]:
             lines.append(f"  line {row.line}: {row.status}: {row.reason}")
         if len(problems) > max_problems:
@@ -146,7 +148,7 @@ class PushResult:
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(["line", "status", "sku", "value", "order", "dispatch_id", "reason"])
         if self.file_error:
-            writer.writerow(["", "rejected", "", "", "", "", spreadsheet_safe(self.file_error)])
+            writer.writerow(["", RowStatus.REJECTED, "", "", "", "", spreadsheet_safe(self.file_error)])
         for row in self.rows:
             cells = [row.sku, row.value, row.order, row.dispatch_id, row.reason]
             writer.writerow([row.line, row.status, *(spreadsheet_safe(cell) for cell in cells)])

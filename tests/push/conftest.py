@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from orderspace_pipelines.client import OrderspaceClient
+from orderspace_pipelines.lake import storage
 from orderspace_pipelines.settings import OrderspaceSettings
 from orderspace_pipelines.warehouse import PushResult, WarehouseFolders, push_file
 from orderspace_pipelines.warehouse.push import PushOptions
@@ -72,33 +72,29 @@ def push(client: OrderspaceClient, data_dir: Path, drop):
 
 
 def write_pulled_variants(data_dir: Path, skus: list[str]) -> None:
-    """What the pull lands for product variants (only the column the push reads matters)."""
-    folder = data_dir / "parquet" / "product_variants"
-    folder.mkdir(parents=True, exist_ok=True)
+    """What the pull lands for product variants, through the lake's writer (only `sku` matters here)."""
     table = pa.table({"id": [f"pv_{i}" for i in range(len(skus))], "sku": skus})
-    pq.write_table(table, folder / "part.parquet")
+    storage.write_whole(data_dir, {"product_variants": table})
 
 
 def write_pulled_snapshot(data_dir: Path, levels: list[dict], taken_at: datetime | None = None) -> None:
+    """One inventory snapshot, through the lake's writer (its file name and folder are the lake's)."""
     taken_at = taken_at or datetime.now(UTC)
-    folder = data_dir / "parquet" / "inventory_level_snapshots" / f"date={taken_at.date().isoformat()}"
-    folder.mkdir(parents=True, exist_ok=True)
     table = pa.table(
         {
             "sku": [level["sku"] for level in levels],
-            "on_hand": [level["on_hand"] for level in levels],
-            "available": [level["available"] for level in levels],
+            "on_hand": pa.array([level["on_hand"] for level in levels], pa.float64()),
+            "available": pa.array([level["available"] for level in levels], pa.float64()),
             "snapshot_at": pa.array([taken_at] * len(levels), pa.timestamp("us", tz="UTC")),
         }
     )
-    pq.write_table(table, folder / f"snapshot-{taken_at.strftime('%H%M%S')}.parquet")
+    storage.write_snapshot(data_dir, taken_at, table)
 
 
-def write_pulled_orders(data_dir: Path, orders: list[dict]) -> None:
-    folder = data_dir / "parquet" / "orders" / "date=2026-11-01"
-    folder.mkdir(parents=True, exist_ok=True)
+def write_pulled_orders(data_dir: Path, orders: list[dict], day: date = date(2026, 11, 1)) -> None:
+    """One day of pulled orders, through the lake's writer (only `id` and `number` matter here)."""
     table = pa.table({"id": [o["id"] for o in orders], "number": [o["number"] for o in orders]})
-    pq.write_table(table, folder / "part.parquet")
+    storage.write_partition(data_dir, day, {"orders": table})
 
 
 def add_products(server: SandboxServer, count: int, variants: int = 10) -> list[str]:

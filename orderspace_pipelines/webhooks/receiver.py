@@ -1,0 +1,138 @@
+"""The webhook receiver: a Starlette app answering Orderspace's deliveries at `POST /webhooks/orderspace`.
+
+Order of checks, each ending the request with nothing stored:
+
+1. body larger than `max_body_bytes` -> 413 (read incrementally, never more than the cap);
+2. no signing key yet (`webhooks register` not run) -> 503, so Orderspace retries later;
+3. signature missing or wrong over the RAW body -> 401;
+4. not UTF-8 JSON -> 400; not a list, empty, more than 50 events, an event without `event`/`data` or without
+   its record's id -> 422 with a message naming the problem;
+5. the delivery is committed to the event store (a replayed body is found there, not stored again), and only
+   then 200 `{"delivery": id, "events": n, "duplicate": bool}`. A store failure answers 503.
+
+Every delivery is logged with its count, types, outcome and delivery id; never the key, never a payload.
+`GET /healthz` answers 200 `{"status": "ok", "key": bool}` for load balancers and deployments.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from orderspace_pipelines.webhooks import hooks
+from orderspace_pipelines.webhooks.events import DeliveryRejected, ParsedEvent, describe_types, parse_delivery
+from orderspace_pipelines.webhooks.signing import SIGNATURE_HEADER, KeyFileError, KeySource, verify
+from orderspace_pipelines.webhooks.store import EventStore, StoredDelivery, StoreError
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_PATH = "/webhooks/orderspace"
+# A guess: the reference gives no size limit. 50 large orders (hundreds of lines each) can pass 1 MiB, and a
+# 413 makes Orderspace retry and finally disable the webhook, so the cap is generous; it only bounds memory.
+DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _answer(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _commit(store: EventStore, body: bytes, events: list[ParsedEvent]) -> StoredDelivery:
+    hooks.checkpoint("delivery.parsed")
+    stored = store.add_delivery(body, events)
+    hooks.checkpoint("delivery.committed")
+    return stored
+
+
+def create_app(
+    store: EventStore, keys: KeySource, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+) -> Starlette:
+    """The receiver app writing into `store`, verifying with the key `keys` holds."""
+
+    async def receive(request: Request) -> JSONResponse:
+        started = time.perf_counter()
+        peer = request.client.host if request.client else "?"
+
+        def rejected(status: int, reason: str) -> JSONResponse:
+            log.warning("delivery rejected %s from %s: %s", status, peer, reason)
+            return _answer(status, reason)
+
+        try:
+            body = await _read_body(request, max_body_bytes)
+        except _TooLarge:
+            return rejected(413, f"the body is larger than {max_body_bytes} bytes")
+        except ClientDisconnect:
+            log.warning("delivery abandoned by %s before its body arrived", peer)
+            return _answer(400, "the client disconnected")
+        try:
+            key = keys.current()
+        except KeyFileError as error:
+            log.error("cannot verify deliveries: %s", error)
+            return _answer(503, "the receiver has no usable signing key")
+        if key is None:
+            log.error("delivery refused (503): no signing key at %s; run `webhooks register URL`", keys.path)
+            return _answer(503, "the receiver has no signing key yet")
+        signature = request.headers.get(SIGNATURE_HEADER)
+        if not signature:
+            return rejected(401, f"the {SIGNATURE_HEADER} header is missing")
+        if not verify(key, body, signature):
+            return rejected(401, f"the {SIGNATURE_HEADER} header does not match the body")
+        try:
+            events = parse_delivery(body)
+        except DeliveryRejected as error:
+            return rejected(error.status, error.message)
+        try:
+            stored = await run_in_threadpool(_commit, store, body, events)
+        except StoreError as error:
+            log.error("delivery of %d events not stored (503): %s", len(events), error)
+            return _answer(503, "the delivery could not be stored; retry later")
+        unknown = sorted({event.event_type for event in events if not event.known})
+        log.info(
+            "delivery %d %s: %d events (%s)%s in %.1f ms",
+            stored.delivery_id,
+            "already stored (replay)" if stored.duplicate else "stored",
+            stored.event_count,
+            describe_types(events),
+            f"; unknown event types stored, flagged: {', '.join(unknown)}" if unknown else "",
+            (time.perf_counter() - started) * 1000,
+        )
+        return JSONResponse(
+            {"delivery": stored.delivery_id, "events": stored.event_count, "duplicate": stored.duplicate}
+        )
+
+    async def healthz(request: Request) -> JSONResponse:
+        try:
+            has_key = keys.current() is not None
+        except KeyFileError:
+            has_key = False
+        return JSONResponse({"status": "ok", "key": has_key})
+
+    return Starlette(
+        routes=[
+            Route(WEBHOOK_PATH, receive, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ]
+    )

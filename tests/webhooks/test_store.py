@@ -1,0 +1,89 @@
+"""The event store's API, as the applier will use it: order, filters, marking, stats, durability settings."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from orderspace_pipelines.webhooks.events import RESOURCES, parse_delivery
+from orderspace_pipelines.webhooks.store import SCHEMA_VERSION, SqliteEventStore, StoreError, open_store
+from tests.webhooks.helpers import body_of, event, mixed_events
+
+
+def _add(store: SqliteEventStore, events: list[dict]) -> int:
+    body = body_of(events)
+    return store.add_delivery(body, parse_delivery(body)).delivery_id
+
+
+def test_wal_full_sync_and_idempotent_migration(tmp_path: Path) -> None:
+    path = tmp_path / "webhooks" / "events.sqlite"
+    with SqliteEventStore(path) as store:
+        _add(store, [event("order.created", 1)])
+    with SqliteEventStore(path) as again:  # opening again changes nothing, loses nothing
+        assert again.stats().events == 1
+        assert again._db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert again._db.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
+        assert again._db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+
+
+def test_a_newer_schema_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    path = tmp_path / "events.sqlite"
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(StoreError, match="newer than this program's"):
+        SqliteEventStore(path)
+
+
+def test_pending_in_receipt_order_filtered_and_marked(tmp_path: Path) -> None:
+    with open_store(tmp_path) as store:
+        _add(store, mixed_events(14))
+        _add(store, [event("order.updated", 1), event("inventory_level.updated", 2)])
+        every = store.pending(100)
+        assert [e.seq for e in every] == sorted(e.seq for e in every) and len(every) == 16
+        assert [e.event_type for e in store.pending(2)] == ["order.created", "order.updated"]
+        orders = store.pending(100, resources=["order"])
+        assert [(e.event_type, e.record_id) for e in orders] == [
+            ("order.created", "or_000000"), ("order.updated", "or_000001"),
+            ("order.deleted", "or_000002"), ("order.updated", "or_000001"),
+        ]  # fmt: skip
+        assert store.pending(100, resources=[]) == []
+        assert store.mark_applied([e.seq for e in orders[:3]]) == 3
+        assert store.mark_applied([e.seq for e in orders[:3]]) == 0  # idempotent
+        assert [e.seq for e in store.pending(100, resources=["order"])] == [orders[3].seq]
+        stats = store.stats()
+        assert stats.pending["order"] == 1 and stats.pending["inventory_level"] == 2
+        assert set(stats.pending) == set(RESOURCES)
+        assert stats.pending_total == 13 and stats.deliveries == 2 and stats.events == 16
+        assert stats.last_applied_at is not None and stats.last_received_at == store.last_delivery_at()
+
+
+def test_an_empty_store_reports_nothing_yet(tmp_path: Path) -> None:
+    with open_store(tmp_path) as store:
+        stats = store.stats()
+        assert stats.pending_total == 0 and stats.last_received_at is None and stats.last_applied_at is None
+        assert store.last_delivery_at() is None
+        assert store.pending(10) == [] and store.mark_applied([]) == 0
+
+
+def test_received_at_is_kept_in_utc(tmp_path: Path) -> None:
+    moment = datetime(2026, 11, 30, 4, 50, 1, 250000, tzinfo=UTC)
+    with open_store(tmp_path) as store:
+        body = body_of([event("customer.deleted", 9)])
+        store.add_delivery(body, parse_delivery(body), received_at=moment)
+        assert store.last_delivery_at() == moment
+        (stored,) = store.pending(1)
+        assert stored.received_at == moment
+        assert stored.record == {"id": "cu_000009", "deleted": True}
+
+
+def test_two_connections_see_each_others_writes(tmp_path: Path) -> None:
+    # The receiver writes, the applier (another process) reads and marks: both through their own connection.
+    with open_store(tmp_path) as receiver, open_store(tmp_path) as applier:
+        _add(receiver, [event("product.updated", 1)])
+        (stored,) = applier.pending(10)
+        applier.mark_applied([stored.seq])
+        assert receiver.stats().pending_total == 0
