@@ -379,3 +379,60 @@ def test_plain_http_endpoints_are_accepted_only_on_this_machine(api):
         "webhooks", json={"webhook": {"endpoint": "http://10.0.0.1/x", "events": ["order.created"]}}
     )
     assert bad.status_code == 422 and "https" in bad.json()["message"]
+
+
+class _PlainWebhookApi:
+    """`register`'s WebhookApi over plain httpx against the sandbox."""
+
+    def __init__(self, client: httpx.Client) -> None:
+        self.client = client
+
+    def _ok(self, response: httpx.Response) -> dict[str, Any]:
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def list_webhooks(self) -> Any:
+        return self._ok(self.client.get("webhooks"))["webhooks"]
+
+    def get_webhook(self, webhook_id: str) -> dict[str, Any]:
+        return self._ok(self.client.get(f"webhooks/{webhook_id}"))["webhook"]
+
+    def create_webhook(self, webhook: Any) -> dict[str, Any]:
+        return self._ok(self.client.post("webhooks", json={"webhook": dict(webhook)}))["webhook"]
+
+    def update_webhook(self, webhook_id: str, changes: Any) -> dict[str, Any]:
+        return self._ok(self.client.put(f"webhooks/{webhook_id}", json={"webhook": dict(changes)}))["webhook"]
+
+
+def test_end_to_end_sandbox_to_the_real_receiver_stores_every_event(sandbox_factory, tmp_path):
+    """Sandbox activity -> `webhooks register` -> the project's receiver (uvicorn) -> its event store."""
+    from orderspace_pipelines.webhooks.signing import key_file_path
+    from orderspace_pipelines.webhooks.store import SqliteEventStore, store_path
+    from orderspace_pipelines.webhooks.subscription import register
+    from tests.webhooks.helpers import start_receiver
+
+    data_dir = tmp_path / "data"
+    sandbox = sandbox_factory(seed=11, webhook_retry_base=0.05)
+    running = start_receiver(data_dir, key_file_path(data_dir))
+    try:
+        registered = register(_PlainWebhookApi(api_client(sandbox)), running.url, key_file_path(data_dir))
+        assert registered.action == "created"
+        assert hook_state(sandbox, registered.webhook_id)["live"]
+        changes = control(sandbox, "POST", "activity", changes=80)["changes"]
+        wait_until(lambda: hook_state(sandbox, registered.webhook_id)["queued"] == 0)
+        state = hook_state(sandbox, registered.webhook_id)
+        assert state["enabled"] and state["consecutive_failures"] == 0
+        with SqliteEventStore(store_path(data_dir)) as store:
+            stored = store.pending(limit=100_000)
+        assert len(stored) == state["delivered_events"] >= 80
+        log = [d for d in control(sandbox, "GET", "webhooks")["deliveries"] if d["outcome"] == "delivered"]
+        assert sum(d["events"] for d in log) == len(stored)
+        assert {e.event_type for e in stored} >= {"order.created", "invoice.created", "payment.created"}
+        order_ids = [e.record_id for e in stored if e.event_type == "order.created"]
+        assert order_ids and order_ids == [c["id"] for c in changes if c["kind"] == "order.create"]
+        deleted = {e.record_id for e in stored if e.event_type == "order.deleted"}
+        assert deleted == {c["id"] for c in changes if c["kind"] == "order.delete"}
+        assert all(sandbox.store.get("orders", i) is None for i in deleted)
+        assert all(e.known for e in stored)
+    finally:
+        running.stop()
