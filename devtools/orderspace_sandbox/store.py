@@ -1136,7 +1136,7 @@ class Store:
             )
             collection = self._collections["webhooks"]
             collection.append(webhook, self._now(collection))
-            self.live_webhooks.add(webhook["id"])
+            self.live_webhooks.add(str(webhook["id"]))
             return copy.deepcopy(webhook)
 
     def update_webhook(self, webhook_id: str, body: Any) -> dict[str, Any]:

@@ -104,9 +104,9 @@ class WebhookDispatcher:
                 chosen = [event for event in events if event["event"] in wanted]
                 if not chosen:
                     continue
-                sub = self._subs.get(webhook_id)
-                if sub is None:
-                    sub = self._subs[webhook_id] = _Subscription(webhook_id)
+                if webhook_id not in self._subs:
+                    self._subs[webhook_id] = _Subscription(webhook_id)
+                sub = self._subs[webhook_id]
                 if not sub.enabled:
                     continue
                 sub.queue.extend(chosen)
