@@ -1318,8 +1318,8 @@ class Store:
     def _emit(self, *changes: tuple[str, dict[str, Any]]) -> None:
         """Hand this change's events to the change feed, each record copied as the API would return it.
         Call with the lock held, after the change is applied."""
-        if self.on_events is None or not changes:
-            return
+        if self.on_events is None or not changes or not self.live_webhooks:
+            return  # nobody could receive them: skip the copies
         events = [
             {"event": name, "data": {name.split(".")[0]: copy.deepcopy(record)}} for name, record in changes
         ]

@@ -38,11 +38,13 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from orderspace_sandbox.store import Store
+from orderspace_sandbox.store import LOOPBACK_HTTP, Store
 
 MAX_EVENTS_PER_DELIVERY = 50  # documented
 SIGNATURE_HEADER = "X-Orderspace-Signature"
 LOG_LIMIT = 2000  # delivery log entries kept (oldest dropped first)
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+_DEFAULT = urllib.request.build_opener()
 
 
 def sign(signing_key: str, body: bytes) -> str:
@@ -191,8 +193,10 @@ class WebhookDispatcher:
                 "User-Agent": "OrderspaceSandbox-Webhooks/1.0",
             },
         )
+        # A receiver on this machine is reached directly, whatever proxy the environment names.
+        opener = _DIRECT if LOOPBACK_HTTP.match(url) else _DEFAULT
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with opener.open(request, timeout=self.timeout) as response:
                 response.read()
                 return response.status, None
         except urllib.error.HTTPError as error:
