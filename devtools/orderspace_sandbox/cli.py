@@ -123,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.webhook_max_failures,
         help="consecutive failed deliveries before a webhook is disabled (default %(default)s)",
     )
+    parser.add_argument(
+        "--webhook-allow-http",
+        action="store_true",
+        help="accept plain http:// webhook endpoints on 127.0.0.1 / localhost (the real API wants https)",
+    )
     return parser
 
 
@@ -157,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             activity=args.activity,
             webhook_retry_base=args.webhook_retry_base,
             webhook_max_failures=args.webhook_max_failures,
+            webhook_allow_http=args.webhook_allow_http,
         )
     except ValueError as error:
         print(f"orderspace-pipelines sandbox: {error}", file=sys.stderr)

@@ -63,6 +63,7 @@ class SandboxConfig:
     webhook_retry_base: float = 30.0  # seconds; the k-th retry waits k * this (incremental backoff)
     webhook_max_failures: int = 10  # consecutive failed attempts before a webhook is disabled
     webhook_timeout: float = 10.0  # seconds to wait for a receiver's answer
+    webhook_allow_http: bool = False  # accept http:// webhook endpoints on 127.0.0.1 / localhost (not real)
 
     def __post_init__(self) -> None:
         if self.scale not in SCALES:

@@ -264,6 +264,7 @@ class SandboxServer:
         for spec in self.config.faults:
             kind, count = parse_fault_spec(spec)
             self.faults.inject(kind, count)
+        self.store.allow_http_loopback = self.config.webhook_allow_http
         self.webhooks = WebhookDispatcher(
             self.store,
             self.config.webhook_retry_base,

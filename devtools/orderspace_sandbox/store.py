@@ -76,7 +76,7 @@ ORDER_STATUSES = (
     "new", "invoiced", "released", "part_fulfilled", "preorder", "fulfilled", "standing_order", "cancelled",
 )  # fmt: skip
 CUSTOMER_STATUSES = ("new", "active", "closed")
-# A sandbox concession (the real API wants https): plain http is accepted for a receiver on this machine.
+# A sandbox concession when switched on (the real API wants https): plain http for a receiver on this machine.
 LOOPBACK_HTTP = re.compile(r"^http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?(/|$)")
 # What a `<resource>.deleted` event carries (the documented examples), for the resources that have one.
 DELETED_IDENTITY = {
@@ -285,6 +285,9 @@ class Store:
         # Webhooks created or updated through the API in this run: only they receive deliveries (the seeded
         # ones point at fictional hosts).
         self.live_webhooks: set[str] = set()
+        # Off by default, as the real API: endpoints must be https. On (`SandboxConfig.webhook_allow_http`),
+        # plain http is accepted for a receiver on this machine.
+        self.allow_http_loopback = False
 
     # --- reading ---------------------------------------------------------------------------------
 
@@ -1113,7 +1116,9 @@ class Store:
         endpoint = webhook.get("endpoint")
         if not isinstance(endpoint, str) or not endpoint.strip():
             problems += ["Endpoint can't be blank", "Endpoint must be a https url"]
-        elif not endpoint.startswith("https://") and not LOOPBACK_HTTP.match(endpoint):
+        elif not endpoint.startswith("https://") and not (
+            self.allow_http_loopback and LOOPBACK_HTTP.match(endpoint)
+        ):
             problems.append("Endpoint must be a https url")
         events = webhook.get("events")
         if not isinstance(events, list) or not events:

@@ -86,6 +86,12 @@ class Receiver:
 
 
 @pytest.fixture
+def sandbox(sandbox_factory) -> SandboxServer:
+    """A tiny sandbox that accepts the test receivers' plain-http endpoints on 127.0.0.1."""
+    return sandbox_factory(webhook_allow_http=True)
+
+
+@pytest.fixture
 def receiver_factory() -> Iterator[Callable[..., Receiver]]:
     made: list[Receiver] = []
 
@@ -224,7 +230,7 @@ def test_a_failed_delivery_is_retried_with_incremental_backoff_then_succeeds(
     sandbox_factory, receiver_factory
 ):
     base = 0.2
-    sandbox = sandbox_factory(webhook_retry_base=base, webhook_max_failures=5)
+    sandbox = sandbox_factory(webhook_retry_base=base, webhook_max_failures=5, webhook_allow_http=True)
     receiver = receiver_factory(script=[500, "drop", 503])
     api = api_client(sandbox)
     hook = subscribe(api, receiver.url, ["customer.created"])
@@ -258,7 +264,7 @@ def test_a_failed_delivery_is_retried_with_incremental_backoff_then_succeeds(
 def test_a_webhook_is_disabled_after_repeated_failures_and_an_update_re_enables_it(
     sandbox_factory, receiver_factory
 ):
-    sandbox = sandbox_factory(webhook_retry_base=0.01, webhook_max_failures=3)
+    sandbox = sandbox_factory(webhook_retry_base=0.01, webhook_max_failures=3, webhook_allow_http=True)
     receiver = receiver_factory(script=[500, 500, 404])
     api = api_client(sandbox)
     hook = subscribe(api, receiver.url, ["customer.created", "customer.updated"])
@@ -308,7 +314,10 @@ def test_nothing_is_sent_without_a_subscription_or_for_unlisted_types(sandbox, r
 
 def test_activity_changes_are_deterministic_and_flow_as_webhooks(sandbox_factory, receiver_factory):
     receiver = receiver_factory()
-    one, two = sandbox_factory(seed=7), sandbox_factory(seed=7)
+    one, two = (
+        sandbox_factory(seed=7, webhook_allow_http=True),
+        sandbox_factory(seed=7, webhook_allow_http=True),
+    )
     hook = subscribe(api_client(one), receiver.url, list(WEBHOOK_EVENTS))
     twin = receiver_factory()
     subscribe(api_client(two), twin.url, list(WEBHOOK_EVENTS))  # the same starting account on both
@@ -346,7 +355,7 @@ def test_activity_changes_are_deterministic_and_flow_as_webhooks(sandbox_factory
 
 def test_activity_mode_runs_in_the_background(sandbox_factory, receiver_factory):
     receiver = receiver_factory()
-    sandbox = sandbox_factory(activity=1200.0)  # 20 a second
+    sandbox = sandbox_factory(activity=1200.0, webhook_allow_http=True)  # 20 a second
     subscribe(api_client(sandbox), receiver.url, list(WEBHOOK_EVENTS))
     receiver.wait_for(lambda r: len(r.accepted_events()) >= 5)
     assert sandbox.activity.changes >= 1
@@ -370,15 +379,20 @@ def test_activity_control_rejects_a_bad_count(sandbox):
     assert response.status_code == 400 and "changes must be a whole number" in response.json()["message"]
 
 
-def test_plain_http_endpoints_are_accepted_only_on_this_machine(api):
-    ok = api.post(
-        "webhooks", json={"webhook": {"endpoint": "http://127.0.0.1:9/x", "events": ["order.created"]}}
+def test_plain_http_endpoints_only_on_this_machine_and_only_when_allowed(sandbox_factory, api_for):
+    events = ["order.created"]
+    faithful = api_for(sandbox_factory())  # the real API's rule: https only
+    refused = faithful.post(
+        "webhooks", json={"webhook": {"endpoint": "http://127.0.0.1:9/x", "events": events}}
     )
+    assert refused.status_code == 422 and "https" in refused.json()["message"]
+    allowing = api_for(sandbox_factory(webhook_allow_http=True))
+    ok = allowing.post("webhooks", json={"webhook": {"endpoint": "http://127.0.0.1:9/x", "events": events}})
     assert ok.status_code == 200
-    bad = api.post(
-        "webhooks", json={"webhook": {"endpoint": "http://10.0.0.1/x", "events": ["order.created"]}}
-    )
+    bad = allowing.post("webhooks", json={"webhook": {"endpoint": "http://10.0.0.1/x", "events": events}})
     assert bad.status_code == 422 and "https" in bad.json()["message"]
+    args = build_parser().parse_args(["--webhook-allow-http"])
+    assert args.webhook_allow_http is True
 
 
 class _PlainWebhookApi:
@@ -412,7 +426,7 @@ def test_end_to_end_sandbox_to_the_real_receiver_stores_every_event(sandbox_fact
     from tests.webhooks.helpers import start_receiver
 
     data_dir = tmp_path / "data"
-    sandbox = sandbox_factory(seed=11, webhook_retry_base=0.05)
+    sandbox = sandbox_factory(seed=11, webhook_retry_base=0.05, webhook_allow_http=True)
     running = start_receiver(data_dir, key_file_path(data_dir))
     try:
         registered = register(_PlainWebhookApi(api_client(sandbox)), running.url, key_file_path(data_dir))
