@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from _common import connection_for
 
 from orderspace_pipelines.client import OrderspaceClient
 from orderspace_pipelines.client.client import MAX_PAGE_SIZE
@@ -39,14 +40,7 @@ DATE_FIELD = {e.resource: e.date_field for e in PULLED if e.date_field is not No
 
 def _resources(server: SandboxServer, data_dir: Path) -> dict[str, Any]:
     return {
-        "orderspace": OrderspaceResource(
-            client_id=server.config.client_id,
-            client_secret=server.config.client_secret,
-            api_url=server.api_url,
-            token_url=server.token_url,
-            requests_per_minute=server.config.rate_limit,
-            rate_window_seconds=server.config.rate_window,
-        ),
+        "orderspace": OrderspaceResource(**connection_for(server)),
         "lake": LakeResource(data_dir=str(data_dir)),
     }
 
@@ -107,14 +101,7 @@ def main() -> None:
                         }
                     )
         shutil.rmtree(data_dir, ignore_errors=True)
-        settings = OrderspaceSettings(
-            client_id=server.config.client_id,
-            client_secret=server.config.client_secret,
-            api_url=server.api_url,
-            token_url=server.token_url,
-            requests_per_minute=server.config.rate_limit,
-            rate_window_seconds=server.config.rate_window,
-        )
+        settings = OrderspaceSettings(**connection_for(server))
         for step in ("full load", "unchanged refresh", "after 5 level changes"):
             if step == "after 5 level changes":
                 with OrderspaceClient.from_settings(settings) as client:

@@ -116,7 +116,9 @@ def _add_webhooks(commands: argparse._SubParsersAction) -> None:
         help="create or update the project's webhook for every event type and store its signing key "
         "(exit 0 done, 1 Orderspace refused or unreachable, 2 configuration)",
     )
-    register.add_argument("url", help="the receiver's public URL, e.g. https://example.com/webhooks/orderspace")
+    register.add_argument(
+        "url", help="the receiver's public URL, e.g. https://example.com/webhooks/orderspace"
+    )
     webhooks.add_parser(
         "status",
         help="subscription and last delivery (exit 0 well, 3 no/disabled subscription, 4 nothing arrived "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,14 +52,26 @@ def throttle_db(tmp_path: Path) -> Path:
     return tmp_path / "throttle.sqlite"
 
 
-def settings_for(server: SandboxServer, *, requests_per_minute: int | None = None) -> OrderspaceSettings:
+def connection_for(
+    server: SandboxServer, *, requests_per_minute: int | None = None, client_secret: str | None = None
+) -> dict[str, Any]:
+    """The connection fields (for `OrderspaceSettings` or `OrderspaceResource`) that point at `server`."""
+    return {
+        "client_id": server.config.client_id,
+        "client_secret": client_secret or server.config.client_secret,
+        "api_url": server.api_url,
+        "token_url": server.token_url,
+        "requests_per_minute": requests_per_minute or server.config.rate_limit,
+        "rate_window_seconds": server.config.rate_window,
+    }
+
+
+def settings_for(
+    server: SandboxServer, *, requests_per_minute: int | None = None, client_secret: str | None = None
+) -> OrderspaceSettings:
+    """Settings for a client of `server` (its account, its rate budget)."""
     return OrderspaceSettings(
-        client_id=server.config.client_id,
-        client_secret=server.config.client_secret,
-        api_url=server.api_url,
-        token_url=server.token_url,
-        requests_per_minute=requests_per_minute or server.config.rate_limit,
-        rate_window_seconds=server.config.rate_window,
+        **connection_for(server, requests_per_minute=requests_per_minute, client_secret=client_secret)
     )
 
 

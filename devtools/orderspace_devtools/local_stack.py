@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -155,7 +156,18 @@ def _prepare_demo_data_dir(root: Path) -> None:
     )
 
 
+@dataclass
+class _DemoRun:
+    """What the demo's pull and push did, for the summary."""
+
+    in_sandbox: dict[str, int]
+    pull_requests: int
+    stats: dict[str, Any]
+    push_results: list[Any]
+
+
 def demo_command(*, scale: str, rate_limit: int, rate_window: float) -> int:
+    """Sandbox, full pull, push of the samples, summary; 0 when every table matches the sandbox."""
     root = data_dir()
     _prepare_demo_data_dir(root)
     ensure_dagster_home(root / "dagster_home")
@@ -164,43 +176,47 @@ def demo_command(*, scale: str, rate_limit: int, rate_window: float) -> int:
         f"Starting the sandbox Orderspace API (scale {scale}, {rate_limit} requests per {rate_window:g} s)..."
     )
     with sandbox_process(
-        "--port",
-        "0",
-        "--scale",
-        scale,
-        "--seed",
-        "42",
-        "--rate-limit",
-        str(rate_limit),
-        "--rate-window",
-        str(rate_window),
+        *("--port", "0", "--scale", scale, "--seed", "42"),
+        *("--rate-limit", str(rate_limit), "--rate-window", str(rate_window)),
     ) as sandbox:
         point_environment_at(sandbox, rate_limit=rate_limit, rate_window=rate_window)
         # A fresh throttle bucket: the demo's budget is the demo sandbox's, not a real account's.
         os.environ["ORDERSPACE_THROTTLE_DB"] = str(root / "dagster_home" / "demo-throttle.sqlite")
-        from orderspace_pipelines.definitions import build_resources
-        from orderspace_pipelines.defs.push_jobs import run_push
-        from orderspace_pipelines.defs.sync import run_sync
-        from orderspace_pipelines.lake import summary
+        run = _demo_pull_and_push(sandbox)
+    if run is None:
+        return 1
+    mismatched = _print_demo_summary(root, run, seconds=time.monotonic() - started)
+    if mismatched:
+        print(f"Tables whose counts differ from the sandbox: {', '.join(mismatched)}", file=sys.stderr)
+        return 1
+    return 0 if all(getattr(r, "success", True) for r in run.push_results) else 1
 
-        print("Pulling every resource through Dagster (the full history, one sweep per resource)...")
-        sync_result = run_sync(
-            since=None, select=None, instance=dagster_instance(), resources=build_resources()
-        )
-        pull_requests = sandbox.stats().get("requests", 0)
-        in_sandbox = sandbox.record_counts()  # before the push adds dispatches
-        if not sync_result.success:
-            print("The pull failed; see the run's logs in the Dagster UI (make dev).", file=sys.stderr)
-            return 1
 
-        print("Pushing the sample warehouse files...")
-        # run_push copies a file from outside the warehouse folders into warehouse/work/:
-        # the samples stay put.
-        push_results = [
-            run_push(sample, instance=dagster_instance(), resources=build_resources())
-            for sample in sorted(SAMPLES_DIR.glob("*.csv"))
-        ]
-        stats = sandbox.stats()
+def _demo_pull_and_push(sandbox: Any) -> _DemoRun | None:
+    """The full pull, then the sample files pushed; None when the pull failed."""
+    from orderspace_pipelines.definitions import build_resources
+    from orderspace_pipelines.defs.push_jobs import run_push
+    from orderspace_pipelines.defs.sync import run_sync
+
+    print("Pulling every resource through Dagster (the full history, one sweep per resource)...")
+    sync_result = run_sync(since=None, select=None, instance=dagster_instance(), resources=build_resources())
+    pull_requests = sandbox.stats().get("requests", 0)
+    in_sandbox = sandbox.record_counts()  # before the push adds dispatches
+    if not sync_result.success:
+        print("The pull failed; see the run's logs in the Dagster UI (make dev).", file=sys.stderr)
+        return None
+    print("Pushing the sample warehouse files...")
+    # run_push copies a file from outside the warehouse folders into warehouse/work/: the samples stay put.
+    push_results = [
+        run_push(sample, instance=dagster_instance(), resources=build_resources())
+        for sample in sorted(SAMPLES_DIR.glob("*.csv"))
+    ]
+    return _DemoRun(in_sandbox, pull_requests, sandbox.stats(), push_results)
+
+
+def _print_demo_summary(root: Path, run: _DemoRun, *, seconds: float) -> list[str]:
+    """Print tables, row counts against the sandbox, push results and where things are; the mismatches."""
+    from orderspace_pipelines.lake import summary
 
     print()
     print("=" * 72)
@@ -209,7 +225,7 @@ def demo_command(*, scale: str, rate_limit: int, rate_window: float) -> int:
     print(f"{'table':<28}{'rows':>12}{'in the sandbox':>18}")
     mismatched = []
     for table, rows in summary(root):
-        expected = in_sandbox.get(table)
+        expected = run.in_sandbox.get(table)
         if expected is None:
             print(f"{table:<28}{rows:>12,}")
             continue
@@ -218,22 +234,19 @@ def demo_command(*, scale: str, rate_limit: int, rate_window: float) -> int:
         if rows != expected:
             mismatched.append(table)
     print("-" * 72)
-    for result in push_results:
+    for result in run.push_results:
         print(result.describe() if hasattr(result, "describe") else result)
     print("-" * 72)
     print(
-        f"API requests used: {stats.get('requests', 0)} ({pull_requests} for the pull), "
-        f"429 responses: {stats.get('rate_limited', 0)}"
+        f"API requests used: {run.stats.get('requests', 0)} ({run.pull_requests} for the pull), "
+        f"429 responses: {run.stats.get('rate_limited', 0)}"
     )
     print(f"Parquet (source of truth): {root / 'parquet'}")
     print(f"DuckDB catalog:            {root / 'orderspace.duckdb'}")
     print(f"Warehouse folders:         {root / 'warehouse'}")
     print(f"Dagster run history:       {os.environ['DAGSTER_HOME']}  (see it with `make dev`)")
-    print(f"Done in {time.monotonic() - started:.0f} s.")
-    if mismatched:
-        print(f"Tables whose counts differ from the sandbox: {', '.join(mismatched)}", file=sys.stderr)
-        return 1
-    return 0 if all(getattr(r, "success", True) for r in push_results) else 1
+    print(f"Done in {seconds:.0f} s.")
+    return mismatched
 
 
 # --- dev ------------------------------------------------------------------------------------------

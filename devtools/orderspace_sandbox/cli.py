@@ -103,6 +103,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--ready-file", type=Path, help='write {"api_url","token_url","pid"} here once listening'
     )
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    parser.add_argument(
+        "--activity",
+        type=float,
+        default=defaults.activity,
+        metavar="N",
+        help="make N random changes a minute (orders, invoices, payments, dispatches, edits, deletions), "
+        "each sent to webhook subscriptions (default %(default)s: none)",
+    )
+    parser.add_argument(
+        "--webhook-retry-base",
+        type=float,
+        default=defaults.webhook_retry_base,
+        help="seconds; the k-th webhook retry waits k times this (default %(default)s)",
+    )
+    parser.add_argument(
+        "--webhook-max-failures",
+        type=int,
+        default=defaults.webhook_max_failures,
+        help="consecutive failed deliveries before a webhook is disabled (default %(default)s)",
+    )
+    parser.add_argument(
+        "--webhook-allow-http",
+        action="store_true",
+        help="accept plain http:// webhook endpoints on 127.0.0.1 / localhost (the real API wants https)",
+    )
     return parser
 
 
@@ -134,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
             faults=list(args.fault),
             latency=args.latency,
             verbose=args.verbose,
+            activity=args.activity,
+            webhook_retry_base=args.webhook_retry_base,
+            webhook_max_failures=args.webhook_max_failures,
+            webhook_allow_http=args.webhook_allow_http,
         )
     except ValueError as error:
         print(f"orderspace-pipelines sandbox: {error}", file=sys.stderr)
@@ -163,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             f"scale={config.scale} seed={config.seed} end_date={config.end_date} "
             f"rate={config.rate_limit}/{config.rate_window:g}s token_ttl={config.token_ttl:g}s "
             f"client_id={config.client_id} orders={server.store.count('orders')} "
+            f"activity={config.activity:g}/min "
             f"started_in={time.perf_counter() - started:.2f}s",
             flush=True,
         )

@@ -58,6 +58,12 @@ class SandboxConfig:
     faults: list[str] = field(default_factory=list)  # startup faults, e.g. ["500_html:3", "drop"]
     latency: float = 0.0  # seconds added to every API request
     verbose: bool = False  # log every request to stderr
+    # Change feed (see webhooks.py; the defaults are guesses, the docs give no numbers):
+    activity: float = 0.0  # random changes per minute made in the background (0 = none)
+    webhook_retry_base: float = 30.0  # seconds; the k-th retry waits k * this (incremental backoff)
+    webhook_max_failures: int = 10  # consecutive failed attempts before a webhook is disabled
+    webhook_timeout: float = 10.0  # seconds to wait for a receiver's answer
+    webhook_allow_http: bool = False  # accept http:// webhook endpoints on 127.0.0.1 / localhost (not real)
 
     def __post_init__(self) -> None:
         if self.scale not in SCALES:
@@ -71,6 +77,14 @@ class SandboxConfig:
                 raise ValueError(f"{name} must be greater than zero, got {getattr(self, name)}")
         if self.latency < 0:
             raise ValueError(f"latency must be zero or more, got {self.latency}")
+        if self.activity < 0:
+            raise ValueError(f"activity must be zero or more changes per minute, got {self.activity}")
+        if self.webhook_retry_base < 0:
+            raise ValueError(f"webhook_retry_base must be zero or more, got {self.webhook_retry_base}")
+        if int(self.webhook_max_failures) < 1:
+            raise ValueError(f"webhook_max_failures must be at least 1, got {self.webhook_max_failures}")
+        if self.webhook_timeout <= 0:
+            raise ValueError(f"webhook_timeout must be greater than zero, got {self.webhook_timeout}")
         if int(self.max_page_size) < 1:
             raise ValueError(f"max_page_size must be at least 1, got {self.max_page_size}")
         if not self.client_id or not self.client_secret:

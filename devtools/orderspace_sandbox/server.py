@@ -30,6 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from orderspace_sandbox.activity import Activity
 from orderspace_sandbox.config import SandboxConfig, parse_fault_spec
 from orderspace_sandbox.controls import (
     DEFAULT_SLOW_DELAY,
@@ -42,6 +43,7 @@ from orderspace_sandbox.controls import (
     apply_drift,
 )
 from orderspace_sandbox.store import SANDBOX_RESOURCES, SANDBOX_SINGULAR, WITHOUT_HAS_MORE, ApiError, Store
+from orderspace_sandbox.webhooks import WebhookDispatcher
 
 API_PREFIX = "/v1"
 TOKEN_PATH = "/oauth/token"
@@ -262,6 +264,14 @@ class SandboxServer:
         for spec in self.config.faults:
             kind, count = parse_fault_spec(spec)
             self.faults.inject(kind, count)
+        self.store.allow_http_loopback = self.config.webhook_allow_http
+        self.webhooks = WebhookDispatcher(
+            self.store,
+            self.config.webhook_retry_base,
+            self.config.webhook_max_failures,
+            self.config.webhook_timeout,
+        )
+        self.activity = Activity(self.store, self.config.seed)
         self._http: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -278,6 +288,7 @@ class SandboxServer:
                 daemon=True,
             )
             self._thread.start()
+            self.activity.start(self.config.activity)
         return self
 
     def stop(self) -> None:
@@ -285,6 +296,8 @@ class SandboxServer:
         http, self._http = self._http, None
         if http is None:
             return
+        self.activity.stop()
+        self.webhooks.stop()
         http.shutdown()
         with http.connections_lock:
             for connection in list(http.open_connections):
@@ -471,6 +484,8 @@ class SandboxServer:
                 "webhooks": store.update_webhook,
             }
             record = updates[resource](item, body)
+            if resource == "webhooks":
+                self.webhooks.webhook_changed(item)
         return _json(200, {SANDBOX_SINGULAR[resource]: record})
 
     def _render_get(self, resource: str, item: str | None, params: dict[str, list[str]]) -> _Response:
@@ -603,6 +618,13 @@ class SandboxServer:
             if method == "POST" and action == "drift/clear":
                 self.drift.clear(body.get("resource"))
                 return _json(200, {"ok": True})
+            if method == "GET" and action == "webhooks":
+                return _json(200, self.webhooks.snapshot())
+            if method == "POST" and action == "activity":
+                count = body.get("changes", 1)
+                if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 10000:
+                    return _message(400, f"changes must be a whole number from 1 to 10000, got {count!r}")
+                return _json(200, {"changes": self.activity.run(count)})
             if method == "POST" and action == "revoke-tokens":
                 self.revoke_tokens()
                 return _json(200, {"ok": True})

@@ -76,6 +76,15 @@ ORDER_STATUSES = (
     "new", "invoiced", "released", "part_fulfilled", "preorder", "fulfilled", "standing_order", "cancelled",
 )  # fmt: skip
 CUSTOMER_STATUSES = ("new", "active", "closed")
+# A sandbox concession when switched on (the real API wants https): plain http for a receiver on this machine.
+LOOPBACK_HTTP = re.compile(r"^http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?(/|$)")
+# What a `<resource>.deleted` event carries (the documented examples), for the resources that have one.
+DELETED_IDENTITY = {
+    "orders": ("id", "number"),
+    "invoices": ("id", "number"),
+    "customers": ("id", "company_name"),
+    "products": ("id", "code", "name"),
+}
 DELETABLE = ("customers", "orders", "invoices", "products", "categories", "price_lists", "webhooks")
 DISPATCHABLE = ("new", "invoiced", "released", "part_fulfilled", "preorder")
 # The recorded 404 bodies: "Couldn't find order with id 42", "Couldn't find a customer with ID cu_x". Other
@@ -270,6 +279,15 @@ class Store:
             [self._level_updated[s] for s in self._skus]
             + [c.created[-1] for c in self._collections.values() if c.created]
         )
+        # Change feed: called with the lock held, once per change, with that change's webhook events in order
+        # (`[{"event": ..., "data": {<singular>: record}}]`); set by the server's webhook dispatcher.
+        self.on_events: Callable[[list[dict[str, Any]]], None] | None = None
+        # Webhooks created or updated through the API in this run: only they receive deliveries (the seeded
+        # ones point at fictional hosts).
+        self.live_webhooks: set[str] = set()
+        # Off by default, as the real API: endpoints must be https. On (`SandboxConfig.webhook_allow_http`),
+        # plain http is accepted for a receiver on this machine.
+        self.allow_http_loopback = False
 
     # --- reading ---------------------------------------------------------------------------------
 
@@ -559,6 +577,7 @@ class Store:
             } | fields
             collection.append(customer, created)
             self._emails.update(b.get("email_address") for b in customer["buyers"])
+            self._emit(("customer.created", customer))
             return copy.deepcopy(customer)
 
     def update_customer(self, customer_id: str, body: Any) -> dict[str, Any]:
@@ -569,6 +588,7 @@ class Store:
             self._emails.difference_update(b.get("email_address") for b in customer["buyers"])
             customer.update(fields)
             self._emails.update(b.get("email_address") for b in customer["buyers"])
+            self._emit(("customer.updated", customer))
             return copy.deepcopy(customer)
 
     # --- orders ----------------------------------------------------------------------------------
@@ -633,6 +653,7 @@ class Store:
                 "gross_total": money(net_total + sum(line["tax_amount"] for line in lines)),
             }
             collection.append(order, created)
+            self._emit(("order.created", order))
             return copy.deepcopy(order)
 
     def _currency(self, customer: dict[str, Any]) -> str:
@@ -753,6 +774,11 @@ class Store:
             for position, raw in enumerate(raw_lines, start=1):
                 self._plan_dispatch_line(order, goods, raw, position, planned)
             dispatch_lines = []
+            levels_before = {
+                sku: dict(level)
+                for sku, level in self._inventory.items()
+                if sku in {line["sku"] for line in goods}
+            }
             for line in goods:
                 quantity = planned.get(line["id"])
                 if not quantity:
@@ -786,6 +812,14 @@ class Store:
             )
             dispatch = copy.deepcopy(dispatch)
             collection.append(dispatch, created)
+            touched = [
+                sku for sku in dict.fromkeys(line["sku"] for line in dispatch_lines) if sku in levels_before
+            ]
+            self._emit(
+                ("dispatch.created", dispatch),
+                ("order.updated", order),
+                *[("inventory_level.updated", self._level_event(levels_before[sku], sku)) for sku in touched],
+            )
             return copy.deepcopy(dispatch)
 
     @staticmethod
@@ -883,13 +917,17 @@ class Store:
                 value = _tidy(number)
                 changes.append((sku, field_name, value))
             updated = []
+            events = []
             for sku, field_name, value in changes:
                 level = self._inventory[sku]
+                before = dict(level)
                 other = "available" if field_name == "on_hand" else "on_hand"
                 level[other] = _tidy(level[other] + value - level[field_name])
                 level[field_name] = value
                 updated.append(dict(level))
+                events.append(("inventory_level.updated", self._level_event(before, sku)))
             self._touch_levels([sku for sku, _, _ in changes])
+            self._emit(*events)
             return updated
 
     # --- products --------------------------------------------------------------------------------
@@ -936,6 +974,7 @@ class Store:
             collection.append(product, self._now(collection))
             collection.updated[product["id"]] = self._stamp()  # found by updated_since like any change
             self._commit_skus(product, new_skus, {})
+            self._emit(("product.created", product))
             return copy.deepcopy(product)
 
     def update_product(self, product_id: str, body: Any) -> dict[str, Any]:
@@ -952,6 +991,7 @@ class Store:
             collection.records[collection.position[product_id]] = product
             collection.updated[product_id] = self._stamp()
             self._commit_skus(product, new_skus, old_skus)
+            self._emit(("product.updated", product))
             return copy.deepcopy(product)
 
     def _commit_skus(self, product: dict[str, Any], new_skus: list[str], old_skus: dict[str, str]) -> None:
@@ -1076,7 +1116,9 @@ class Store:
         endpoint = webhook.get("endpoint")
         if not isinstance(endpoint, str) or not endpoint.strip():
             problems += ["Endpoint can't be blank", "Endpoint must be a https url"]
-        elif not endpoint.startswith("https://"):
+        elif not endpoint.startswith("https://") and not (
+            self.allow_http_loopback and LOOPBACK_HTTP.match(endpoint)
+        ):
             problems.append("Endpoint must be a https url")
         events = webhook.get("events")
         if not isinstance(events, list) or not events:
@@ -1099,6 +1141,7 @@ class Store:
             )
             collection = self._collections["webhooks"]
             collection.append(webhook, self._now(collection))
+            self.live_webhooks.add(str(webhook["id"]))
             return copy.deepcopy(webhook)
 
     def update_webhook(self, webhook_id: str, body: Any) -> dict[str, Any]:
@@ -1108,6 +1151,7 @@ class Store:
             changed = webhook | {k: fields[k] for k in ("endpoint", "events") if k in fields}
             self._check_webhook(changed)
             webhook.update(changed)
+            self.live_webhooks.add(webhook_id)
             return copy.deepcopy(webhook)
 
     def delete_webhook(self, webhook_id: str) -> dict[str, Any]:
@@ -1122,6 +1166,12 @@ class Store:
             if resource not in DELETABLE:
                 raise ApiError(405, f"DELETE is not supported on {resource}")
             self._collection(resource).remove(record_id)
+            identity = DELETED_IDENTITY.get(resource)
+            if identity is not None:
+                short = {key: record.get(key) for key in identity} | {"deleted": True}
+                self._emit((f"{SANDBOX_SINGULAR[resource]}.deleted", short))
+            if resource == "webhooks":
+                self.live_webhooks.discard(record_id)
             if resource == "customers":
                 self._emails.difference_update(b.get("email_address") for b in record.get("buyers") or [])
             elif resource == "products":
@@ -1171,7 +1221,125 @@ class Store:
             collection = self._collection(resource)
             return {r["id"]: at for r, at in zip(collection.records, collection.created, strict=True)}
 
+    # --- changes made by activity mode (no API endpoint in the sandbox; same rules and events) -------
+
+    def update_order_status(self, order_id: str, status: str) -> dict[str, Any]:
+        """Move an order to another documented status (what a user does in the web app); `order.updated`."""
+        with self.lock:
+            order = self.find("orders", order_id)
+            if status not in ORDER_STATUSES:
+                raise ApiError(422, f"Validation failed: unknown order status {status!r}")
+            order["status"] = status
+            self._emit(("order.updated", order))
+            return copy.deepcopy(order)
+
+    def create_invoice(self, order_id: str) -> dict[str, Any]:
+        """Invoice a whole order, unpaid, dated today (the guessed shape follows the generated invoices).
+        Emits `invoice.created` and `order.updated` (its lines are now invoiced)."""
+        with self.lock:
+            order = self.find("orders", order_id)
+            customer = self._collections["customers"].get(order["customer_id"]) or {}
+            terms = self._collections["payment_terms"].get(customer.get("payment_terms_id") or "") or {}
+            created = self._stamp()
+            day = date(*time.gmtime(created)[:3])
+            due = day.toordinal() + int(terms.get("days_due") or 0)
+            for line in order["order_lines"]:
+                line["invoiced"] = line["quantity"]
+            invoice = {
+                "id": self._ids.new("iv"),
+                "number": f"INV-{order['number']}",
+                "invoice_date": day.isoformat(),
+                "customer_id": order["customer_id"],
+                "company_name": order["company_name"],
+                "email_address": (order.get("email_addresses") or {}).get("invoices", ""),
+                "orders": [{"id": order["id"], "number": order["number"]}],
+                "payment_terms": terms.get("name", ""),
+                "due_date": date.fromordinal(due).isoformat(),
+                "paid": False,
+                "proforma": False,
+                "deposit": None,
+                "comments": "",
+                "address": copy.deepcopy(order["billing_address"]),
+                "invoice_lines": [
+                    {
+                        key: line[key]
+                        for key in (
+                            "sku",
+                            "name",
+                            "options",
+                            "quantity",
+                            "unit_price",
+                            "sub_total",
+                            "tax_rate",
+                            "tax_amount",
+                        )
+                    }
+                    for line in order["order_lines"]
+                ],
+                "currency": order["currency"],
+                "net_total": order["net_total"],
+                "gross_total": order["gross_total"],
+                "payments": [],
+            }
+            collection = self._collections["invoices"]
+            collection.append(invoice, self._now(collection))
+            self._emit(("invoice.created", invoice), ("order.updated", order))
+            return copy.deepcopy(invoice)
+
+    def create_payment(self, invoice_id: str, amount: float | None = None) -> dict[str, Any]:
+        """Record a payment on an invoice (default: what is still owed); `payment.created`. The invoice is
+        `paid` once payments reach its gross total, and its orders' lines count as paid."""
+        with self.lock:
+            invoice = self.find("invoices", invoice_id)
+            owed = money(invoice["gross_total"] - sum(p["amount"] for p in invoice["payments"]))
+            amount = owed if amount is None else money(amount)
+            if amount <= 0:
+                raise ApiError(422, f"Validation failed: invoice {invoice['number']} has nothing left to pay")
+            day = date(*time.gmtime(self._stamp())[:3]).isoformat()
+            payment = {
+                "amount": amount,
+                "payment_date": day,
+                "source": "bank_transfer",
+                "description": "Bank transfer",
+                "reference": f"BT{self._ids.new('bt')[3:]}",
+            }
+            invoice["payments"].append(payment)
+            events: list[tuple[str, dict[str, Any]]] = [
+                ("payment.created", {"invoice_id": invoice_id, "invoice_number": invoice["number"]} | payment)
+            ]
+            if money(sum(p["amount"] for p in invoice["payments"])) >= invoice["gross_total"]:
+                invoice["paid"] = True
+                for ref in invoice["orders"]:
+                    order = self._collections["orders"].get(ref["id"])
+                    if order is not None:
+                        for line in order["order_lines"]:
+                            line["paid"] = line["quantity"]
+                        events.append(("order.updated", order))
+            self._emit(*events)
+            return copy.deepcopy(payment)
+
     # --- helpers ---------------------------------------------------------------------------------
+
+    def _emit(self, *changes: tuple[str, dict[str, Any]]) -> None:
+        """Hand this change's events to the change feed, each record copied as the API would return it.
+        Call with the lock held, after the change is applied."""
+        if self.on_events is None or not changes or not self.live_webhooks:
+            return  # nobody could receive them: skip the copies
+        events = [
+            {"event": name, "data": {name.split(".")[0]: copy.deepcopy(record)}} for name, record in changes
+        ]
+        self.on_events(events)
+
+    def _level_event(self, before: dict[str, Any], sku: str) -> dict[str, Any]:
+        """An `inventory_level.updated` record: the new levels and how much each moved."""
+        after = self._inventory[sku]
+        return {
+            "sku": sku,
+            "on_hand": after["on_hand"],
+            "on_hand_adjustment": _tidy(after["on_hand"] - before["on_hand"]),
+            "available": after["available"],
+            "available_adjustment": _tidy(after["available"] - before["available"]),
+        }
 
     def _stamp(self) -> int:
         """The time of a change made now: the clock, but never before the generated history's end."""

@@ -19,33 +19,10 @@ Points:
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
+from orderspace_pipelines.testing_hooks import Checkpoints, crash_at
 
-_hook: Callable[[str], None] | None = None
+__all__ = ["checkpoint", "crash_at", "install"]
 
-
-def checkpoint(point: str) -> None:
-    """Reached `point`: run the installed hook, if any."""
-    if _hook is not None:
-        _hook(point)
-
-
-def install(hook: Callable[[str], None] | None) -> None:
-    """Install (or with None remove) the hook called at every checkpoint."""
-    global _hook
-    _hook = hook
-
-
-def crash_at(point: str, nth: int = 1, exit_code: int = 70) -> Callable[[str], None]:
-    """A hook that ends the process abruptly the `nth` time `point` is reached."""
-    seen = 0
-
-    def hook(reached: str) -> None:
-        nonlocal seen
-        if reached == point:
-            seen += 1
-            if seen == nth:
-                os._exit(exit_code)
-
-    return hook
+_checkpoints = Checkpoints()
+checkpoint = _checkpoints.checkpoint
+install = _checkpoints.install

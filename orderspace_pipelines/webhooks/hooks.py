@@ -9,18 +9,10 @@ process it will kill) installs a callable with `install(...)`. Points:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from orderspace_pipelines.testing_hooks import Checkpoints
 
-_hook: Callable[[str], None] | None = None
+__all__ = ["checkpoint", "install"]
 
-
-def checkpoint(point: str) -> None:
-    """Reached `point`: run the installed hook, if any."""
-    if _hook is not None:
-        _hook(point)
-
-
-def install(hook: Callable[[str], None] | None) -> None:
-    """Install (or with None remove) the hook called at every checkpoint."""
-    global _hook
-    _hook = hook
+_checkpoints = Checkpoints()
+checkpoint = _checkpoints.checkpoint
+install = _checkpoints.install

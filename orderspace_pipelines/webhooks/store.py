@@ -21,7 +21,8 @@ import hashlib
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -201,6 +202,24 @@ class SqliteEventStore:
             self._db.execute("ROLLBACK")
             raise
 
+    @contextmanager
+    def _write(self, doing: str) -> Iterator[None]:
+        """One write transaction under the lock: committed when the block ends (unless it rolled back
+        itself), rolled back on any exception; an SQLite failure becomes `StoreError` naming the file."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield
+                    if self._db.in_transaction:
+                        self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as error:
+                raise StoreError(f"cannot {doing} in {self.path}: {error}") from None
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
@@ -230,34 +249,23 @@ class SqliteEventStore:
             )
             for event in events
         ]
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    found = self._db.execute(
-                        "SELECT id, event_count FROM deliveries WHERE body_sha256 = ?", (digest,)
-                    ).fetchone()
-                    if found is not None:
-                        self._db.execute("ROLLBACK")
-                        return StoredDelivery(found[0], found[1], duplicate=True)
-                    cursor = self._db.execute(
-                        "INSERT INTO deliveries (received_at, body_sha256, event_count, types) "
-                        "VALUES (?, ?, ?, ?)",
-                        (stamp, digest, len(rows), types),
-                    )
-                    delivery_id = int(cursor.lastrowid or 0)
-                    self._db.executemany(
-                        "INSERT INTO events (delivery_id, idx, event_type, resource, record_id, known, "
-                        "record) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [(delivery_id, *row) for row in rows],
-                    )
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    if self._db.in_transaction:
-                        self._db.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as error:
-                raise StoreError(f"cannot store a delivery in {self.path}: {error}") from None
+        with self._write("store a delivery"):
+            found = self._db.execute(
+                "SELECT id, event_count FROM deliveries WHERE body_sha256 = ?", (digest,)
+            ).fetchone()
+            if found is not None:
+                self._db.execute("ROLLBACK")
+                return StoredDelivery(found[0], found[1], duplicate=True)
+            cursor = self._db.execute(
+                "INSERT INTO deliveries (received_at, body_sha256, event_count, types) VALUES (?, ?, ?, ?)",
+                (stamp, digest, len(rows), types),
+            )
+            delivery_id = int(cursor.lastrowid or 0)
+            self._db.executemany(
+                "INSERT INTO events (delivery_id, idx, event_type, resource, record_id, known, "
+                "record) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(delivery_id, *row) for row in rows],
+            )
         return StoredDelivery(delivery_id, len(rows), duplicate=False)
 
     # -- the applier's side -----------------------------------------------------------------------
@@ -301,25 +309,15 @@ class SqliteEventStore:
             return 0
         stamp = _stamp(applied_at or _now())
         changed = 0
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    for start in range(0, len(chosen), 500):
-                        part = chosen[start : start + 500]
-                        cursor = self._db.execute(
-                            f"UPDATE events SET applied_at = ? WHERE applied_at IS NULL "
-                            f"AND seq IN ({','.join('?' * len(part))})",
-                            [stamp, *part],
-                        )
-                        changed += cursor.rowcount
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    if self._db.in_transaction:
-                        self._db.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as error:
-                raise StoreError(f"cannot mark events applied in {self.path}: {error}") from None
+        with self._write("mark events applied"):
+            for start in range(0, len(chosen), 500):
+                part = chosen[start : start + 500]
+                cursor = self._db.execute(
+                    f"UPDATE events SET applied_at = ? WHERE applied_at IS NULL "
+                    f"AND seq IN ({','.join('?' * len(part))})",
+                    [stamp, *part],
+                )
+                changed += cursor.rowcount
         return changed
 
     def stats(self) -> StoreStats:

@@ -1,4 +1,5 @@
-"""Client-test helpers: a factory for clients pointed at a sandbox, each with the test's own throttle file."""
+"""Client-test helpers: a factory for clients pointed at a sandbox, each with the test's own throttle file,
+and `mock_client` for the units the sandbox cannot exercise (`httpx.MockTransport` as the server)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,45 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from orderspace_pipelines.client import OrderspaceClient
 from orderspace_pipelines.settings import OrderspaceSettings
 from orderspace_sandbox import SandboxServer
+from tests.conftest import settings_for
 
 FAST_BACKOFF = {"backoff_base": 0.01, "backoff_cap": 0.05}
+MOCK_API = "http://orderspace.test/v1"
+MOCK_TOKEN_URL = "http://orderspace.test/oauth/token"
+
+
+def mock_client(
+    tmp_path: Path,
+    api: Callable[[httpx.Request], httpx.Response],
+    *,
+    token: Callable[[], dict[str, Any]] | None = None,
+    client_id: str = "id",
+    client_secret: str = "secret",
+    **kwargs: Any,
+) -> OrderspaceClient:
+    """A real `OrderspaceClient` (auth, throttle, retries) on `httpx.MockTransport`: the token endpoint
+    answers `token()` (default: a 30-minute token "tok"), every other request gets `api(request)`."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth/token":
+            return httpx.Response(200, json=token() if token else {"access_token": "tok", "expires_in": 1800})
+        return api(request)
+
+    settings = OrderspaceSettings(
+        client_id=client_id,
+        client_secret=client_secret,
+        api_url=MOCK_API,
+        token_url=MOCK_TOKEN_URL,
+        requests_per_minute=6000,
+    )
+    mock = httpx.MockTransport(handler)
+    return OrderspaceClient(settings, throttle_db=str(tmp_path / "throttle.sqlite"), transport=mock, **kwargs)
 
 
 @pytest.fixture
@@ -22,15 +55,7 @@ def make_client(throttle_db: Path) -> Iterator[Callable[..., OrderspaceClient]]:
 
     def make(server: SandboxServer, *, rpm: int | None = None, **kwargs: Any) -> OrderspaceClient:
         options: dict[str, Any] = {"throttle_db": str(throttle_db), **FAST_BACKOFF} | kwargs
-        settings = OrderspaceSettings(
-            client_id=server.config.client_id,
-            client_secret=server.config.client_secret,
-            api_url=server.api_url,
-            token_url=server.token_url,
-            requests_per_minute=rpm or server.config.rate_limit,
-            rate_window_seconds=server.config.rate_window,
-        )
-        client = OrderspaceClient(settings, **options)
+        client = OrderspaceClient(settings_for(server, requests_per_minute=rpm), **options)
         clients.append(client)
         return client
 

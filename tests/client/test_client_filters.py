@@ -19,9 +19,7 @@ import pytest
 from orderspace_pipelines.client import LIST_FILTERS, MAX_PAGE_SIZE, OrderspaceClient, filter_params
 from orderspace_pipelines.client.client import UNPAGINATED_RESOURCES
 from orderspace_pipelines.client.errors import ConfigurationError
-from orderspace_pipelines.settings import OrderspaceSettings
-
-API = "http://orderspace.test/v1"
+from tests.client.conftest import mock_client
 
 DOCUMENTED_FILTERS = {
     "customers": {
@@ -74,28 +72,13 @@ def _client(
 ) -> tuple[OrderspaceClient, list[httpx.Request]]:
     seen: list[httpx.Request] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/oauth/token":
-            return httpx.Response(200, json={"access_token": "tok", "expires_in": 1800})
+    def api(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         resource = request.url.path.removeprefix("/v1/")
         payload = body(request) if body else {resource: [], "has_more": False}
         return httpx.Response(200, content=json.dumps(payload).encode())
 
-    settings = OrderspaceSettings(
-        client_id="id",
-        client_secret="secret",
-        api_url=API,
-        token_url="http://orderspace.test/oauth/token",
-        requests_per_minute=6000,
-    )
-    client = OrderspaceClient(
-        settings,
-        throttle_db=str(tmp_path / "throttle.sqlite"),
-        transport=httpx.MockTransport(handler),
-        **kwargs,
-    )
-    return client, seen
+    return mock_client(tmp_path, api, **kwargs), seen
 
 
 def test_the_filter_table_is_the_documented_one() -> None:

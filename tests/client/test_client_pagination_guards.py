@@ -14,9 +14,7 @@ import pytest
 
 from orderspace_pipelines.client import OrderspaceClient, ResponseFormatError
 from orderspace_pipelines.client.client import _extract_list, is_last_page, next_page_cursor
-from orderspace_pipelines.settings import OrderspaceSettings
-
-API = "http://orderspace.test/v1"
+from tests.client.conftest import mock_client
 
 
 def _client(
@@ -24,23 +22,11 @@ def _client(
 ) -> tuple[OrderspaceClient, list[httpx.Request]]:
     seen: list[httpx.Request] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/oauth/token":
-            return httpx.Response(200, json={"access_token": "tok", "expires_in": 1800})
+    def api(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         return httpx.Response(200, content=json.dumps(pages(request)).encode())
 
-    settings = OrderspaceSettings(
-        client_id="id",
-        client_secret="secret",
-        api_url=API,
-        token_url="http://orderspace.test/oauth/token",
-        requests_per_minute=6000,
-    )
-    client = OrderspaceClient(
-        settings, throttle_db=str(tmp_path / "throttle.sqlite"), transport=httpx.MockTransport(handler)
-    )
-    return client, seen
+    return mock_client(tmp_path, api), seen
 
 
 def test_cursor_that_does_not_advance_raises(tmp_path: Path) -> None:

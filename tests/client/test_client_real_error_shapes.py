@@ -9,6 +9,7 @@ expired or is invalid, a 400's empty body still yields a clear message, a 404's 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -19,9 +20,8 @@ from orderspace_pipelines.client import (
     NotFoundError,
     OrderspaceClient,
 )
-from orderspace_pipelines.settings import OrderspaceSettings
+from tests.client.conftest import mock_client
 
-API = "http://orderspace.test/v1"
 SECRET = "recorded-shapes-secret"
 
 
@@ -47,28 +47,16 @@ def _client(tmp_path: Path, api: httpx.Response) -> tuple[OrderspaceClient, list
     api_requests: list[str] = []
     tokens: list[str] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/oauth/token":
-            tokens.append(f"token-{len(tokens) + 1}")
-            return httpx.Response(
-                200,
-                json={"access_token": tokens[-1], "token_type": "Bearer", "expires_in": 1800},
-            )
+    def token() -> dict[str, Any]:
+        tokens.append(f"token-{len(tokens) + 1}")
+        return {"access_token": tokens[-1], "token_type": "Bearer", "expires_in": 1800}
+
+    def answer(request: httpx.Request) -> httpx.Response:
         api_requests.append(request.headers["Authorization"])
         return httpx.Response(api.status_code, headers=api.headers, content=api.content)
 
-    settings = OrderspaceSettings(
-        client_id="recorded-shapes",
-        client_secret=SECRET,
-        api_url=API,
-        token_url="http://orderspace.test/oauth/token",
-        requests_per_minute=6000,
-    )
-    client = OrderspaceClient(
-        settings,
-        throttle_db=str(tmp_path / "throttle.sqlite"),
-        transport=httpx.MockTransport(handler),
-        backoff_base=0.0,
+    client = mock_client(
+        tmp_path, answer, token=token, client_id="recorded-shapes", client_secret=SECRET, backoff_base=0.0
     )
     return client, api_requests, tokens
 

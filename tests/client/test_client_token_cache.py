@@ -33,6 +33,7 @@ from orderspace_pipelines.defs.resources import LakeResource, OrderspaceResource
 from orderspace_pipelines.defs.sync import run_sync
 from orderspace_pipelines.settings import OrderspaceSettings
 from orderspace_sandbox import SandboxServer
+from tests.conftest import connection_for, settings_for
 
 WORKER = textwrap.dedent(
     """
@@ -58,14 +59,7 @@ WORKER = textwrap.dedent(
 
 
 def _settings(server: SandboxServer, secret: str | None = None) -> OrderspaceSettings:
-    return OrderspaceSettings(
-        client_id=server.config.client_id,
-        client_secret=secret or server.config.client_secret,
-        api_url=server.api_url,
-        token_url=server.token_url,
-        requests_per_minute=server.config.rate_limit,
-        rate_window_seconds=server.config.rate_window,
-    )
+    return settings_for(server, client_secret=secret)
 
 
 def _cache_path(throttle_db: Path) -> Path:
@@ -157,14 +151,7 @@ def test_cache_file_is_private_and_never_holds_the_secret(sandbox, throttle_db) 
 
 
 def test_a_sync_like_sequence_of_clients_in_one_process_uses_one_token(sandbox, throttle_db) -> None:
-    resource = OrderspaceResource(
-        client_id=sandbox.config.client_id,
-        client_secret=sandbox.config.client_secret,
-        api_url=sandbox.api_url,
-        token_url=sandbox.token_url,
-        requests_per_minute=sandbox.config.rate_limit,
-        rate_window_seconds=sandbox.config.rate_window,
-    )
+    resource = OrderspaceResource(**connection_for(sandbox))
     os.environ["ORDERSPACE_THROTTLE_DB"] = str(throttle_db)
     try:
         for step in ("orders", "dispatches", "invoices", "customers", "products", "inventory_levels") * 2:

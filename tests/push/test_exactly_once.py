@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from orderspace_pipelines.client import OrderspaceClient
-from orderspace_pipelines.settings import OrderspaceSettings
+from orderspace_pipelines.testing_hooks import Hook, at_nth
 from orderspace_pipelines.warehouse import WarehouseFolders, hooks, push_file
+from tests.conftest import settings_for
 
 from .conftest import Quiet, posts
 from .test_dispatch_push import OPEN, PART, dispatches_for, find_order, goods
@@ -98,31 +99,20 @@ class Killed(BaseException):
     """Stands for a kill in this process: not an `Exception`, so nothing in the push handles it."""
 
 
-def raise_at(point: str, nth: int):
-    seen = 0
+def raise_at(point: str, nth: int) -> Hook:
+    """A hook that raises `Killed` the `nth` time `point` is reached."""
 
-    def hook(reached: str) -> None:
-        nonlocal seen
-        if reached == point:
-            seen += 1
-            if seen == nth:
-                raise Killed(point)
+    def kill(reached: str) -> None:
+        raise Killed(reached)
 
-    return hook
+    return at_nth(point, nth, kill)
 
 
 @pytest.fixture
 def small(sandbox_factory, throttle_db):
     """A small-scale sandbox (1,500 orders, more dispatches than a page holds) and a client on it."""
     server = sandbox_factory(scale="small")
-    settings = OrderspaceSettings(
-        client_id=server.config.client_id,
-        client_secret=server.config.client_secret,
-        api_url=server.api_url,
-        token_url=server.token_url,
-        requests_per_minute=server.config.rate_limit,
-        rate_window_seconds=server.config.rate_window,
-    )
+    settings = settings_for(server)
     with OrderspaceClient(settings, throttle_db=str(throttle_db), backoff_base=0.01) as api:
         yield server, api
 

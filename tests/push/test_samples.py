@@ -6,6 +6,7 @@ from pathlib import Path
 
 from orderspace_pipelines.client import OrderspaceClient
 from orderspace_pipelines.warehouse import push_file
+from tests.conftest import settings_for
 
 from .conftest import Quiet
 from .make_samples import DEMO_CONFIG, SAMPLES_DIR, build_samples
@@ -19,17 +20,8 @@ def test_the_samples_are_current_with_the_demo_sandbox():
 
 
 def test_the_samples_push_against_the_demo_account(sandbox_factory, tmp_path: Path, throttle_db: Path):
-    from orderspace_pipelines.settings import OrderspaceSettings
-
     server = sandbox_factory(**DEMO_CONFIG)
-    settings = OrderspaceSettings(
-        client_id=server.config.client_id,
-        client_secret=server.config.client_secret,
-        api_url=server.api_url,
-        token_url=server.token_url,
-        requests_per_minute=server.config.rate_limit,
-        rate_window_seconds=server.config.rate_window,
-    )
+    settings = settings_for(server)
     inbox = tmp_path / "data" / "warehouse" / "inbox"
     inbox.mkdir(parents=True)
     results = {}
