@@ -167,20 +167,12 @@ def webhook_health(lake: LakeResource, orderspace: OrderspaceResource) -> tuple[
     """`webhooks status` for a sensor: (exit code, lines). Uses `webhook_config()` and `subscription.status`
     (0 ok, 3 missing or disabled, 4 nothing arrived for ORDERSPACE_WEBHOOK_STALE_HOURS)."""
     from orderspace_pipelines.webhooks.config import webhook_config
-    from orderspace_pipelines.webhooks.signing import load_subscription
-    from orderspace_pipelines.webhooks.subscription import status
+    from orderspace_pipelines.webhooks.subscription import current_status
 
     config = webhook_config()
-    store = open_store(lake.root)
-    try:
-        stats = store.stats()
-    finally:
-        store.close()
-    if load_subscription(config.key_file) is None:
-        report = status(None, config.key_file, stats, stale_after=config.stale_after)
-    else:
-        with orderspace.get_client() as client:
-            report = status(client, config.key_file, stats, stale_after=config.stale_after)
+    report = current_status(
+        lake.root, config.key_file, stale_after=config.stale_after, open_api=orderspace.get_client
+    )
     return report.exit_code, report.lines
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, TextIO
 import httpx
 
 from orderspace_pipelines.webhooks.config import WebhookConfig, webhook_config
-from orderspace_pipelines.webhooks.signing import KeyFileError, KeySource, load_subscription
+from orderspace_pipelines.webhooks.signing import KeyFileError, KeySource
 from orderspace_pipelines.webhooks.store import EventStore, StoreError, open_store
 
 if TYPE_CHECKING:
@@ -141,20 +141,13 @@ def status_command(out: TextIO | None = None) -> int:
     """Print the subscription's and the store's state; exit code as in the module docstring."""
     out = out or sys.stdout
     from orderspace_pipelines.client.errors import OrderspaceError
-    from orderspace_pipelines.webhooks.subscription import STATUS_UNREACHABLE, status
+    from orderspace_pipelines.webhooks.subscription import STATUS_UNREACHABLE, current_status
 
     config = webhook_config()
     try:
-        store = open_store(config.data_dir)
-        try:
-            stats = store.stats()
-        finally:
-            store.close()
-        if load_subscription(config.key_file) is None:
-            report = status(None, config.key_file, stats, stale_after=config.stale_after)
-        else:
-            with _client() as client:
-                report = status(client, config.key_file, stats, stale_after=config.stale_after)
+        report = current_status(
+            config.data_dir, config.key_file, stale_after=config.stale_after, open_api=_client
+        )
     except (StoreError, KeyFileError) as error:
         print(f"orderspace-pipelines webhooks status: {error}", file=sys.stderr)
         return 2

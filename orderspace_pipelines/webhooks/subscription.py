@@ -9,7 +9,8 @@ for it) and goes to the 0600 key file, never to the output.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any, Protocol
 from orderspace_pipelines.client.errors import NotFoundError
 from orderspace_pipelines.webhooks.events import EVENT_TYPES
 from orderspace_pipelines.webhooks.signing import Subscription, load_subscription, save_subscription
-from orderspace_pipelines.webhooks.store import StoreStats
+from orderspace_pipelines.webhooks.store import StoreStats, open_store
 
 
 class WebhookApi(Protocol):
@@ -211,3 +212,22 @@ def status(
     if stale and code == STATUS_OK:
         code = STATUS_STALE
     return StatusReport(lines, code)
+
+
+def current_status(
+    data_dir: Path,
+    key_file: Path,
+    *,
+    stale_after: timedelta,
+    open_api: Callable[[], AbstractContextManager[WebhookApi]],
+) -> StatusReport:
+    """`status` over the event store under `data_dir`; the API is opened only if a subscription is stored."""
+    store = open_store(data_dir)
+    try:
+        stats = store.stats()
+    finally:
+        store.close()
+    if load_subscription(key_file) is None:
+        return status(None, key_file, stats, stale_after=stale_after)
+    with open_api() as api:
+        return status(api, key_file, stats, stale_after=stale_after)
