@@ -11,6 +11,7 @@ import pytest
 
 from orderspace_pipelines.settings import OrderspaceSettings
 from orderspace_sandbox import SandboxConfig, SandboxServer
+from tests.postgres_server import PostgresServer
 
 # Fast time knobs: tests must not wait real minutes. The budget is generous so only the
 # rate-limit tests, which set their own, ever wait on it.
@@ -99,3 +100,17 @@ def orderspace_env(
     for key, value in values.items():
         monkeypatch.setenv(key, value)
     return dict(os.environ) | values
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the whole session (started on first use, about 2 s)."""
+    server = PostgresServer.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """A fresh, empty database on the session's server, as a `postgresql://user:password@host:port/db` URL."""
+    return postgres_server.create_database()
