@@ -66,7 +66,7 @@ def apply_change_events(context: dg.OpExecutionContext, lake: LakeResource) -> d
     waiting = backlog(lake.root, lake.database_url)
     store = open_store(lake.root, lake.database_url)
     try:
-        report = apply_pending(lake.root, store)
+        report = apply_pending(lake.root, store, database_url=lake.database_url)
     finally:
         store.close()
     metadata = report_metadata(report)
