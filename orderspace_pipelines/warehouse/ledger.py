@@ -120,6 +120,11 @@ class DispatchRecord:
     pending_at: str
 
 
+class LedgerError(RuntimeError):
+    """The ledger could not be read or written (the shared database went away): nothing was lost, since
+    every change is committed before it matters; the push stops and a re-run resumes it."""
+
+
 def dispatch_record(data: Mapping[str, Any]) -> DispatchRecord:
     """A `DispatchRecord` from a `dispatches` row whose JSON columns are already decoded."""
     fields = {key: value for key, value in data.items() if key != "updated_at"}

@@ -16,16 +16,17 @@ manual step, and safe when several processes open it at once.
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
 
 from pydantic import SecretStr
 
 from orderspace_pipelines import postgres
-from orderspace_pipelines.warehouse.ledger import DispatchRecord, FileRecord, dispatch_record
+from orderspace_pipelines.warehouse.ledger import DispatchRecord, FileRecord, LedgerError, dispatch_record
 from orderspace_pipelines.warehouse.states import EntryState, FileKind, FileOutcome, FileState
 
 if TYPE_CHECKING:
@@ -72,6 +73,31 @@ MIGRATIONS = [
 ]
 # A vanished host's claim is dropped after about idle + interval * count seconds without an answer.
 _KEEPALIVES = {"tcp_keepalives_idle": "30", "tcp_keepalives_interval": "10", "tcp_keepalives_count": "3"}
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _resumable(
+    method: Callable[Concatenate[PostgresLedger, _P], _R],
+) -> Callable[Concatenate[PostgresLedger, _P], _R]:
+    """A lost or refused connection becomes `LedgerError` (the push stops resumable: the file stays claimed
+    in work/ and a re-run reconciles from what was committed). The message names the database, never the
+    password."""
+
+    @functools.wraps(method)
+    def guarded(self: PostgresLedger, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        import psycopg
+
+        try:
+            return method(self, *args, **kwargs)
+        except psycopg.OperationalError as error:
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+            reason = lines[0] if lines else type(error).__name__
+            raise LedgerError(f"the push ledger in {self.where} is unavailable: {reason}") from None
+
+    return guarded
 
 
 def claim_key(sha256: str) -> int:
@@ -133,19 +159,25 @@ class PostgresLedger:
     def claim(self, sha256: str) -> Iterator[None]:
         """A session advisory lock on the hash (see the module docstring); waits for another holder."""
         key = claim_key(sha256)
-        self._conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+        self._advisory("pg_advisory_lock", key)
         try:
             yield
         finally:
-            if not self._conn.closed:
-                self._conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+            if not self._conn.closed and not self._conn.broken:
+                self._advisory("pg_advisory_unlock", key)
+
+    @_resumable
+    def _advisory(self, function: str, key: int) -> None:
+        self._conn.execute(f"SELECT {function}(%s)", (key,))
 
     # files ---------------------------------------------------------------------------------------------
 
+    @_resumable
     def file(self, sha256: str) -> FileRecord | None:
         row = self._conn.execute("SELECT * FROM warehouse_files WHERE sha256 = %s", (sha256,)).fetchone()
         return _file_record(row) if row else None
 
+    @_resumable
     def begin_file(self, sha256: str, name: str, kind: FileKind | None) -> FileRecord:
         with self._conn.transaction():
             self._conn.execute(
@@ -157,6 +189,7 @@ class PostgresLedger:
         assert record is not None
         return record
 
+    @_resumable
     def finish_file(self, sha256: str, outcome: FileOutcome, final_path: str) -> None:
         with self._conn.transaction():
             self._conn.execute(
@@ -167,6 +200,7 @@ class PostgresLedger:
 
     # dispatches ----------------------------------------------------------------------------------------
 
+    @_resumable
     def _dispatch_rows(self, where: str, params: tuple[str, ...]) -> list[DispatchRecord]:
         rows = self._conn.execute(f"SELECT * FROM warehouse_dispatches WHERE {where}", params).fetchall()
         return [dispatch_record(_decoded(row)) for row in rows]
@@ -178,6 +212,7 @@ class PostgresLedger:
     def dispatches_of(self, sha256: str) -> list[DispatchRecord]:
         return self._dispatch_rows("file_sha256 = %s", (sha256,))
 
+    @_resumable
     def dispatch_pending(
         self,
         sha256: str,
@@ -219,6 +254,7 @@ class PostgresLedger:
     def dispatch_refused(self, sha256: str, group_key: str, message: str) -> None:
         self._set_dispatch(sha256, group_key, EntryState.REFUSED, message=message)
 
+    @_resumable
     def _set_dispatch(
         self,
         sha256: str,
@@ -237,12 +273,14 @@ class PostgresLedger:
 
     # inventory -----------------------------------------------------------------------------------------
 
+    @_resumable
     def inventory_states(self, sha256: str) -> dict[int, tuple[EntryState, str | None]]:
         rows = self._conn.execute(
             "SELECT line, state, message FROM warehouse_inventory_rows WHERE file_sha256 = %s", (sha256,)
         ).fetchall()
         return {row["line"]: (EntryState(row["state"]), row["message"]) for row in rows}
 
+    @_resumable
     def mark_inventory(
         self,
         sha256: str,

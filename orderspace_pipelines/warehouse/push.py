@@ -15,9 +15,9 @@ directory, so it can also be driven without Dagster. Steps:
    Outcome `rejected` when the file could not be read as a warehouse file or no row of it was usable
    (every row rejected/refused); `processed` otherwise, bad rows reported.
 
-An Orderspace failure (API down, token refused, outcome of a dispatch unknown) or a file system error leaves
-the file claimed in `work/` and the ledger as it was, and propagates: the run fails and a re-run picks up
-where it stopped. Any other exception during a file (a bug, input nothing above foresaw) never strands it:
+An Orderspace failure (API down, token refused, outcome of a dispatch unknown), a file system error or the
+shared ledger's database going away (`LedgerError`) leaves the file claimed in `work/` and the ledger as it
+was, and propagates: the run fails and a re-run picks up where it stopped. Any other exception during a file (a bug, input nothing above foresaw) never strands it:
 the report is written from what the ledger knows was sent (those rows say so; every other row is reported
 not pushed, with the error), the file moves to `rejected/`, and its ledger entry stays `in_progress`, so
 dropping the same file again resumes it without resending what was sent. `PushResult.stopped_by` names the
@@ -45,7 +45,7 @@ from orderspace_pipelines.warehouse.files import (
     work_name,
 )
 from orderspace_pipelines.warehouse.hooks import checkpoint
-from orderspace_pipelines.warehouse.ledger import FileRecord, Ledger, open_ledger
+from orderspace_pipelines.warehouse.ledger import FileRecord, Ledger, LedgerError, open_ledger
 from orderspace_pipelines.warehouse.parsing import ParsedFile, parse_bytes
 from orderspace_pipelines.warehouse.protocols import PushClient, PushLog
 from orderspace_pipelines.warehouse.report import PushResult, RowResult, write_report
@@ -121,7 +121,7 @@ def push_file(
                 options=options,
                 log=log,
             )
-        except (OrderspaceError, dispatches.DispatchOutcomeUnknownError, OSError):
+        except (OrderspaceError, dispatches.DispatchOutcomeUnknownError, OSError, LedgerError):
             raise  # resumable: the file stays claimed in work/, a re-run picks up where this one stopped
         except Exception as exc:  # anything else must not strand the file
             result = _stopped(claimed, digest, exc, mover=mover, ledger=ledger, log=log)

@@ -277,3 +277,39 @@ def test_one_file_pushed_from_two_hosts_at_once_is_dispatched_once(
         assert len(dispatches_for(sandbox, order["id"])) == 1, order["number"]
     assert posts(sandbox, "dispatches") == 3
     assert PASSWORD not in "".join(outputs)
+
+
+def test_the_ledger_database_going_away_mid_push_stops_it_resumable_and_never_dispatches_twice(
+    sandbox, client, data_dir, drop, folders, postgres_url: str
+) -> None:
+    from orderspace_pipelines.testing_hooks import at_nth
+    from orderspace_pipelines.warehouse import hooks, push_file
+    from orderspace_pipelines.warehouse.ledger import LedgerError
+
+    order = find_order(sandbox, OPEN, untouched=True)
+    path = drop("gone.csv", f"order_id,sku,quantity\n{order['id']},{goods(order)[0]['sku']},1\n")
+
+    def drop_the_ledger_connection(_: str) -> None:  # a database restart or failover, as the push sees it
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'orderspace-pipelines push ledger'"
+            )
+
+    sandbox.reset_stats()
+    hooks.install(at_nth("dispatch.pending", 1, drop_the_ledger_connection))
+    try:
+        with pytest.raises(
+            LedgerError, match=r"the push ledger in postgresql://orderspace@127\.0\.0\.1"
+        ) as caught:
+            push_file(path, client=client, data_dir=data_dir, log=Quiet(), database_url=postgres_url)
+    finally:
+        hooks.install(None)
+    assert PASSWORD not in str(caught.value)
+    assert len(dispatches_for(sandbox, order["id"])) == 1  # the POST went out; its confirmation was lost
+    assert [p.name for p in folders.work.iterdir() if p.name.endswith("gone.csv")]  # still claimed
+
+    result = push_file(path, client=client, data_dir=data_dir, log=Quiet(), database_url=postgres_url)
+
+    assert result.dispatches_created == 1 and posts(sandbox, "dispatches") == 1  # reconciled, not resent
+    assert len(dispatches_for(sandbox, order["id"])) == 1
