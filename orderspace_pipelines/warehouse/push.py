@@ -17,11 +17,11 @@ directory, so it can also be driven without Dagster. Steps:
 
 An Orderspace failure (API down, token refused, outcome of a dispatch unknown), a file system error or the
 shared ledger's database going away (`LedgerError`) leaves the file claimed in `work/` and the ledger as it
-was, and propagates: the run fails and a re-run picks up where it stopped. Any other exception during a file (a bug, input nothing above foresaw) never strands it:
-the report is written from what the ledger knows was sent (those rows say so; every other row is reported
-not pushed, with the error), the file moves to `rejected/`, and its ledger entry stays `in_progress`, so
-dropping the same file again resumes it without resending what was sent. `PushResult.stopped_by` names the
-error.
+was, and propagates: the run fails and a re-run picks up where it stopped. Any other exception during a
+file (a bug, input nothing above foresaw) never strands it: the report is written from what the ledger
+knows was sent (those rows say so; every other row is reported not pushed, with the error), the file moves
+to `rejected/`, and its ledger entry stays `in_progress`, so dropping the same file again resumes it without
+resending what was sent. `PushResult.stopped_by` names the error.
 """
 
 from __future__ import annotations
