@@ -136,3 +136,31 @@ def test_serve_refuses_an_unreachable_database_in_one_line(hook_dir: Path, postg
         len(lines) == 1 and "ORDERSPACE_DATABASE_URL (postgresql://orderspace@127.0.0.1:1/events)" in lines[0]
     )
     assert PASSWORD not in served.stdout + served.stderr
+
+
+def test_status_reads_the_postgres_store(hook_dir: Path, postgres_url: str) -> None:
+    from datetime import timedelta
+
+    from pydantic import SecretStr
+
+    from orderspace_pipelines.webhooks.signing import key_file_path
+    from orderspace_pipelines.webhooks.subscription import current_status
+
+    with PostgresEventStore(postgres_url) as store:
+        body = body_of([event("order.updated", 1), event("invoice.created", 2)])
+        store.add_delivery(body, parse_delivery(body))
+
+    def no_api():
+        raise AssertionError("no API call expected")
+
+    (key_file_path(hook_dir)).unlink()  # no subscription here: the store's lines only, no request
+    report = current_status(
+        hook_dir,
+        key_file_path(hook_dir),
+        stale_after=timedelta(hours=24),
+        open_api=no_api,
+        database_url=SecretStr(postgres_url),
+    )
+    text = "\n".join(report.lines)
+    assert "pending events: 2 (order 1, invoice 1," in text and "last delivery: none yet" not in text
+    assert not (hook_dir / "webhooks" / "events.sqlite").exists()
