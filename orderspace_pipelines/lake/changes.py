@@ -31,7 +31,6 @@ tombstones are durable; a crash in between means they are applied again, which c
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -46,10 +45,10 @@ from orderspace_pipelines.lake import storage
 from orderspace_pipelines.lake.flatten import CoercionLog, Row, rows_to_arrow, split_record
 from orderspace_pipelines.lake.schemas import INVENTORY_LEVELS, RESOURCES, ResourceSpec, table_spec
 from orderspace_pipelines.lake.sweep import day_of
+from orderspace_pipelines.lake.tombstones import TOMBSTONE_FILE, Tombstones, tombstone_path
 
 log = logging.getLogger(__name__)
 
-TOMBSTONE_FILE = "tombstones.sqlite"
 APPLIER_LOCK = "_change_feed"  # the lake lock one applier holds for its whole run
 
 # Webhook resource -> the lake's resource spec (the list endpoint's name).
@@ -105,44 +104,7 @@ class ApplyReport:
         self.tables_touched.add(table)
 
 
-# --- tombstones ---------------------------------------------------------------------------------------
-
-
-def tombstone_path(data_dir: Path) -> Path:
-    return Path(data_dir) / storage.STATE_DIR / TOMBSTONE_FILE
-
-
-class Tombstones:
-    """The (resource, id) pairs deleted for good, in a small SQLite file (durable: synchronous=FULL)."""
-
-    def __init__(self, data_dir: Path) -> None:
-        path = tombstone_path(data_dir)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS tombstones (resource TEXT NOT NULL, id TEXT NOT NULL, "
-            "seq INTEGER, PRIMARY KEY (resource, id))"
-        )
-
-    def deleted(self, resource: str, ids: Iterable[str]) -> set[str]:
-        wanted = list(set(ids))
-        found: set[str] = set()
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(
-                f"SELECT id FROM tombstones WHERE resource = ? AND id IN ({marks})", (resource, *chunk)
-            )
-            found.update(row[0] for row in rows)
-        return found
-
-    def add(self, items: Iterable[tuple[str, str, int]]) -> None:
-        self._db.executemany("INSERT OR IGNORE INTO tombstones (resource, id, seq) VALUES (?, ?, ?)", items)
-
-    def close(self) -> None:
-        self._db.close()
+# --- tombstones: `lake.tombstones` (the pull's landings read them too) ------------------------------------
 
 
 # --- pure rules -----------------------------------------------------------------------------------------
@@ -565,4 +527,13 @@ def _merge_reports(total: ApplyReport, part: ApplyReport) -> None:
         total.last_received_at = part.last_received_at
 
 
-__all__ = ["INVENTORY_LEVELS", "ApplyReport", "Tombstones", "apply_events", "apply_pending", "is_older"]
+__all__ = [
+    "INVENTORY_LEVELS",
+    "TOMBSTONE_FILE",
+    "ApplyReport",
+    "Tombstones",
+    "apply_events",
+    "apply_pending",
+    "is_older",
+    "tombstone_path",
+]

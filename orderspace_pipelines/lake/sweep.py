@@ -44,6 +44,10 @@ timestamped snapshot). With `merge=True` the pages are the records changed since
 (`updated_since`): they replace the stored rows with the same key (a changed product's variants are all
 replaced) and the other stored rows are carried over, streamed, so the table is the complete current state.
 Duplicate keys within one sweep (a record listed twice while the account changes) are landed once.
+
+Every landing drops listed records whose id the lake has tombstoned (`lake.tombstones.live`, one SQLite
+look-up per page, none before the first deletion): a listing read before a deletion and landed after the
+change feed or reconciliation removed the record does not bring it back.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ import pyarrow.compute as pc
 from orderspace_pipelines.lake import storage
 from orderspace_pipelines.lake.flatten import CoercionLog, Row, record_date, rows_to_arrow, split_record
 from orderspace_pipelines.lake.schemas import SNAPSHOT_AT, TIMESTAMP, ResourceSpec, table_spec
+from orderspace_pipelines.lake.tombstones import live
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +111,7 @@ class LandingReport:
     merged_records: int = 0  # records merged into their stored days by id (`DayMerge`)
     already_covered: int = 0  # records `DayMerge` left alone: their day was re-pulled whole in this run
     changed_records: int = 0  # records of an `updated_since` refresh that replaced stored rows or were new
+    tombstoned: int = 0  # records listed but recorded as deleted (`lake.tombstones`): not landed
     schemas: dict[str, pa.Schema] = field(default_factory=dict)
     preview: dict[str, list[Row]] = field(default_factory=dict)
     coercions: CoercionLog = field(default_factory=CoercionLog)
@@ -239,6 +245,8 @@ class PartitionedLanding:
         Cheap (dates only), so a caller can ask for the next page before landing this one.
         """
         started = time.perf_counter()
+        records, dropped = live(self.data_dir, self.spec.singular, records, self.spec.key)
+        self.report.tombstoned += dropped
         plan = PagePlan(dated=[], wants_more=True)
         page_all_older = True
         reached_older = False
@@ -504,6 +512,8 @@ class DayMerge:
         started = time.perf_counter()
         report = self.report
         report.pages += 1
+        records, dropped = live(self.data_dir, self.spec.singular, records, self.spec.key)
+        report.tombstoned += dropped
         by_day: dict[date, dict[Any, Mapping[str, Any]]] = {}
         for record in records:
             report.records += 1
@@ -652,8 +662,10 @@ class WholeLanding:
         started = time.perf_counter()
         report = self.report
         report.pages += 1
-        buffers: dict[str, list[Row]] = {table: [] for table in self._writers}
         key = self.spec.key
+        records, dropped = live(self.data_dir, self.spec.singular, list(records), key)
+        report.tombstoned += dropped
+        buffers: dict[str, list[Row]] = {table: [] for table in self._writers}
         for record in records:
             report.records += 1
             if not isinstance(record, Mapping):
