@@ -231,22 +231,26 @@ class Reconciler:
         return [str(record["id"]) for record in upserts]
 
     def _slice_listing(self, endpoint: Endpoint) -> tuple[list[dict[str, Any]], set[str]]:
-        """The sweep's listing of `endpoint` and the ids the lake holds in the slice's days."""
+        """The sweep's listing of `endpoint` and the ids the lake held in the slice's days just before it.
+
+        Stored ids are read first: a record stored before the listing and missing from it is gone from the
+        account, whereas one landed (by an event) while the listing ran may simply be newer than it.
+        """
+        stored = lake.stored_keys(self.data_dir, endpoint, days=(self.sweep.start, self.sweep.end))
         filters = range_filters(endpoint, self.sweep.start, self.sweep.end)
         records = self.fetch.listing(f"{endpoint.resource} sweep", endpoint.resource, **filters)
-        stored = lake.stored_keys(self.data_dir, endpoint, days=(self.sweep.start, self.sweep.end))
         return records, stored
 
     def invoices(self) -> set[str]:
         """Unpaid, new and swept invoices; returns the ids of orders whose invoices changed."""
         endpoint = ENDPOINTS["invoices"]
+        stored_unpaid = lake.stored_keys(self.data_dir, endpoint, where="paid IS NOT true")
         unpaid = self.fetch.listing("invoices paid=false", "invoices", paid=False)
         new = self.fetch.listing(
             "invoices created_since", "invoices", created_since=self._since_filter(endpoint)
         )
         swept, in_slice = self._slice_listing(endpoint)
         fresh = _merge(swept, new, unpaid)
-        stored_unpaid = lake.stored_keys(self.data_dir, endpoint, where="paid IS NOT true")
         suspects = (stored_unpaid - _ids(unpaid)) | (in_slice - _ids(swept))
         found, gone = self.fetch.by_id("invoices", suspects - set(fresh))
         fresh.update(_merge(found))
@@ -268,14 +272,14 @@ class Reconciler:
         """Open, new and swept orders, those the lake holds as open, and those touched by invoices and
         dispatches."""
         endpoint = ENDPOINTS["orders"]
+        quoted = ", ".join(f"'{status}'" for status in OPEN_ORDER_STATUSES)
+        stored_open = lake.stored_keys(self.data_dir, endpoint, where=f"status IN ({quoted})")
         open_orders: list[dict[str, Any]] = []
         for status in OPEN_ORDER_STATUSES:
             open_orders += self.fetch.listing("orders by open status", "orders", status=status)
         new = self.fetch.listing("orders created_since", "orders", created_since=self._since_filter(endpoint))
         swept, in_slice = self._slice_listing(endpoint)
         fresh = _merge(swept, new, open_orders)
-        quoted = ", ".join(f"'{status}'" for status in OPEN_ORDER_STATUSES)
-        stored_open = lake.stored_keys(self.data_dir, endpoint, where=f"status IN ({quoted})")
         gone = in_slice - _ids(swept)
         found, gone_too = self.fetch.by_id("orders", (stored_open | touched) - set(fresh) - gone)
         fresh.update(_merge(found))
@@ -283,34 +287,33 @@ class Reconciler:
 
     def customers(self) -> None:
         endpoint = ENDPOINTS["customers"]
+        stored = lake.stored_keys(self.data_dir, endpoint)  # before the listing (see `_slice_listing`)
         listed = self.fetch.listing("customers (whole)", "customers")
-        stored = lake.stored_keys(self.data_dir, endpoint)
         self._write(endpoint, _merge(listed), stored - _ids(listed))
 
-    def products(self) -> set[str]:
-        """Changed products (the whole list at a cycle's start: deletions); returns SKUs of removed ones."""
+    def products(self) -> None:
+        """Changed products (`updated_since`); the whole list at a cycle's start (deleted products)."""
         endpoint = ENDPOINTS["products"]
-        if self.sweep.cycle_start:
-            listed = self.fetch.listing("products (whole)", "products")
+        since = self._updated_since(endpoint)
+        gone: set[str] = set()
+        if self.sweep.cycle_start or since is None:
             stored = lake.stored_keys(self.data_dir, endpoint)
+            listed = self.fetch.listing("products (whole)", "products")
             gone = stored - _ids(listed)
         else:
-            listed = self.fetch.listing(
-                "products updated_since", "products", updated_since=self._updated_since()
-            )
-            gone = set()
+            listed = self.fetch.listing("products updated_since", "products", updated_since=since)
         self._write(endpoint, _merge(listed), gone)
-        return gone
 
     def inventory_levels(self) -> None:
+        """Changed levels (`updated_since`); all of them at a cycle's start (levels of deleted products)."""
         endpoint = ENDPOINTS["inventory_levels"]
-        if self.sweep.cycle_start:
-            listed = self.fetch.listing("inventory_levels (whole)", "inventory_levels")
+        since = self._updated_since(endpoint)
+        merge = not self.sweep.cycle_start and since is not None
+        if merge:
+            what, filters = "inventory_levels updated_since", {"updated_since": since}
         else:
-            listed = self.fetch.listing(
-                "inventory_levels updated_since", "inventory_levels", updated_since=self._updated_since()
-            )
-        merge = not self.sweep.cycle_start
+            what, filters = "inventory_levels (whole)", {}
+        listed = self.fetch.listing(what, "inventory_levels", **filters)
         self.report.written.add(lake.land_whole(self.data_dir, endpoint, listed, at=self.now(), merge=merge))
 
     def reference_tables(self) -> None:
@@ -319,10 +322,18 @@ class Reconciler:
             written = lake.land_whole(self.data_dir, ENDPOINTS[resource], listed, at=self.now(), merge=False)
             self.report.written.add(written)
 
-    def _updated_since(self) -> str:
+    def _updated_since(self, endpoint: Endpoint) -> str | None:
+        """W, else (a first reconcile) the pull's own `updated_since` watermark, else None (list whole)."""
         if self.since is not None:
             return _utc(self.since)
-        return _utc(self.now() - timedelta(days=1))  # a guess for a first run: a day of product changes
+        pulled = storage.read_state(self.data_dir).get(f"{endpoint.resource}.updated_since")
+        if not isinstance(pulled, str):
+            return None
+        try:
+            moment = datetime.fromisoformat(pulled)
+        except ValueError:
+            return None
+        return _utc(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
 
     def run(self) -> ReconcileReport:
         """Reconcile every table; the lake's `_reconcile` lock keeps two runs apart."""
