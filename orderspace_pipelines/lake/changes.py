@@ -626,6 +626,17 @@ def _fresh_ids(spec: ResourceSpec, stored: Mapping[str, pa.Table | None], since:
     return found
 
 
+def _key_stamps(spec: ResourceSpec, paths: Mapping[str, Path]) -> dict[str, pa.Table | None]:
+    """Each table file's key and `_loaded_at` columns only (None: no file, or not those columns)."""
+    stamps: dict[str, pa.Table | None] = {}
+    for table, path in paths.items():
+        try:
+            stamps[table] = pq.read_table(path, columns=[_key_of(spec, table), LOADED_AT])
+        except (FileNotFoundError, KeyError, pa.ArrowInvalid):
+            stamps[table] = None
+    return stamps
+
+
 def _tombstoned(data_dir: Path, resource: str, ids: Iterable[str]) -> set[str]:
     """The ids among `ids` the change feed deleted (none while there is no tombstone file)."""
     if not tombstone_path(data_dir).is_file():
@@ -663,8 +674,12 @@ class PullGuard:
         if self.resource is None:
             return dict(tables)
         names = _tables_of(self.spec)
+        pulled = {table: tables.get(table) for table in names}
+        stamps = _key_stamps(self.spec, {t: storage.partition_file(self.data_dir, t, day) for t in names})
+        if not _fresh_ids(self.spec, stamps, self.since) and not tombstone_path(self.data_dir).is_file():
+            return pulled  # the usual case, decided on two columns: nothing newer, nothing ever deleted
         stored = {table: storage.read_partition(self.data_dir, table, day) for table in names}
-        return self.merge({table: tables.get(table) for table in names}, stored)
+        return self.merge(pulled, stored)
 
     def merge(
         self, pulled: Mapping[str, pa.Table | None], stored: Mapping[str, pa.Table | None]
@@ -712,14 +727,8 @@ class PullGuard:
         """
         if self.resource is None:
             return set(), set()
-        stored: dict[str, pa.Table | None] = {}
-        for table in _tables_of(self.spec):
-            path = storage.whole_file(self.data_dir, table)
-            wanted = [_key_of(self.spec, table), LOADED_AT]
-            try:
-                stored[table] = pq.read_table(path, columns=wanted)
-            except (FileNotFoundError, KeyError, pa.ArrowInvalid):
-                stored[table] = None
+        names = _tables_of(self.spec)
+        stored = _key_stamps(self.spec, {t: storage.whole_file(self.data_dir, t) for t in names})
         dead = _tombstoned(self.data_dir, self.resource, pulled_ids)
         return _fresh_ids(self.spec, stored, self.since) - dead, dead
 

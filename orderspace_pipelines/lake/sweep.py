@@ -718,6 +718,8 @@ class WholeLanding:
         if keep or drop:
             for table, writer in self._writers.items():
                 writer.drop_rows(_key_column(self.spec, table), keep | drop)
+            if self._snapshot is not None:  # the snapshot is the resulting table: the kept rows follow
+                self._snapshot.drop_rows(self.spec.key, keep | drop)
             self.logger.info(
                 "%s: kept %d record(s) changed by events since the pull started, dropped %d deleted",
                 self.spec.resource,

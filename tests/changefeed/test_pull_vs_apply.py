@@ -149,3 +149,23 @@ def test_whole_table_refresh_keeps_a_customer_changed_after_it_started(tmp_path:
     feed.store.close()
     names = {row["id"]: row["company_name"] for row in table_rows(data_dir, "customers")}
     assert names == {"cu_1": "New name", "cu_2": "Brand new"}
+
+
+def test_inventory_refresh_and_its_snapshot_keep_a_level_set_after_it_started(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    feed = Feed(data_dir)
+    level = {"sku": "SKU-1", "on_hand": 5.0, "available": 5.0}
+    with WholeLanding(
+        data_dir, RESOURCES["inventory_levels"], loaded_at=feed.clock, snapshot_at=feed.clock, merge=True
+    ) as land:
+        land.add_page([level, {"sku": "SKU-2", "on_hand": 1.0, "available": 1.0}])
+        feed.deliver(ev("inventory_level.updated", {**level, "on_hand": 9.0, "available": 9.0}))
+        apply_pending(data_dir, feed.store)
+        land.finish()
+    feed.store.close()
+    levels = {row["sku"]: row["on_hand"] for row in table_rows(data_dir, "inventory_levels")}
+    assert levels == {"SKU-1": 9.0, "SKU-2": 1.0}
+    snapshot = sorted(
+        (row["sku"], row["on_hand"]) for row in table_rows(data_dir, "inventory_level_snapshots")
+    )
+    assert snapshot == [("SKU-1", 9.0), ("SKU-2", 1.0)]
