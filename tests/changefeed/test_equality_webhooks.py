@@ -218,7 +218,9 @@ def apply_through_dagster(data_dir: Path) -> dg.ExecuteInProcessResult:
     lake = LakeResource(data_dir=str(data_dir))
     with dg.DagsterInstance.ephemeral() as instance:
         context = dg.build_sensor_context(instance=instance, resources={"lake": lake})
-        [request] = change_feed_sensor(context).run_requests
+        tick = change_feed_sensor(context)
+        assert isinstance(tick, dg.SensorResult)
+        [request] = tick.run_requests or []
         return change_feed_job.execute_in_process(
             instance=instance, resources={"lake": lake}, tags=dict(request.tags), raise_on_error=False
         )
