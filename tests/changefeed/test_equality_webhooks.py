@@ -246,6 +246,7 @@ def test_lake_equals_the_sandbox_after_random_changes_through_webhooks_alone(
                 receiver.start()
             changes.make(kind)
     assert len(changes.done) == CHANGES
+    assert any(kind.startswith("activity:") for kind in changes.done)
     assert {kind for kind in changes.done if kind.endswith("delete")} >= {
         "order.delete", "invoice.delete", "customer.delete", "product.delete"
     }  # fmt: skip
