@@ -452,7 +452,8 @@ def _apply_whole(
     upserts, deletes = _winners(events, resource, tombstones, report)
     if resource == "inventory_level":
         deletes = {}
-    with storage.table_locks(data_dir, tables):
+    locked = [*tables, INVENTORY_LEVELS] if resource == "product" else tables
+    with storage.table_locks(data_dir, locked):
         old = {table: _read_whole(data_dir, table) for table in tables}
         for record_id in list(upserts):
             stored = _stored_record(spec, old, record_id)
@@ -476,6 +477,12 @@ def _apply_whole(
             table: _replace(old[table], _key_of(spec, table), drop, _arrow(table, buffers[table], report))
             for table in tables
         }
+        if resource == "product" and deletes:
+            levels, gone = _levels_without_products(data_dir, spec, old, set(deletes))
+            if levels is not None:
+                new_tables[INVENTORY_LEVELS] = levels
+                report.removed[INVENTORY_LEVELS] = report.removed.get(INVENTORY_LEVELS, 0) + gone
+                report.tables_touched.add(INVENTORY_LEVELS)
         storage.write_whole(data_dir, new_tables)
         for table in tables:
             report._add_rows(table, sum(len(rows) for _, rows in buffers[table]))
@@ -483,6 +490,26 @@ def _apply_whole(
             report.removed[spec.table] = report.removed.get(spec.table, 0) + len(deletes)
             report.tables_touched.update(tables)
     tombstones.add((resource, rid, event.seq) for rid, event in deletes.items())
+
+
+def _levels_without_products(
+    data_dir: Path, spec: ResourceSpec, old: Mapping[str, pa.Table | None], product_ids: set[str]
+) -> tuple[pa.Table | None, int]:
+    """The inventory levels left once deleted products' variant SKUs go (None: nothing to remove), and how
+    many went. A deleted product's levels go with it: the API lists no level for a SKU it no longer has
+    (a guess, as the sandbox does; the docs are silent and no inventory event says so)."""
+    variants, levels = old.get("product_variants"), _read_whole(data_dir, INVENTORY_LEVELS)
+    parent_key = _key_of(spec, "product_variants")
+    if variants is None or levels is None or "sku" not in levels.column_names:
+        return None, 0
+    if parent_key not in variants.column_names or "sku" not in variants.column_names:
+        return None, 0
+    ids = pa.array(sorted(product_ids), pa.string())
+    skus = variants.filter(pc.is_in(variants.column(parent_key), value_set=ids)).column("sku").drop_null()
+    if len(skus) == 0:
+        return None, 0
+    kept = levels.filter(pc.invert(pc.is_in(levels.column("sku"), value_set=skus.unique())))
+    return (kept, levels.num_rows - kept.num_rows) if kept.num_rows < levels.num_rows else (None, 0)
 
 
 def _read_whole(data_dir: Path, table: str) -> pa.Table | None:
@@ -521,7 +548,8 @@ def apply_events(
                 report,
                 payments=by_resource.get("payment", []),
             )
-        for resource in ("customer", "product", "inventory_level"):
+        # Levels before products: a product deleted after its levels changed takes its levels with it.
+        for resource in ("customer", "inventory_level", "product"):
             if resource in by_resource:
                 _apply_whole(data_dir, resource, by_resource[resource], tombstones, report)
     finally:
