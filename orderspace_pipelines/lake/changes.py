@@ -48,7 +48,7 @@ from orderspace_pipelines.lake import storage
 from orderspace_pipelines.lake.flatten import CoercionLog, Row, rows_to_arrow, split_record
 from orderspace_pipelines.lake.schemas import INVENTORY_LEVELS, LOADED_AT, RESOURCES, ResourceSpec, table_spec
 from orderspace_pipelines.lake.sweep import day_of
-from orderspace_pipelines.lake.tombstones import Tombstones, open_tombstones, tombstone_path
+from orderspace_pipelines.lake.tombstones import TombstoneLookup, Tombstones, open_tombstones
 
 log = logging.getLogger(__name__)
 
@@ -631,25 +631,6 @@ def _key_stamps(spec: ResourceSpec, paths: Mapping[str, Path]) -> dict[str, pa.T
     return stamps
 
 
-def _may_have_tombstones(data_dir: Path, database_url: SecretStr | str | None) -> bool:
-    """False only when no deletion can have been recorded: SQLite tombstones and no file yet."""
-    plain = database_url.get_secret_value() if isinstance(database_url, SecretStr) else database_url
-    return bool(plain) or tombstone_path(data_dir).is_file()
-
-
-def _tombstoned(
-    data_dir: Path, resource: str, ids: Iterable[str], database_url: SecretStr | str | None
-) -> set[str]:
-    """The ids among `ids` the change feed deleted (none while no deletion can have been recorded)."""
-    if not _may_have_tombstones(data_dir, database_url):
-        return set()
-    tombstones = open_tombstones(data_dir, database_url)
-    try:
-        return tombstones.deleted(resource, ids)
-    finally:
-        tombstones.close()
-
-
 class PullGuard:
     """Keeps a pull's write from undoing what the change feed applied while the pull was fetching.
 
@@ -666,12 +647,19 @@ class PullGuard:
     """
 
     def __init__(
-        self, data_dir: Path, spec: ResourceSpec, since: datetime, database_url: SecretStr | str | None = None
+        self,
+        data_dir: Path,
+        spec: ResourceSpec,
+        since: datetime,
+        database_url: SecretStr | str | None = None,
+        *,
+        tombstones: TombstoneLookup | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.spec = spec
         self.since = since
-        self.database_url = database_url  # where the tombstones are (`lake.tombstones.open_tombstones`)
+        # The tombstone look-ups: the landing's own (one store for the whole pull), else one of its own.
+        self.tombstones = tombstones or TombstoneLookup(data_dir, database_url)
         self.resource = _EVENT_RESOURCE.get(spec.resource)  # None: no event changes this resource
 
     def guard_day(self, day: date, tables: Mapping[str, pa.Table | None]) -> dict[str, pa.Table | None]:
@@ -681,9 +669,10 @@ class PullGuard:
         names = _tables_of(self.spec)
         pulled = {table: tables.get(table) for table in names}
         stamps = _key_stamps(self.spec, {t: storage.partition_file(self.data_dir, t, day) for t in names})
-        fresh = _fresh_ids(self.spec, stamps, self.since)
-        if not fresh and not _may_have_tombstones(self.data_dir, self.database_url):
-            return pulled  # the usual case, decided on two columns: nothing newer, nothing ever deleted
+        if not _fresh_ids(self.spec, stamps, self.since):
+            # The usual case, decided on two columns: no stored row is newer than the pull, so only
+            # tombstoned records can need dropping (no look-up before the first deletion is recorded).
+            return self.merge(pulled, dict.fromkeys(names))
         stored = {table: storage.read_partition(self.data_dir, table, day) for table in names}
         return self.merge(pulled, stored)
 
@@ -695,7 +684,7 @@ class PullGuard:
         spec = self.spec
         parent = pulled.get(spec.table)
         ids = [] if parent is None else [str(v) for v in parent.column(spec.key).to_pylist() if v is not None]
-        dead = _tombstoned(self.data_dir, self.resource, ids, self.database_url)
+        dead = self.tombstones.deleted(self.resource, ids)
         keep = {
             rid
             for rid in _fresh_ids(spec, stored, self.since) - dead
@@ -735,7 +724,7 @@ class PullGuard:
             return set(), set()
         names = _tables_of(self.spec)
         stored = _key_stamps(self.spec, {t: storage.whole_file(self.data_dir, t) for t in names})
-        dead = _tombstoned(self.data_dir, self.resource, pulled_ids, self.database_url)
+        dead = self.tombstones.deleted(self.resource, pulled_ids)
         return _fresh_ids(self.spec, stored, self.since) - dead, dead
 
     def _pull_wins(

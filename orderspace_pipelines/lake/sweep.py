@@ -45,9 +45,11 @@ timestamped snapshot). With `merge=True` the pages are the records changed since
 replaced) and the other stored rows are carried over, streamed, so the table is the complete current state.
 Duplicate keys within one sweep (a record listed twice while the account changes) are landed once.
 
-Every landing drops listed records whose id the lake has tombstoned (`lake.tombstones.live`, one SQLite
-look-up per page, none before the first deletion): a listing read before a deletion and landed after the
-change feed or reconciliation removed the record does not bring it back.
+Every landing drops listed records whose id the lake has tombstoned (`lake.tombstones.TombstoneLookup`:
+one look-up per page on a store opened once per landing, none before the first deletion is recorded): a
+listing read before a deletion and landed after the change feed or reconciliation removed the record does
+not bring it back. Each write goes through `lake.changes.PullGuard` under the table locks (records the
+change feed changed or deleted since the pull started win over the pull's copy).
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -67,7 +69,10 @@ from pydantic import SecretStr
 from orderspace_pipelines.lake import storage
 from orderspace_pipelines.lake.flatten import CoercionLog, Row, record_date, rows_to_arrow, split_record
 from orderspace_pipelines.lake.schemas import SNAPSHOT_AT, TIMESTAMP, ResourceSpec, table_spec
-from orderspace_pipelines.lake.tombstones import live
+from orderspace_pipelines.lake.tombstones import TombstoneLookup
+
+if TYPE_CHECKING:
+    from orderspace_pipelines.lake.changes import PullGuard
 
 log = logging.getLogger(__name__)
 
@@ -142,19 +147,49 @@ def _tables_of(spec: ResourceSpec) -> list[str]:
     return [spec.table, *(child.table for child in spec.children)]
 
 
-def _guarded(
-    data_dir: Path,
-    spec: ResourceSpec,
-    since: datetime,
-    day: date,
-    tables: Mapping[str, pa.Table | None],
-    database_url: SecretStr | str | None,
-) -> dict[str, pa.Table | None]:
-    """A pull's tables for `day`, keeping what the change feed applied since the pull started
-    (`lake.changes.PullGuard`; the caller holds the day's table locks)."""
+@dataclass(frozen=True)
+class RecordDays:
+    """How `PartitionedLanding` and `DayMerge` classify a listed record: not an object or no usable date
+    (`day` warns and gives None: not landed), else its partition day, which may lie outside the
+    partitions (`outside`: landed in its own date folder all the same)."""
+
+    spec: ResourceSpec
+    logger: logging.Logger
+    partitions_start: date | None = None
+    partitions_end: date | None = None
+
+    def day(self, record: Any) -> date | None:
+        """The record's partition day; None (with a warning) when it cannot be landed."""
+        if not isinstance(record, Mapping):
+            self.logger.warning(
+                "%s: skipped a list entry that is not an object: %r", self.spec.resource, record
+            )
+            return None
+        day = day_of(self.spec, record)
+        if day is None:
+            self.logger.warning(
+                "%s %s has no usable %s; not landed",
+                self.spec.resource,
+                record.get("id"),
+                self.spec.date_field,
+            )
+        return day
+
+    def outside(self, day: date) -> bool:
+        """True for a day before the partitions' start date or after their end."""
+        return (self.partitions_start is not None and day < self.partitions_start) or (
+            self.partitions_end is not None and day > self.partitions_end
+        )
+
+
+def _pull_guard(
+    data_dir: Path, spec: ResourceSpec, since: datetime, tombstones: TombstoneLookup
+) -> PullGuard:
+    """The guard a landing's writes go through (`lake.changes.PullGuard`; the caller holds the day's or
+    table's locks when it asks it), sharing the landing's tombstone look-ups."""
     from orderspace_pipelines.lake.changes import PullGuard  # changes imports this module
 
-    return PullGuard(data_dir, spec, since, database_url).guard_day(day, tables)
+    return PullGuard(data_dir, spec, since, tombstones=tombstones)
 
 
 # The created_since bound is moved this much earlier than the range's first midnight (UTC), so a record
@@ -241,6 +276,9 @@ class PartitionedLanding:
         self.partitions_start = partitions_start
         self.partitions_end = partitions_end
         self.logger = logger or log
+        self._days = RecordDays(spec, self.logger, partitions_start, partitions_end)
+        self._tombstones = TombstoneLookup(self.data_dir, database_url)
+        self._guard = _pull_guard(self.data_dir, spec, loaded_at, self._tombstones)
         self.progress_every = progress_every
         self.on_day_written = on_day_written
         # The pages come from a listing the server bounds to the range (`range_filters`): a loosely ordered
@@ -254,37 +292,22 @@ class PartitionedLanding:
         self._slack = timedelta(days=spec.order_slack_days)  # grows with late records (see `land`)
         self._finished = False
 
-    def _day_of(self, record: Mapping[str, Any]) -> date | None:
-        return day_of(self.spec, record)
-
     def plan(self, records: Sequence[Mapping[str, Any]]) -> PagePlan:
         """Sort a page's records into days and decide whether the sweep needs another page.
 
         Cheap (dates only), so a caller can ask for the next page before landing this one.
         """
         started = time.perf_counter()
-        records, dropped = live(self.data_dir, self.spec.singular, records, self.spec.key, self.database_url)
+        records, dropped = self._tombstones.live(self.spec.singular, records, self.spec.key)
         self.report.tombstoned += dropped
         plan = PagePlan(dated=[], wants_more=True)
         page_all_older = True
         reached_older = False
         for record in records:
             plan.records += 1
-            if not isinstance(record, Mapping):
-                plan.undated += 1
-                self.logger.warning(
-                    "%s: skipped a list entry that is not an object: %r", self.spec.resource, record
-                )
-                continue
-            day = self._day_of(record)
+            day = self._days.day(record)
             if day is None:
                 plan.undated += 1
-                self.logger.warning(
-                    "%s %s has no usable %s; not landed",
-                    self.spec.resource,
-                    record.get("id"),
-                    self.spec.date_field,
-                )
                 continue
             if self.start is not None and day < self.start:
                 plan.skipped_older += 1
@@ -428,7 +451,7 @@ class PartitionedLanding:
             )
         else:
             self._note_outside(day, len(buffer[self.spec.table]))
-        guarded = _guarded(self.data_dir, self.spec, self.loaded_at, day, tables, self.database_url)
+        guarded = self._guard.guard_day(day, tables)
         stored = storage.write_partition(self.data_dir, day, guarded)
         self.report.day_rows[day] = stored
         for table, data in tables.items():
@@ -445,12 +468,10 @@ class PartitionedLanding:
 
     def _empty_day(self, day: date) -> None:
         """Remove a day of the range the listing had no record for (keeping records the change feed
-        applied since the pull started: `_guarded`)."""
+        applied since the pull started: `lake.changes.PullGuard`)."""
         tables = _tables_of(self.spec)
         with storage.table_locks(self.data_dir, tables):
-            kept = _guarded(
-                self.data_dir, self.spec, self.loaded_at, day, dict.fromkeys(tables), self.database_url
-            )
+            kept = self._guard.guard_day(day, dict.fromkeys(tables))
             if any(data is not None and data.num_rows for data in kept.values()):
                 self.report.day_rows[day] = storage.write_partition(self.data_dir, day, kept)
                 return
@@ -461,10 +482,7 @@ class PartitionedLanding:
                     self.report.day_rows.setdefault(day, {})[table] = 0
 
     def _note_outside(self, day: date, records: int) -> None:
-        outside = (self.partitions_start is not None and day < self.partitions_start) or (
-            self.partitions_end is not None and day > self.partitions_end
-        )
-        if outside:
+        if self._days.outside(day):
             self.report.outside_partitions += records
             self.logger.warning(
                 "%s: %d record(s) dated %s, outside the partitions (%s..%s); landed in their date folder",
@@ -480,13 +498,18 @@ class PartitionedLanding:
         if self._finished:
             return self.report
         started = time.perf_counter()
-        for day in sorted(self._open, reverse=True):
-            self._flush(day)
-        for table in _tables_of(self.spec):
-            for day in storage.stored_days(self.data_dir, table):
-                in_range = (self.start is None or day >= self.start) and (self.end is None or day <= self.end)
-                if in_range and day not in self._written:
-                    self._empty_day(day)
+        try:
+            for day in sorted(self._open, reverse=True):
+                self._flush(day)
+            for table in _tables_of(self.spec):
+                for day in storage.stored_days(self.data_dir, table):
+                    in_range = (self.start is None or day >= self.start) and (
+                        self.end is None or day <= self.end
+                    )
+                    if in_range and day not in self._written:
+                        self._empty_day(day)
+        finally:
+            self._tombstones.close()
         self.report.days_written.sort()
         self.report.days_removed.sort()
         self._finished = True
@@ -539,6 +562,9 @@ class DayMerge:
         self.partitions_start = partitions_start
         self.partitions_end = partitions_end
         self.logger = logger or log
+        self._days = RecordDays(spec, self.logger, partitions_start, partitions_end)
+        self._tombstones = TombstoneLookup(self.data_dir, database_url)
+        self._guard = _pull_guard(self.data_dir, spec, loaded_at, self._tombstones)
         self.on_day_written = on_day_written
 
     def add_page(self, records: Sequence[Mapping[str, Any]]) -> bool:
@@ -546,26 +572,14 @@ class DayMerge:
         started = time.perf_counter()
         report = self.report
         report.pages += 1
-        records, dropped = live(self.data_dir, self.spec.singular, records, self.spec.key, self.database_url)
+        records, dropped = self._tombstones.live(self.spec.singular, records, self.spec.key)
         report.tombstoned += dropped
         by_day: dict[date, dict[Any, Mapping[str, Any]]] = {}
         for record in records:
             report.records += 1
-            if not isinstance(record, Mapping):
-                report.undated += 1
-                self.logger.warning(
-                    "%s: skipped a list entry that is not an object: %r", self.spec.resource, record
-                )
-                continue
-            day = day_of(self.spec, record)
+            day = self._days.day(record)
             if day is None:
                 report.undated += 1
-                self.logger.warning(
-                    "%s %s has no usable %s; not landed",
-                    self.spec.resource,
-                    record.get("id"),
-                    self.spec.date_field,
-                )
                 continue
             if self.covered(day):
                 report.already_covered += 1
@@ -575,8 +589,11 @@ class DayMerge:
                 report.duplicates += 1
                 continue
             records_of_day[record.get("id")] = record
-        for day in sorted(by_day):
-            self._merge(day, list(by_day[day].values()))
+        try:
+            for day in sorted(by_day):
+                self._merge(day, list(by_day[day].values()))
+        finally:
+            self._tombstones.close()  # a merge has no end call: its look-ups share one store per page
         report.processing_seconds += time.perf_counter() - started
         return True
 
@@ -615,16 +632,12 @@ class DayMerge:
             self.report._note_schema(table, data.schema)
             self.report._note_preview(table, rows)
             self.report.rows[table] = self.report.rows.get(table, 0) + len(rows)
-        stored = storage.write_partition(
-            self.data_dir, day, _guarded(self.data_dir, spec, self.loaded_at, day, tables, self.database_url)
-        )
+        stored = storage.write_partition(self.data_dir, day, self._guard.guard_day(day, tables))
         self.report.merged_records += len(records)
         self.report.day_rows[day] = stored
         if day not in self.report.days_written:
             self.report.days_written.append(day)
-        outside = (self.partitions_start is not None and day < self.partitions_start) or (
-            self.partitions_end is not None and day > self.partitions_end
-        )
+        outside = self._days.outside(day)
         if outside:
             self.report.outside_partitions += len(records)
         self.logger.info(
@@ -668,6 +681,7 @@ class WholeLanding:
         self.snapshot_at = snapshot_at
         self.merge = merge
         self.logger = logger or log
+        self._tombstones = TombstoneLookup(self.data_dir, database_url)  # closed by finish / abort
         self.report = LandingReport(spec.resource, rows=dict.fromkeys(_tables_of(spec), 0))
         self._seen: set[Any] = set()
         self._writers: dict[str, storage.StreamingFileWriter] = {
@@ -701,7 +715,7 @@ class WholeLanding:
         report = self.report
         report.pages += 1
         key = self.spec.key
-        records, dropped = live(self.data_dir, self.spec.singular, list(records), key, self.database_url)
+        records, dropped = self._tombstones.live(self.spec.singular, list(records), key)
         report.tombstoned += dropped
         buffers: dict[str, list[Row]] = {table: [] for table in self._writers}
         for record in records:
@@ -737,9 +751,7 @@ class WholeLanding:
     def _change_feed_ids(self) -> tuple[set[Any], set[Any]]:
         """(stored records to keep as stored, listed records to drop): what the change feed applied since
         this pull started (`lake.changes.PullGuard.whole_ids`). The pull's own rows of both are removed."""
-        from orderspace_pipelines.lake.changes import PullGuard  # changes imports this module
-
-        guard = PullGuard(self.data_dir, self.spec, self.loaded_at, self.database_url)
+        guard = _pull_guard(self.data_dir, self.spec, self.loaded_at, self._tombstones)
         keep, drop = guard.whole_ids({str(key) for key in self._seen if key is not None})
         if keep or drop:
             for table, writer in self._writers.items():
@@ -774,8 +786,11 @@ class WholeLanding:
 
     def finish(self) -> LandingReport:
         # The carry-over reads the stored rows: hold the lake's table locks until the new files are in place.
-        with storage.table_locks(self.data_dir, _tables_of(self.spec)):
-            return self._finish_locked()
+        try:
+            with storage.table_locks(self.data_dir, _tables_of(self.spec)):
+                return self._finish_locked()
+        finally:
+            self._tombstones.close()
 
     def _finish_locked(self) -> LandingReport:
         started = time.perf_counter()
@@ -793,6 +808,7 @@ class WholeLanding:
         return self.report
 
     def abort(self) -> None:
+        self._tombstones.close()
         for writer in self._writers.values():
             writer.abort()
         if self._snapshot is not None:

@@ -20,6 +20,7 @@ stream, not lake data: they belong with the event store, which is in Postgres wh
 from __future__ import annotations
 
 import sqlite3
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -132,6 +133,66 @@ class PostgresTombstones:
         self._conn.close()
 
 
+class TombstoneLookup:
+    """Tombstone look-ups for one pull landing (`live` per page, `PullGuard` per write).
+
+    Opens nothing while no deletion can have been recorded (SQLite and no file yet: one `stat` per call);
+    after that the store is opened once and kept until `close` (or until this object is collected), not
+    reopened per page. A Postgres connection lost during a long pull is reopened once per look-up."""
+
+    def __init__(self, data_dir: Path, database_url: SecretStr | str | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self._url = database_url.get_secret_value() if isinstance(database_url, SecretStr) else database_url
+        self._store: Tombstones | None = None
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+
+    def possible(self) -> bool:
+        """False only while no deletion can have been recorded (SQLite tombstones and no file yet)."""
+        return bool(self._url) or tombstone_path(self.data_dir).is_file()
+
+    def _open(self) -> Tombstones:
+        if self._store is None:
+            self._store = open_tombstones(self.data_dir, self._url)
+            self._finalizer = weakref.finalize(self, self._store.close)
+        return self._store
+
+    def deleted(self, resource: str, ids: Iterable[str]) -> set[str]:
+        """The ids among `ids` tombstoned for `resource`."""
+        wanted = list(ids)
+        if not wanted or not self.possible():
+            return set()
+        try:
+            return self._open().deleted(resource, wanted)
+        except Exception as error:
+            if not self._url or not _connection_lost(error):
+                raise
+            self.close()
+            return self._open().deleted(resource, wanted)
+
+    def live(self, resource: str | None, records: Sequence[Any], key: str = "id") -> tuple[list[Any], int]:
+        """`records` without those whose `key` is tombstoned for `resource`, and how many were dropped
+        (`resource` None: a resource without webhook deletions, the reference tables)."""
+        if resource is None:
+            return list(records), 0
+        ids = [str(r[key]) for r in records if isinstance(r, Mapping) and r.get(key) is not None]
+        dead = self.deleted(resource, ids)
+        if not dead:
+            return list(records), 0
+        kept = [r for r in records if not (isinstance(r, Mapping) and str(r.get(key)) in dead)]
+        return kept, len(records) - len(kept)
+
+    def close(self) -> None:
+        if self._finalizer is not None:
+            self._finalizer()
+        self._store, self._finalizer = None, None
+
+
+def _connection_lost(error: Exception) -> bool:
+    import psycopg
+
+    return isinstance(error, psycopg.OperationalError)
+
+
 def live(
     data_dir: Path,
     resource: str | None,
@@ -139,22 +200,11 @@ def live(
     key: str = "id",
     database_url: SecretStr | str | None = None,
 ) -> tuple[list[Any], int]:
-    """`records` without those whose `key` is tombstoned for `resource`, and how many were dropped.
-
-    Costs nothing on SQLite when the lake has no tombstone file yet (no deletion recorded) or when `resource`
-    is None (a resource without webhook deletions: the reference tables)."""
-    plain = database_url.get_secret_value() if isinstance(database_url, SecretStr) else database_url
-    if resource is None or (not plain and not tombstone_path(data_dir).is_file()):
-        return list(records), 0
-    ids = [str(r[key]) for r in records if isinstance(r, Mapping) and r.get(key) is not None]
-    if not ids:
-        return list(records), 0
-    tombstones = open_tombstones(data_dir, database_url)
+    """`records` without those whose `key` is tombstoned for `resource`, and how many were dropped (one
+    look-up; a landing keeps a `TombstoneLookup` instead). Costs nothing on SQLite before the first
+    deletion is recorded, or when `resource` is None."""
+    lookup = TombstoneLookup(data_dir, database_url)
     try:
-        dead = tombstones.deleted(resource, ids)
+        return lookup.live(resource, records, key)
     finally:
-        tombstones.close()
-    if not dead:
-        return list(records), 0
-    kept = [r for r in records if not (isinstance(r, Mapping) and str(r.get(key)) in dead)]
-    return kept, len(records) - len(kept)
+        lookup.close()
