@@ -239,7 +239,7 @@ def order_poll_latencies(changes: list[dict[str, Any]], seen: dict[str, float]) 
 
 def apply_runs(home: Path, since: float) -> list[dict[str, Any]]:
     """The `change_feed_job` runs created from `since` on (the daemon's; not the first `sync`'s): status,
-    and when each was created, started, ended."""
+    when each was created, started, ended, and a failed run's error."""
     import dagster as dg
 
     os.environ["DAGSTER_HOME"] = str(home)
@@ -251,10 +251,36 @@ def apply_runs(home: Path, since: float) -> list[dict[str, Any]]:
                 "created": record.create_timestamp.timestamp(),
                 "started": record.start_time or float("nan"),
                 "ended": record.end_time or float("nan"),
+                "error": _failure(instance, record.dagster_run.run_id),
             }
             for record in records
             if record.create_timestamp.timestamp() >= since
         ]
+
+
+def _failure(instance: Any, run_id: str) -> str | None:
+    """The first failure message a run logged (None: it did not fail)."""
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is not None and event.event_type_value in ("STEP_FAILURE", "RUN_FAILURE"):
+            return f"{event.event_type_value}: {(entry.user_message or '')[:600]}"
+    return None
+
+
+def wait_runs_finished(home: Path, timeout: float = 300) -> None:
+    """Until no `change_feed_job` run is queued or running (the last one has marked its events applied but
+    may not have ended; stopping the daemon then would fail it)."""
+    import dagster as dg
+
+    os.environ["DAGSTER_HOME"] = str(home)
+    active = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING]
+    active += [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+    deadline = time.monotonic() + timeout
+    with dg.DagsterInstance.get() as instance:
+        while instance.get_runs_count(dg.RunsFilter(job_name="change_feed_job", statuses=active)):
+            if time.monotonic() > deadline:
+                raise SystemExit("an apply run did not finish")
+            time.sleep(0.5)
 
 
 def run_stages(runs: list[dict[str, Any]]) -> dict[str, list[float]]:
@@ -346,6 +372,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         server.reset_stats()
         active = run_activity(server, args.changes, args.per_minute)
         _wait_applied(server.base_url, data_dir, timeout=args.timeout)
+        wait_runs_finished(Path(env["DAGSTER_HOME"]))
         api_requests = server.stats()["requests"]
         poller.stop()
         changes = _changes(server.base_url)
@@ -395,6 +422,7 @@ def to_markdown(result: dict[str, Any], interval: int, executor: str, command: s
         f"- failed webhook deliveries: {result['failed_deliveries']}; API requests made meanwhile: "
         f"{result['api_requests_during_activity']} (the subscription health sensor; applying costs none)",
         f"- apply runs: {len(runs)} ({', '.join(sorted({r['status'] for r in runs}))})",
+        *[f"  - failed run: {r['error']}" for r in runs if r["error"]],
         "",
         "| seconds from the change | n | p50 | p95 | max |",
         "|---|---|---|---|---|",
