@@ -30,7 +30,6 @@ from typing import Any
 import pytest
 
 from orderspace_devtools.lake_diff import diff_lake, truth_from_store
-from orderspace_pipelines.defs.pull_assets import PARTITIONED_KEYS
 from orderspace_pipelines.lake.flatten import record_date
 from orderspace_pipelines.warehouse import WarehouseFolders
 from orderspace_sandbox import SandboxServer
@@ -41,9 +40,15 @@ from tests.push.test_dispatch_push import OPEN, dispatches_for, find_order, good
 
 pytestmark = pytest.mark.deploy
 
-RATE_LIMIT = 4  # requests the sandbox allows per window
-RATE_WINDOW = 2.0  # seconds: the whole test spends ~60 requests, so the budget binds for most of it
-BACKFILL_DAYS = 14
+RATE_LIMIT = 3  # requests the sandbox allows per window
+RATE_WINDOW = 2.0  # seconds
+BACKFILL_DAYS = 60  # the tiny account's ~60 days of orders: a listing of several pages
+# One multi-asset, so the backfill is one step holding one `orderspace_api` pool slot while host 2's sync
+# holds the other (the pool's limit is 2, counted in Postgres): both hosts call the API at the same moments.
+BACKFILL_ASSETS = ("orders", "order_lines")
+# Pages of 15 (the API allows 200): ~60 requests in all, sent page after page, so the budget binds and the
+# two hosts contend for it.
+PAGE_SIZE = 15
 WAIT_SECONDS = 300.0  # ceilings for each phase on a loaded machine, not speed assertions
 COMMENT = "DPD 22 deploytest"
 
@@ -89,7 +94,7 @@ def launch_backfill(url: str, first: date, days: int) -> str:
     partitions = [(first + timedelta(days=offset)).isoformat() for offset in range(days)]
     params = {
         "partitionNames": partitions,
-        "assetSelection": [{"path": [key]} for key in sorted(PARTITIONED_KEYS)],
+        "assetSelection": [{"path": [key]} for key in BACKFILL_ASSETS],
     }
     launched = graphql(url, LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
     assert launched["__typename"] == "LaunchBackfillSuccess", launched
@@ -129,16 +134,20 @@ def dispatch_file(sandbox: SandboxServer) -> tuple[list[dict[str, Any]], str]:
 
 
 def assert_budget_held(sandbox: SandboxServer) -> None:
+    """No 429, and no window of the sandbox's sliding count held more requests than the budget; the budget
+    was reached in some window (else the knobs are too loose for the test to prove anything)."""
     stats = sandbox.stats()
     assert stats["rate_limited"] == 0, stats
-    assert stats["max_in_window"] <= RATE_LIMIT, stats
+    assert stats["max_in_window"] == RATE_LIMIT, stats
 
 
 @pytest.mark.timeout(1200)
 def test_two_hosts_share_the_budget_the_ledger_and_the_run_storage(
     sandbox_factory, postgres_url: str, tmp_path: Path
 ) -> None:
-    sandbox = sandbox_factory(scale="tiny", rate_limit=RATE_LIMIT, rate_window=RATE_WINDOW)
+    sandbox = sandbox_factory(
+        scale="tiny", rate_limit=RATE_LIMIT, rate_window=RATE_WINDOW, max_page_size=PAGE_SIZE
+    )
     lake = tmp_path / "lake"
     lake.mkdir()
     shared = shared_env(sandbox, postgres_url, lake, RATE_LIMIT)
@@ -231,5 +240,6 @@ def _push_killed_and_resumed_elsewhere(
     pushes = [run for run in listed if run["jobName"] == "warehouse_push_job"]
     by_source = {run["tags"].get("warehouse/source", "sensor"): run for run in pushes}
     assert set(by_source) == {"sensor", "cli"}, pushes  # the killed run and host 2's, both in host 1's UI
+    print("push runs:", {source: run["status"] for source, run in by_source.items()})
     assert by_source["sensor"]["tags"]["warehouse/file"] == dropped.name
     assert by_source["cli"]["status"] == "SUCCESS", by_source["cli"]
