@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from pydantic import SecretStr
 
 from orderspace_pipelines.defs.resources import LakeResource, OrderspaceResource
 from orderspace_pipelines.lake.changes import ApplyReport, apply_pending
-from orderspace_pipelines.webhooks.store import open_store, store_path
+from orderspace_pipelines.webhooks.store import open_store, store_exists, store_path
+from orderspace_pipelines.webhooks.store_pg import PostgresEventStore
 
 SENSOR_INTERVAL_SECONDS = 30
 JOB_NAME = "change_feed_job"
@@ -61,10 +63,10 @@ def report_metadata(report: ApplyReport) -> dict[str, Any]:
 
 @dg.op(description="Apply every stored webhook event to the lake (no API requests).")
 def apply_change_events(context: dg.OpExecutionContext, lake: LakeResource) -> dict[str, Any]:
-    waiting = backlog(lake.root)
-    store = open_store(lake.root)
+    waiting = backlog(lake.root, lake.database_url)
+    store = open_store(lake.root, lake.database_url)
     try:
-        report = apply_pending(lake.root, store)
+        report = apply_pending(lake.root, store, database_url=lake.database_url)
     finally:
         store.close()
     metadata = report_metadata(report)
@@ -96,8 +98,15 @@ class Backlog:
         return f"pending: {waiting or 'none'}; last delivery: {self.last_received_at or 'never'}"
 
 
-def backlog(data_dir: Path) -> Backlog:
-    """The store's backlog (no store yet, or no tables yet: nothing waits). Opens the file read-only."""
+def backlog(data_dir: Path, database_url: SecretStr | None = None) -> Backlog:
+    """The store's backlog (no store yet, or no tables yet: nothing waits). Opens the file read-only; with
+    `database_url` set, reads the Postgres store."""
+    if database_url is not None and database_url.get_secret_value():
+        with PostgresEventStore(database_url) as store:
+            rows = store.backlog()
+            received = store.last_delivery_at()
+        last = received.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if received is not None else None
+        return _backlog(rows, last)
     path = store_path(data_dir)
     if not path.is_file():
         return Backlog(None, {}, None)
@@ -109,6 +118,10 @@ def backlog(data_dir: Path) -> Backlog:
             (last,) = db.execute("SELECT MAX(received_at) FROM deliveries").fetchone()
         except sqlite3.OperationalError:
             return Backlog(None, {}, None)  # the receiver has not created the tables yet
+    return _backlog(rows, last)
+
+
+def _backlog(rows: list[tuple[str, int, int]], last: str | None) -> Backlog:
     per_table: dict[str, int] = {}
     for resource, count, _ in rows:
         table = _TABLE_OF.get(resource, f"{resource} (unknown event type)")
@@ -117,9 +130,9 @@ def backlog(data_dir: Path) -> Backlog:
     return Backlog(max(seqs) if seqs else None, per_table, last)
 
 
-def highest_pending_seq(data_dir: Path) -> int | None:
+def highest_pending_seq(data_dir: Path, database_url: SecretStr | None = None) -> int | None:
     """The newest stored event not yet applied (None: nothing waits, or no store yet). Read-only."""
-    return backlog(data_dir).highest_seq
+    return backlog(data_dir, database_url).highest_seq
 
 
 _ACTIVE = [
@@ -137,7 +150,7 @@ _ACTIVE = [
     description="Launches change_feed_job when webhook events wait to be applied (run key: highest seq).",
 )
 def change_feed_sensor(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.SensorResult:
-    waiting = backlog(lake.root)
+    waiting = backlog(lake.root, lake.database_url)
     seq = waiting.highest_seq
     if seq is None:
         return dg.SensorResult(skip_reason=f"no webhook events waiting ({waiting.describe()})")
@@ -171,7 +184,11 @@ def webhook_health(lake: LakeResource, orderspace: OrderspaceResource) -> tuple[
 
     config = webhook_config()
     report = current_status(
-        lake.root, config.key_file, stale_after=config.stale_after, open_api=orderspace.get_client
+        lake.root,
+        config.key_file,
+        stale_after=config.stale_after,
+        open_api=orderspace.get_client,
+        database_url=config.database_url,
     )
     return report.exit_code, report.lines
 
@@ -201,7 +218,7 @@ CHANGE_FEED_SENSORS = [change_feed_sensor, webhook_subscription_sensor]
 
 def apply_stored_events(instance: dg.DagsterInstance, lake: LakeResource) -> dg.ExecuteInProcessResult | None:
     """Run `change_feed_job` in-process (`sync` does this before it pulls); None when no store exists."""
-    if not store_path(lake.root).is_file():
+    if not store_exists(lake.root, lake.database_url):
         return None
     return change_feed_job.execute_in_process(
         instance=instance,

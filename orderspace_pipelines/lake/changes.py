@@ -3,9 +3,10 @@
 Ordering rules (also in the README's change-feed section):
 
 1. Events are applied in receipt order (the store's `seq`), a batch at a time.
-2. A delete is final: every deleted (resource, id) is kept in a tombstone file
-   (`<data dir>/state/tombstones.sqlite`), and any created/updated event for it, in this batch or a later
-   one, is ignored. Orderspace never reuses ids, so nothing legitimate is lost.
+2. A delete is final: every deleted (resource, id) is kept as a tombstone (`lake.tombstones`: the file
+   `<data dir>/state/tombstones.sqlite`, or Postgres when `ORDERSPACE_DATABASE_URL` is set), and any
+   created/updated event for it, in this batch or a later one, is ignored. Orderspace never reuses ids, so
+   nothing legitimate is lost.
 3. Within one batch only the last surviving event per (resource, id) is applied.
 4. Where the record carries a field that only grows, an older state never replaces a newer one:
    - order lines: `dispatched`, `invoiced` and `paid` quantities only grow; an order event whose line has
@@ -31,7 +32,6 @@ tombstones are durable; a crash in between means they are applied again, which c
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -41,15 +41,16 @@ from typing import Any, Protocol
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import SecretStr
 
 from orderspace_pipelines.lake import storage
 from orderspace_pipelines.lake.flatten import CoercionLog, Row, rows_to_arrow, split_record
 from orderspace_pipelines.lake.schemas import INVENTORY_LEVELS, RESOURCES, ResourceSpec, table_spec
 from orderspace_pipelines.lake.sweep import day_of
+from orderspace_pipelines.lake.tombstones import Tombstones, open_tombstones
 
 log = logging.getLogger(__name__)
 
-TOMBSTONE_FILE = "tombstones.sqlite"
 APPLIER_LOCK = "_change_feed"  # the lake lock one applier holds for its whole run
 
 # Webhook resource -> the lake's resource spec (the list endpoint's name).
@@ -103,46 +104,6 @@ class ApplyReport:
     def _add_rows(self, table: str, count: int) -> None:
         self.rows[table] = self.rows.get(table, 0) + count
         self.tables_touched.add(table)
-
-
-# --- tombstones ---------------------------------------------------------------------------------------
-
-
-def tombstone_path(data_dir: Path) -> Path:
-    return Path(data_dir) / storage.STATE_DIR / TOMBSTONE_FILE
-
-
-class Tombstones:
-    """The (resource, id) pairs deleted for good, in a small SQLite file (durable: synchronous=FULL)."""
-
-    def __init__(self, data_dir: Path) -> None:
-        path = tombstone_path(data_dir)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS tombstones (resource TEXT NOT NULL, id TEXT NOT NULL, "
-            "seq INTEGER, PRIMARY KEY (resource, id))"
-        )
-
-    def deleted(self, resource: str, ids: Iterable[str]) -> set[str]:
-        wanted = list(set(ids))
-        found: set[str] = set()
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(
-                f"SELECT id FROM tombstones WHERE resource = ? AND id IN ({marks})", (resource, *chunk)
-            )
-            found.update(row[0] for row in rows)
-        return found
-
-    def add(self, items: Iterable[tuple[str, str, int]]) -> None:
-        self._db.executemany("INSERT OR IGNORE INTO tombstones (resource, id, seq) VALUES (?, ?, ?)", items)
-
-    def close(self) -> None:
-        self._db.close()
 
 
 # --- pure rules -----------------------------------------------------------------------------------------
@@ -496,8 +457,11 @@ def _read_whole(data_dir: Path, table: str) -> pa.Table | None:
         return None
 
 
-def apply_events(data_dir: Path, events: Sequence[EventLike]) -> ApplyReport:
-    """Apply a batch of stored events (in receipt order) to the lake; durable when this returns."""
+def apply_events(
+    data_dir: Path, events: Sequence[EventLike], *, database_url: SecretStr | str | None = None
+) -> ApplyReport:
+    """Apply a batch of stored events (in receipt order) to the lake; durable when this returns. The
+    tombstones are in Postgres when `database_url` is set (`lake.tombstones`)."""
     report = ApplyReport(events=len(events), seqs=[event.seq for event in events])
     ordered = sorted(events, key=lambda event: event.seq)
     if ordered:
@@ -508,7 +472,7 @@ def apply_events(data_dir: Path, events: Sequence[EventLike]) -> ApplyReport:
             report.unknown += 1
             continue
         by_resource.setdefault(event.resource, []).append(event)
-    tombstones = Tombstones(data_dir)
+    tombstones = open_tombstones(data_dir, database_url)
     try:
         for resource in ("order", "dispatch"):
             if resource in by_resource:
@@ -530,7 +494,9 @@ def apply_events(data_dir: Path, events: Sequence[EventLike]) -> ApplyReport:
     return report
 
 
-def apply_pending(data_dir: Path, store: PendingStore, *, batch: int = 2000) -> ApplyReport:
+def apply_pending(
+    data_dir: Path, store: PendingStore, *, batch: int = 2000, database_url: SecretStr | str | None = None
+) -> ApplyReport:
     """Apply every pending event, a batch at a time; a batch is marked applied once its writes are durable."""
     total = ApplyReport()
     # One applier at a time (two runs would read the same pending events): the `_change_feed` lake lock.
@@ -539,7 +505,7 @@ def apply_pending(data_dir: Path, store: PendingStore, *, batch: int = 2000) -> 
             events = store.pending(batch)
             if not events:
                 return total
-            report = apply_events(data_dir, events)
+            report = apply_events(data_dir, events, database_url=database_url)
             store.mark_applied(report.seqs)
             _merge_reports(total, report)
             if len(events) < batch:
@@ -565,4 +531,11 @@ def _merge_reports(total: ApplyReport, part: ApplyReport) -> None:
         total.last_received_at = part.last_received_at
 
 
-__all__ = ["INVENTORY_LEVELS", "ApplyReport", "Tombstones", "apply_events", "apply_pending", "is_older"]
+__all__ = [
+    "INVENTORY_LEVELS",
+    "ApplyReport",
+    "Tombstones",
+    "apply_events",
+    "apply_pending",
+    "is_older",
+]

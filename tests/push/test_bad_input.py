@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from orderspace_pipelines import cli
-from orderspace_pipelines.warehouse import Ledger, WarehouseFolders, hooks, push_file
+from orderspace_pipelines.warehouse import SqliteLedger, WarehouseFolders, hooks, push_file
 from orderspace_pipelines.warehouse.dispatches import OrderGroup, group_rows, plan_dispatch, validate_rows
 from orderspace_pipelines.warehouse.parsing import CsvRow, parse_bytes
 from orderspace_pipelines.warehouse.push import PushOptions
@@ -91,7 +91,7 @@ def test_quantity_rules_as_a_unit():
 def test_the_ledger_stores_levels_so_that_no_valid_value_overflows(sandbox, push, skus, folders):
     result = push("big.csv", f"sku,on_hand\n{skus[0]},1000000000\n{skus[1]},0.125\n")
     assert result.levels_updated == 2
-    with Ledger(folders.ledger_path) as ledger:
+    with SqliteLedger(folders.ledger_path) as ledger:
         stored = ledger._db.execute("SELECT line, value FROM inventory_rows ORDER BY line").fetchall()
     assert [tuple(row) for row in stored] == [(2, "1000000000"), (3, "0.125")]
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from orderspace_pipelines.defs.push_jobs import run_push
-from orderspace_pipelines.warehouse import Ledger, WarehouseFolders
+from orderspace_pipelines.warehouse import SqliteLedger, WarehouseFolders
 from orderspace_sandbox import SandboxServer
 
 from .conftest import posts, write_pulled_orders
@@ -173,7 +173,7 @@ def test_killed_between_the_api_call_and_the_ledger_write_creates_no_duplicate(
     folders = WarehouseFolders.under(data_dir)
     claimed = [p for p in folders.work.iterdir() if p.name.endswith("__kill.csv")]
     assert len(claimed) == 1  # ...the file is still claimed...
-    with Ledger(folders.ledger_path) as ledger:
+    with SqliteLedger(folders.ledger_path) as ledger:
         states = ledger._db.execute("SELECT state FROM dispatches").fetchall()
     assert [row[0] for row in states] == ["pending"]  # ...and the ledger never heard back.
     sandbox.reset_stats()

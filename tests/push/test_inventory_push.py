@@ -197,12 +197,14 @@ def test_folders_layout(data_dir):
 
 
 def test_a_resumed_file_does_not_resend_confirmed_rows(sandbox, client, data_dir, drop, folders):
-    from orderspace_pipelines.warehouse import Ledger, push_file, sha256_of
+    from orderspace_pipelines.warehouse import SqliteLedger, push_file, sha256_of
 
     skus = sorted(levels(sandbox))[:4]
     path = drop("resume.csv", "sku,on_hand\n" + "".join(f"{sku},{60 + i}\n" for i, sku in enumerate(skus)))
     digest = sha256_of(path)
-    with Ledger(folders.ledger_path) as ledger:  # an earlier attempt confirmed the first two rows, then died
+    with SqliteLedger(
+        folders.ledger_path
+    ) as ledger:  # an earlier attempt confirmed the first two rows, then died
         ledger.begin_file(digest, "resume.csv", "inventory")
         ledger.mark_inventory(digest, [(2, skus[0], 60), (3, skus[1], 61)], "confirmed")
     sandbox.reset_stats()
