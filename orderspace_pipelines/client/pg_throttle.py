@@ -4,9 +4,10 @@ Used by `RequestThrottle` when `ORDERSPACE_DATABASE_URL` is set (`RequestThrottl
 `orderspace_request_slots` (one row per request slot taken: budget key, time) and `orderspace_request_pause`
 (per budget key, the time until which every process holds off after a 429).
 
-Taking a slot is one short transaction: `pg_advisory_xact_lock` on the budget, then, for each rate of
-`throttle.budget_rates` (spacing and budget), count the slots of its interval; if every rate has room, insert
-the slot; else answer how long to wait. Every time is the database's `clock_timestamp()`, read after the lock
+Taking a slot is one call of a server-side function (one round trip, one transaction):
+`pg_advisory_xact_lock` on the budget, then, for each rate of `throttle.budget_rates` (spacing and budget),
+count the slots of its interval; if every rate has room and no pause is in force, insert the slot; else
+answer how long to wait. Every time is the database's `clock_timestamp()`, read after the lock
 is held, so the hosts' clocks never meet: a wait is a duration computed in the database and slept locally.
 
 Why not pyrate-limiter's `PostgresBucket` (4.5), which the issue suggested first:
@@ -43,27 +44,47 @@ COMPONENT = "request_budget"  # its name in orderspace_schema_migrations
 SLOTS_TABLE = "orderspace_request_slots"
 PAUSE_TABLE = "orderspace_request_pause"
 LOCK_NAMESPACE = postgres.advisory_key(COMPONENT)  # first half of the two-key advisory lock
+TAKE_SLOT_FUNCTION = "orderspace_take_request_slot"
+
+# Taking a slot is one server-side function, so one round trip: the advisory lock is held only while the
+# database itself counts and inserts (not across network round trips), and is released at the commit that
+# makes the new slot visible to the next holder. `p_intervals` / `p_limits` are the rates (ms, slots).
+_TAKE_SLOT = f"""
+CREATE OR REPLACE FUNCTION {TAKE_SLOT_FUNCTION}(
+  p_key TEXT, p_lock_ns INTEGER, p_lock_key INTEGER, p_intervals BIGINT[], p_limits BIGINT[])
+RETURNS TABLE (pause_left DOUBLE PRECISION, wait DOUBLE PRECISION)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+  v_now TIMESTAMPTZ;
+  v_pause DOUBLE PRECISION;
+  v_wait DOUBLE PRECISION;
+BEGIN
+  PERFORM pg_advisory_xact_lock(p_lock_ns, p_lock_key);
+  v_now := clock_timestamp();  -- after the lock: the time the slot is granted, on the database's clock
+  SELECT EXTRACT(EPOCH FROM p.until - v_now) INTO v_pause FROM {PAUSE_TABLE} p WHERE p.budget_key = p_key;
+  SELECT MAX(EXTRACT(EPOCH FROM w.oldest + r.interval_ms * INTERVAL '1 millisecond' - v_now)) INTO v_wait
+    FROM unnest(p_intervals, p_limits) AS r(interval_ms, max_slots)
+    CROSS JOIN LATERAL (
+      SELECT s.taken_at AS oldest FROM {SLOTS_TABLE} s
+      WHERE s.budget_key = p_key AND s.taken_at > v_now - r.interval_ms * INTERVAL '1 millisecond'
+      ORDER BY s.taken_at DESC OFFSET r.max_slots - 1 LIMIT 1) AS w;
+  v_pause := GREATEST(COALESCE(v_pause, 0), 0);
+  v_wait := GREATEST(COALESCE(v_wait, 0), 0);
+  IF v_pause = 0 AND v_wait = 0 THEN
+    INSERT INTO {SLOTS_TABLE} (budget_key, taken_at) VALUES (p_key, v_now);
+    DELETE FROM {SLOTS_TABLE} s WHERE s.budget_key = p_key
+      AND s.taken_at < v_now - (SELECT MAX(i) FROM unnest(p_intervals) AS i) * INTERVAL '1 millisecond';
+  END IF;
+  RETURN QUERY SELECT v_pause, v_wait;
+END $$
+"""
+
 MIGRATIONS = (
     f"CREATE TABLE {SLOTS_TABLE} (budget_key TEXT NOT NULL, taken_at TIMESTAMPTZ NOT NULL)",
     f"CREATE INDEX {SLOTS_TABLE}_by_time ON {SLOTS_TABLE} (budget_key, taken_at)",
     f"CREATE TABLE {PAUSE_TABLE} (budget_key TEXT PRIMARY KEY, until TIMESTAMPTZ NOT NULL, reason TEXT)",
+    _TAKE_SLOT,
 )
-
-# One statement per attempt: the pause left, then each rate's wait (0 when it has room). `%(intervals)s` is
-# the array of rate intervals (ms) and `%(limits)s` their limits, in the same order.
-_WAITS = f"""
-SELECT
-  COALESCE((SELECT EXTRACT(EPOCH FROM until - clock_timestamp())
-            FROM {PAUSE_TABLE} WHERE budget_key = %(key)s), 0),
-  COALESCE((SELECT MAX(EXTRACT(EPOCH FROM oldest + r.interval_ms * INTERVAL '1 millisecond'
-                                          - clock_timestamp()))
-            FROM unnest(%(intervals)s::bigint[], %(limits)s::bigint[]) AS r(interval_ms, max_slots)
-            CROSS JOIN LATERAL (
-              SELECT taken_at AS oldest FROM {SLOTS_TABLE}
-              WHERE budget_key = %(key)s
-                AND taken_at > clock_timestamp() - r.interval_ms * INTERVAL '1 millisecond'
-              ORDER BY taken_at DESC OFFSET r.max_slots - 1 LIMIT 1) AS full_window), 0)
-"""
 
 
 class PostgresBudget:
@@ -93,24 +114,12 @@ class PostgresBudget:
 
     def take_slot(self) -> tuple[float, float]:
         """One attempt: `(0, 0)` when a slot was taken, else `(pause_left, wait)` in seconds (one > 0)."""
-        with self._lock, self._guard("take a request slot"), self._conn.transaction():
-            self._conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_NAMESPACE, self._lock_key))
-            params = {"key": self.budget_key, "intervals": self._intervals, "limits": self._limits}
-            row = self._conn.execute(_WAITS, params).fetchone()
-            pause_left, wait = (float(row[0]), float(row[1])) if row else (0.0, 0.0)
-            if pause_left > 0 or wait > 0:
-                return max(pause_left, 0.0), max(wait, 0.0)
-            self._conn.execute(
-                f"INSERT INTO {SLOTS_TABLE} (budget_key, taken_at) VALUES (%s, clock_timestamp())",
-                (self.budget_key,),
-            )
-            # Slots older than the longest interval never count again.
-            self._conn.execute(
-                f"DELETE FROM {SLOTS_TABLE} WHERE budget_key = %s "
-                "AND taken_at < clock_timestamp() - %s * INTERVAL '1 millisecond'",
-                (self.budget_key, max(self._intervals)),
-            )
-            return 0.0, 0.0
+        params = (self.budget_key, LOCK_NAMESPACE, self._lock_key, self._intervals, self._limits)
+        with self._lock, self._guard("take a request slot"):
+            row = self._conn.execute(
+                f"SELECT pause_left, wait FROM {TAKE_SLOT_FUNCTION}(%s, %s, %s, %s, %s)", params
+            ).fetchone()
+        return (float(row[0]), float(row[1])) if row else (0.0, 0.0)
 
     def pause_left(self) -> float | None:
         """Seconds until the shared pause ends (negative once it has passed); None when never paused."""
@@ -125,8 +134,7 @@ class PostgresBudget:
     def pause(self, seconds: float, reason: str) -> float:
         """Pause every process of this budget for at least `seconds` (database clock); returns the seconds
         left of the pause now in force (a longer one already set wins)."""
-        with self._lock, self._guard("set the shared pause"), self._conn.transaction():
-            self._conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_NAMESPACE, self._lock_key))
+        with self._lock, self._guard("set the shared pause"):
             row = self._conn.execute(
                 f"INSERT INTO {PAUSE_TABLE} AS p (budget_key, until, reason) "
                 "VALUES (%s, clock_timestamp() + %s * INTERVAL '1 second', %s) "
