@@ -10,18 +10,18 @@ the webserver serves the code location and the daemon reports healthy.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
-from orderspace_pipelines.commands import DEFAULT_DAGSTER_YAML
 from orderspace_sandbox import SandboxServer
 from tests.deploy.services import BIN, REPO, ServiceStack, free_port, graphql, wait_for
 
-DEPLOY_DAGSTER_YAML = REPO / "deploy" / "dagster.yaml"
+DEPLOY = REPO / "deploy"  # dagster.yaml and workspace.yaml, as the image ships them
 START_SECONDS = 240.0  # a ceiling for start-up on a loaded 2-core machine, not a speed assertion
 CODE_LOCATION = "tests.deploy.paused_location"
 REQUIRED_DAEMONS = frozenset({"SENSOR", "BACKFILL", "QUEUED_RUN_COORDINATOR"})
@@ -48,47 +48,42 @@ query DaemonHealth {
 """
 
 
-def dagster_yaml_text() -> str:
-    """The deployment's instance settings: `deploy/dagster.yaml` once it exists, else the project's own
-    settings with Dagster's storage moved to Postgres (`ORDERSPACE_DATABASE_URL`)."""
-    if DEPLOY_DAGSTER_YAML.is_file():
-        return DEPLOY_DAGSTER_YAML.read_text()
-    settings = yaml.safe_load(DEFAULT_DAGSTER_YAML.read_text())
-    settings["storage"] = {"postgres": {"postgres_url": {"env": "ORDERSPACE_DATABASE_URL"}}}
-    return yaml.safe_dump(settings, sort_keys=False)
-
-
 @dataclass
 class Host:
     """One machine: its folders and the environment its processes get."""
 
     name: str
     root: Path
-    env: dict[str, str]
+    base_env: dict[str, str]  # the machine: PATH, HOME, TMPDIR, its own $DAGSTER_HOME
+    orderspace_env: dict[str, str]  # the account, the database, the lake volume, per-machine files
 
     @property
-    def dagster_home(self) -> Path:
-        return self.root / "dagster_home"
+    def env(self) -> dict[str, str]:
+        """What the code gets (the code server and its runs, the CLI)."""
+        return {**self.base_env, **self.orderspace_env}
 
     @classmethod
     def create(cls, name: str, root: Path, shared: dict[str, str]) -> Host:
         """A host under `root` whose only shared state is what `shared` names (Postgres, the lake)."""
-        tmp = root / "tmp"
-        for folder in (root / "dagster_home", tmp):
+        tmp, home = root / "tmp", root / "dagster_home"
+        for folder in (home, tmp):
             folder.mkdir(parents=True)
-        (root / "dagster_home" / "dagster.yaml").write_text(dagster_yaml_text())
-        env = {
+        shutil.copyfile(DEPLOY / "dagster.yaml", home / "dagster.yaml")  # as the image's DAGSTER_HOME holds
+        shutil.copyfile(DEPLOY / "workspace.yaml", home / "workspace.yaml")
+        base = {
             "PATH": f"{BIN}:/usr/local/bin:/usr/bin:/bin",
             "HOME": str(root),
             "LANG": "C.UTF-8",
             "TMPDIR": str(tmp),
-            "DAGSTER_HOME": str(root / "dagster_home"),
+            "DAGSTER_HOME": str(home),
+        }
+        orderspace = {
             # Per-machine files: without Postgres each host would keep its own budget and token here.
             "ORDERSPACE_THROTTLE_DB": str(tmp / "throttle.sqlite"),
             "ORDERSPACE_TOKEN_CACHE": str(tmp / "tokens.json"),
             **shared,
         }
-        return cls(name, root, env)
+        return cls(name, root, base, orderspace)
 
 
 def shared_env(
@@ -109,56 +104,49 @@ def shared_env(
 
 
 def start_dagster(stack: ServiceStack, host: Host, extra_env: dict[str, str]) -> str:
-    """Code server, then webserver and daemon on `host`; returns the webserver's URL once all are ready."""
+    """docker-compose.yaml's code-server, then its webserver and daemon, on `host`; returns the webserver's
+    URL once the code location is loaded and the daemon's heartbeats are healthy."""
     grpc_port, web_port = free_port(), free_port()
-    env = {**host.env, **extra_env}
+    dagster_env = {  # compose's x-dagster-env: all the webserver and the daemon get
+        **host.base_env,
+        "DAGSTER_CODE_SERVER_HOST": "127.0.0.1",
+        "DAGSTER_CODE_SERVER_PORT": str(grpc_port),
+        "ORDERSPACE_DATABASE_URL": host.orderspace_env["ORDERSPACE_DATABASE_URL"],
+    }
+    code_env = {**dagster_env, **host.orderspace_env, **extra_env}
     code = stack.start(
         "code-server",
-        [str(BIN / "dagster"), "code-server", "start", "-m", CODE_LOCATION, "-h", "127.0.0.1",
-         "-p", str(grpc_port), "-d", str(REPO), "--location-name", "orderspace_pipelines"],
-        env,
+        [str(BIN / "dagster"), "api", "grpc", "--host", "127.0.0.1", "--port", str(grpc_port),
+         "--module-name", CODE_LOCATION, "--location-name", "orderspace_pipelines"],
+        code_env,
     )  # fmt: skip
-    wait_for(
-        "the gRPC code server",
-        lambda: _grpc_healthy(grpc_port, env) or None,
-        timeout=START_SECONDS,
-        diagnose=stack.logs,
-    )
+    wait_for("the gRPC code server", lambda: _grpc_healthy(grpc_port, code_env) or None,
+             timeout=START_SECONDS, diagnose=stack.logs)  # fmt: skip
     assert code.process.poll() is None, code.tail()
-    workspace = host.root / "workspace.yaml"
-    workspace.write_text(
-        yaml.safe_dump(
-            {
-                "load_from": [
-                    {
-                        "grpc_server": {
-                            "host": "127.0.0.1",
-                            "port": grpc_port,
-                            "location_name": "orderspace_pipelines",
-                        }
-                    }
-                ]
-            }
-        )
-    )
+    workspace = host.base_env["DAGSTER_HOME"] + "/workspace.yaml"
     stack.start(
         "webserver",
-        [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(web_port), "-w", str(workspace)],
-        env,
+        [
+            str(BIN / "dagster-webserver"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(web_port),
+            "--workspace",
+            workspace,
+        ],
+        dagster_env,
     )
-    stack.start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(workspace)], env)
+    stack.start("daemon", [str(BIN / "dagster-daemon"), "run", "--workspace", workspace], dagster_env)
     url = f"http://127.0.0.1:{web_port}"
-    wait_for("the webserver to load the code location", lambda: _location_loaded(url), timeout=START_SECONDS,
+    wait_for("the webserver to load the code location", lambda: _location_loaded(url),
+             timeout=START_SECONDS, diagnose=stack.logs)  # fmt: skip
+    wait_for("the daemon's heartbeats", lambda: _daemons_healthy(url), timeout=START_SECONDS,
              diagnose=stack.logs)  # fmt: skip
-    wait_for(
-        "the daemon's heartbeats", lambda: _daemons_healthy(url), timeout=START_SECONDS, diagnose=stack.logs
-    )
     return url
 
 
 def _grpc_healthy(port: int, env: dict[str, str]) -> bool:
-    import subprocess
-
     check = [str(BIN / "dagster"), "api", "grpc-health-check", "-p", str(port), "-h", "127.0.0.1"]
     return subprocess.run(check, env=env, capture_output=True, timeout=60).returncode == 0
 
