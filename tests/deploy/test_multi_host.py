@@ -36,6 +36,7 @@ from orderspace_sandbox import SandboxServer
 from tests.deploy.deployment import Host, shared_env, start_dagster
 from tests.deploy.paused_location import PAUSE_DIR_ENV, pause_file
 from tests.deploy.services import BIN, Service, ServiceStack, graphql, wait_for
+from tests.postgres_server import PASSWORD
 from tests.push.test_dispatch_push import OPEN, dispatches_for, find_order, goods
 
 pytestmark = pytest.mark.deploy
@@ -141,6 +142,13 @@ def assert_budget_held(sandbox: SandboxServer) -> None:
     assert stats["max_in_window"] == RATE_LIMIT, stats
 
 
+def assert_no_secret_logged(stack: ServiceStack, secrets: list[str]) -> None:
+    """No service's output (code server and its runs, webserver, daemon, host 2's commands) shows a secret."""
+    for service in stack.services:
+        text = service.log.read_text(errors="replace")
+        assert not [secret for secret in secrets if secret in text], f"a secret is in {service.name}'s log"
+
+
 @pytest.mark.timeout(1200)
 def test_two_hosts_share_the_budget_the_ledger_and_the_run_storage(
     sandbox_factory, postgres_url: str, tmp_path: Path
@@ -165,6 +173,7 @@ def test_two_hosts_share_the_budget_the_ledger_and_the_run_storage(
         _push_killed_and_resumed_elsewhere(stack, url, sandbox, host2, lake, pause_dir)
         print(f"push judged after {time.monotonic() - started:.0f} s")
         assert_budget_held(sandbox)  # over the whole test: the stats were never reset
+        assert_no_secret_logged(stack, [PASSWORD, sandbox.config.client_secret])
         print("sandbox stats:", {k: v for k, v in sandbox.stats().items() if k != "by_path"})
     finally:
         stack.stop_all()
