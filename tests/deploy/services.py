@@ -95,6 +95,9 @@ class ServiceStack:
         self.services.append(service)
         return service
 
+    def named(self, name: str) -> Service:
+        return next(service for service in self.services if service.name == name)
+
     def logs(self) -> str:
         """Every service's log tail, for a failure message."""
         return "\n".join(service.tail() for service in self.services)

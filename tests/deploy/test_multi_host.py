@@ -223,6 +223,7 @@ def _push_killed_and_resumed_elsewhere(
     wait_for("the push run to reach dispatch.posted", lambda: marker.read_text() if marker.exists() else None,
              timeout=WAIT_SECONDS, diagnose=stack.logs)  # fmt: skip
     pid = int(marker.read_text())
+    assert pid != stack.named("code-server").pid  # a run worker, not the code server itself
     posted = [order["id"] for order in orders if dispatches_for(sandbox, order["id"])]
     assert len(posted) == 1, posted  # the first order's dispatch landed; the ledger has not heard of it
     os.kill(pid, signal.SIGKILL)
@@ -233,6 +234,7 @@ def _push_killed_and_resumed_elsewhere(
     push = stack.start("host2-push", [str(BIN / "orderspace-pipelines"), "push", str(claimed[0])], host2.env,
                        cwd=host2.root)  # fmt: skip
     assert push.wait(WAIT_SECONDS) == 0, stack.logs()
+    assert stack.named("code-server").process.poll() is None  # only the run died
 
     for order in orders:
         created = dispatches_for(sandbox, order["id"])
@@ -248,7 +250,8 @@ def _push_killed_and_resumed_elsewhere(
     listed = runs(url)
     pushes = [run for run in listed if run["jobName"] == "warehouse_push_job"]
     by_source = {run["tags"].get("warehouse/source", "sensor"): run for run in pushes}
-    assert set(by_source) == {"sensor", "cli"}, pushes  # the killed run and host 2's, both in host 1's UI
+    assert len(pushes) == 2 and set(by_source) == {"sensor", "cli"}, pushes  # both in host 1's UI
     print("push runs:", {source: run["status"] for source, run in by_source.items()})
     assert by_source["sensor"]["tags"]["warehouse/file"] == dropped.name
+    assert by_source["sensor"]["status"] != "SUCCESS", by_source["sensor"]  # the killed one
     assert by_source["cli"]["status"] == "SUCCESS", by_source["cli"]
