@@ -531,4 +531,11 @@ def _merge_reports(total: ApplyReport, part: ApplyReport) -> None:
         total.last_received_at = part.last_received_at
 
 
-__all__ = ["INVENTORY_LEVELS", "ApplyReport", "Tombstones", "apply_events", "apply_pending", "is_older"]
+__all__ = [
+    "INVENTORY_LEVELS",
+    "ApplyReport",
+    "Tombstones",
+    "apply_events",
+    "apply_pending",
+    "is_older",
+]

@@ -44,6 +44,10 @@ timestamped snapshot). With `merge=True` the pages are the records changed since
 (`updated_since`): they replace the stored rows with the same key (a changed product's variants are all
 replaced) and the other stored rows are carried over, streamed, so the table is the complete current state.
 Duplicate keys within one sweep (a record listed twice while the account changes) are landed once.
+
+Every landing drops listed records whose id the lake has tombstoned (`lake.tombstones.live`, one SQLite
+look-up per page, none before the first deletion): a listing read before a deletion and landed after the
+change feed or reconciliation removed the record does not bring it back.
 """
 
 from __future__ import annotations
@@ -58,10 +62,12 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import SecretStr
 
 from orderspace_pipelines.lake import storage
 from orderspace_pipelines.lake.flatten import CoercionLog, Row, record_date, rows_to_arrow, split_record
 from orderspace_pipelines.lake.schemas import SNAPSHOT_AT, TIMESTAMP, ResourceSpec, table_spec
+from orderspace_pipelines.lake.tombstones import live
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +112,7 @@ class LandingReport:
     merged_records: int = 0  # records merged into their stored days by id (`DayMerge`)
     already_covered: int = 0  # records `DayMerge` left alone: their day was re-pulled whole in this run
     changed_records: int = 0  # records of an `updated_since` refresh that replaced stored rows or were new
+    tombstoned: int = 0  # records listed but recorded as deleted (`lake.tombstones`): not landed
     schemas: dict[str, pa.Schema] = field(default_factory=dict)
     preview: dict[str, list[Row]] = field(default_factory=dict)
     coercions: CoercionLog = field(default_factory=CoercionLog)
@@ -204,12 +211,14 @@ class PartitionedLanding:
         progress_every: int = 25,
         on_day_written: Callable[[date, dict[str, int]], None] | None = None,
         server_bounded: bool = False,
+        database_url: SecretStr | str | None = None,
     ) -> None:
         if spec.date_field is None:
             raise ValueError(f"{spec.resource} is not date-partitioned")
         if start is not None and end is not None and start > end:
             raise ValueError(f"empty range: start {start} is after end {end}")
         self.data_dir = Path(data_dir)
+        self.database_url = database_url  # where the tombstones are (`lake.tombstones.open_tombstones`)
         self.spec = spec
         self.start = start
         self.end = end
@@ -239,6 +248,8 @@ class PartitionedLanding:
         Cheap (dates only), so a caller can ask for the next page before landing this one.
         """
         started = time.perf_counter()
+        records, dropped = live(self.data_dir, self.spec.singular, records, self.spec.key, self.database_url)
+        self.report.tombstoned += dropped
         plan = PagePlan(dated=[], wants_more=True)
         page_all_older = True
         reached_older = False
@@ -486,10 +497,12 @@ class DayMerge:
         partitions_end: date | None = None,
         logger: logging.Logger | None = None,
         on_day_written: Callable[[date, dict[str, int]], None] | None = None,
+        database_url: SecretStr | str | None = None,
     ) -> None:
         if spec.date_field is None:
             raise ValueError(f"{spec.resource} is not date-partitioned")
         self.data_dir = Path(data_dir)
+        self.database_url = database_url  # where the tombstones are (`lake.tombstones.open_tombstones`)
         self.spec = spec
         self.loaded_at = loaded_at
         self.report = report or LandingReport(spec.resource, rows=dict.fromkeys(_tables_of(spec), 0))
@@ -504,6 +517,8 @@ class DayMerge:
         started = time.perf_counter()
         report = self.report
         report.pages += 1
+        records, dropped = live(self.data_dir, self.spec.singular, records, self.spec.key, self.database_url)
+        report.tombstoned += dropped
         by_day: dict[date, dict[Any, Mapping[str, Any]]] = {}
         for record in records:
             report.records += 1
@@ -613,8 +628,10 @@ class WholeLanding:
         snapshot_at: datetime | None = None,
         merge: bool = False,
         logger: logging.Logger | None = None,
+        database_url: SecretStr | str | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.database_url = database_url  # where the tombstones are (`lake.tombstones.open_tombstones`)
         self.spec = spec
         self.loaded_at = loaded_at
         self.snapshot_at = snapshot_at
@@ -652,8 +669,10 @@ class WholeLanding:
         started = time.perf_counter()
         report = self.report
         report.pages += 1
-        buffers: dict[str, list[Row]] = {table: [] for table in self._writers}
         key = self.spec.key
+        records, dropped = live(self.data_dir, self.spec.singular, list(records), key, self.database_url)
+        report.tombstoned += dropped
+        buffers: dict[str, list[Row]] = {table: [] for table in self._writers}
         for record in records:
             report.records += 1
             if not isinstance(record, Mapping):
