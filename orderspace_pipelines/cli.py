@@ -124,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     dev = commands.add_parser("dev", help="Dagster UI (webserver + daemon) against the sandbox")
     dev.add_argument("--port", type=int, default=3000)
     dev.add_argument("--scale", default="small", choices=["tiny", "small", "large"])
+    dev.add_argument("--activity", type=float, default=6.0, help="sandbox changes a minute, sent as webhooks")
+    dev.add_argument(
+        "--webhook-port", type=int, default=8787, help="the webhook receiver's port (0: any free)"
+    )
     _add_webhooks(commands)
     return parser
 
@@ -197,7 +201,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return stack.demo_command(
                     scale=args.scale, rate_limit=args.rate_limit, rate_window=args.rate_window
                 )
-            return stack.dev_command(port=args.port, scale=args.scale)
+            options = stack.DevOptions(
+                port=args.port, scale=args.scale, activity=args.activity, webhook_port=args.webhook_port
+            )
+            return stack.dev_command(options)
         if args.command == "webhooks":
             return _run_webhooks(args)
     except ConfigurationError as error:

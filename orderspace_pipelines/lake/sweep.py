@@ -142,6 +142,21 @@ def _tables_of(spec: ResourceSpec) -> list[str]:
     return [spec.table, *(child.table for child in spec.children)]
 
 
+def _guarded(
+    data_dir: Path,
+    spec: ResourceSpec,
+    since: datetime,
+    day: date,
+    tables: Mapping[str, pa.Table | None],
+    database_url: SecretStr | str | None,
+) -> dict[str, pa.Table | None]:
+    """A pull's tables for `day`, keeping what the change feed applied since the pull started
+    (`lake.changes.PullGuard`; the caller holds the day's table locks)."""
+    from orderspace_pipelines.lake.changes import PullGuard  # changes imports this module
+
+    return PullGuard(data_dir, spec, since, database_url).guard_day(day, tables)
+
+
 # The created_since bound is moved this much earlier than the range's first midnight (UTC), so a record
 # created on the stroke of midnight is listed whether the server reads "since" as >= or as >.
 SINCE_MARGIN = timedelta(seconds=1)
@@ -413,7 +428,8 @@ class PartitionedLanding:
             )
         else:
             self._note_outside(day, len(buffer[self.spec.table]))
-        stored = storage.write_partition(self.data_dir, day, tables)
+        guarded = _guarded(self.data_dir, self.spec, self.loaded_at, day, tables, self.database_url)
+        stored = storage.write_partition(self.data_dir, day, guarded)
         self.report.day_rows[day] = stored
         for table, data in tables.items():
             self.report._note_schema(table, data.schema)
@@ -426,6 +442,23 @@ class PartitionedLanding:
             called = time.perf_counter()
             self.on_day_written(day, stored)
             self.report.processing_seconds -= time.perf_counter() - called
+
+    def _empty_day(self, day: date) -> None:
+        """Remove a day of the range the listing had no record for (keeping records the change feed
+        applied since the pull started: `_guarded`)."""
+        tables = _tables_of(self.spec)
+        with storage.table_locks(self.data_dir, tables):
+            kept = _guarded(
+                self.data_dir, self.spec, self.loaded_at, day, dict.fromkeys(tables), self.database_url
+            )
+            if any(data is not None and data.num_rows for data in kept.values()):
+                self.report.day_rows[day] = storage.write_partition(self.data_dir, day, kept)
+                return
+            for table in tables:
+                if storage.remove_partition(self.data_dir, table, day):
+                    if day not in self.report.days_removed:
+                        self.report.days_removed.append(day)
+                    self.report.day_rows.setdefault(day, {})[table] = 0
 
     def _note_outside(self, day: date, records: int) -> None:
         outside = (self.partitions_start is not None and day < self.partitions_start) or (
@@ -453,11 +486,7 @@ class PartitionedLanding:
             for day in storage.stored_days(self.data_dir, table):
                 in_range = (self.start is None or day >= self.start) and (self.end is None or day <= self.end)
                 if in_range and day not in self._written:
-                    removed = storage.remove_partition(self.data_dir, table, day)
-                    if removed and day not in self.report.days_removed:
-                        self.report.days_removed.append(day)
-                    if removed:
-                        self.report.day_rows.setdefault(day, {})[table] = 0
+                    self._empty_day(day)
         self.report.days_written.sort()
         self.report.days_removed.sort()
         self._finished = True
@@ -586,7 +615,9 @@ class DayMerge:
             self.report._note_schema(table, data.schema)
             self.report._note_preview(table, rows)
             self.report.rows[table] = self.report.rows.get(table, 0) + len(rows)
-        stored = storage.write_partition(self.data_dir, day, tables)
+        stored = storage.write_partition(
+            self.data_dir, day, _guarded(self.data_dir, spec, self.loaded_at, day, tables, self.database_url)
+        )
         self.report.merged_records += len(records)
         self.report.day_rows[day] = stored
         if day not in self.report.days_written:
@@ -703,16 +734,39 @@ class WholeLanding:
         report.processing_seconds += time.perf_counter() - started
         return True
 
-    def _carry_over(self) -> None:
-        """Stream the stored rows whose key was not in this refresh into the new files."""
+    def _change_feed_ids(self) -> tuple[set[Any], set[Any]]:
+        """(stored records to keep as stored, listed records to drop): what the change feed applied since
+        this pull started (`lake.changes.PullGuard.whole_ids`). The pull's own rows of both are removed."""
+        from orderspace_pipelines.lake.changes import PullGuard  # changes imports this module
+
+        guard = PullGuard(self.data_dir, self.spec, self.loaded_at, self.database_url)
+        keep, drop = guard.whole_ids({str(key) for key in self._seen if key is not None})
+        if keep or drop:
+            for table, writer in self._writers.items():
+                writer.drop_rows(_key_column(self.spec, table), keep | drop)
+            if self._snapshot is not None:  # the snapshot is the resulting table: the kept rows follow
+                self._snapshot.drop_rows(self.spec.key, keep | drop)
+            self.logger.info(
+                "%s: kept %d record(s) changed by events since the pull started, dropped %d deleted",
+                self.spec.resource,
+                len(keep),
+                len(drop),
+            )
+        return keep, drop
+
+    def _carry_over(self, keep: set[Any]) -> None:
+        """Stream into the new files the stored rows whose key was not in this refresh (`merge=True`) or
+        is in `keep` (records the change feed changed since the pull started)."""
+        replaced = self._seen - keep if self.merge else None
         for table, writer in self._writers.items():
             key = _key_column(self.spec, table)
             for batch in storage.iter_batches(storage.whole_file(self.data_dir, table)):
-                kept = (
-                    batch.filter(_not_in(batch.column(key), self._seen))
-                    if key in batch.column_names
-                    else batch
-                )
+                if key not in batch.column_names:
+                    kept = batch if self.merge else batch.slice(0, 0)
+                elif replaced is not None:
+                    kept = batch.filter(_not_in(batch.column(key), replaced))
+                else:
+                    kept = batch.filter(pc.invert(_not_in(batch.column(key), keep)))
                 if kept.num_rows:
                     writer.write(kept)
                     if table == self.spec.table:
@@ -725,8 +779,9 @@ class WholeLanding:
 
     def _finish_locked(self) -> LandingReport:
         started = time.perf_counter()
-        if self.merge:
-            self._carry_over()
+        keep, _ = self._change_feed_ids()
+        if self.merge or keep:
+            self._carry_over(keep)
         writers = dict(self._writers)
         if self._snapshot is not None and self.spec.snapshot_table is not None:
             writers[self.spec.snapshot_table] = self._snapshot
