@@ -4,6 +4,7 @@ live in the `orderspace_devtools` and `orderspace_sandbox` packages, which the `
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import socket
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from filelock import FileLock, Timeout
 
-from orderspace_pipelines.settings import OrderspaceSettings
+from orderspace_pipelines.settings import OrderspaceSettings, data_dir
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -97,8 +98,17 @@ def sync_command(*, since: date | None, select: list[str] | None) -> int:
     return 0 if result.success else 1
 
 
+def _claimed_in_work(path: Path, data_dir: Path) -> bool:
+    """A copy of `path` is claimed in `warehouse/work/` (another process is pushing it, or one crashed)."""
+    from orderspace_pipelines.warehouse import WarehouseFolders
+    from orderspace_pipelines.warehouse.files import WORK_SEPARATOR
+
+    work = WarehouseFolders.under(data_dir).work
+    return work.is_dir() and any(work.glob(f"*{WORK_SEPARATOR}{glob.escape(path.name)}"))
+
+
 def push_command(path: Path) -> int:
-    if not path.is_file():
+    if not path.is_file() and not _claimed_in_work(path, data_dir()):
         print(f"orderspace-pipelines push: no such file: {path}", file=sys.stderr)
         return 2
     OrderspaceSettings.from_env()

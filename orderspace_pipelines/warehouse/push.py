@@ -30,13 +30,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from orderspace_pipelines.client.errors import OrderspaceError
 from orderspace_pipelines.warehouse import dispatches, inventory
 from orderspace_pipelines.warehouse.files import (
     FileMissingError,
+    FileTakenError,
     WarehouseFolders,
+    finished_copy,
     free_destination,
     original_name,
     sha256_of,
@@ -74,7 +76,42 @@ def locate(path: Path, folders: WarehouseFolders, sha256: str | None = None) -> 
             f"{path} is gone and {len(matches)} claimed copies of {path.name!r} are in {folders.work}; "
             "push one of them by its path"
         )
+    finished = finished_copy(folders, original_name(path), sha256) if sha256 else None
+    if finished is not None:
+        raise FileTakenError(
+            f"{original_name(path)} was pushed by another process or host sharing this warehouse folder: it "
+            f"is in {finished.parent.name}/{finished.name}; nothing was done here"
+        )
     raise FileMissingError(f"{path} does not exist (and no claimed copy of it is in {folders.work})")
+
+
+def _locate_and_hash(path: Path, folders: WarehouseFolders, sha256: str | None) -> tuple[Path, str]:
+    """The file to push and its hash. A file another process claimed (moved into `work/`) between the two
+    steps is looked up again where it went."""
+    source = locate(path, folders, sha256)
+    try:
+        return source, sha256_of(source)
+    except FileNotFoundError:
+        source = locate(path, folders, sha256)
+        return source, sha256_of(source)
+
+
+def _take_turn(lock: FileLock, source: Path, path: Path, folders: WarehouseFolders, log: PushLog) -> None:
+    """Acquire the file's content lock. A file found only as a claimed copy in `work/` whose lock is held is
+    being pushed by another process or host right now: say so (`FileTakenError`) rather than wait for it.
+    (A claimed copy with a free lock is a crashed attempt, resumed here.)"""
+    try:
+        lock.acquire(timeout=0)
+        return
+    except Timeout:
+        if source.parent == folders.work and Path(path).resolve() != source:
+            raise FileTakenError(
+                f"{original_name(source)} is being pushed by another process or host sharing this warehouse "
+                f"folder (claimed as work/{source.name}); nothing was done here"
+            ) from None
+    # The same bytes are in flight (this file, or a copy under another name): wait, then see what is left.
+    log.info(f"{original_name(source)}: waiting for another push of the same content to finish")
+    lock.acquire()
 
 
 def push_file(
@@ -86,15 +123,41 @@ def push_file(
     options: PushOptions | None = None,
     log: PushLog | None = None,
 ) -> PushResult:
-    """Push one warehouse file (see the module docstring); returns what happened to each row."""
-    options = options or PushOptions()
+    """Push one warehouse file (see the module docstring); returns what happened to each row, or (outcome
+    `elsewhere`) that another process or host sharing the warehouse folder has the file."""
     log = log or logging.getLogger(__name__)
+    try:
+        result = _push_file(path, client=client, data_dir=data_dir, sha256=sha256, options=options, log=log)
+    except FileTakenError as taken:
+        result = PushResult(
+            file=original_name(Path(path)),
+            sha256=sha256 or "",
+            kind=None,
+            outcome=FileOutcome.ELSEWHERE,
+            taken_elsewhere=str(taken),
+        )
+    log.info(result.summary())
+    return result
+
+
+def _push_file(
+    path: Path,
+    *,
+    client: PushClient,
+    data_dir: Path,
+    sha256: str | None,
+    options: PushOptions | None,
+    log: PushLog,
+) -> PushResult:
+    options = options or PushOptions()
     folders = WarehouseFolders.under(data_dir).ensure()
-    source = locate(path, folders, sha256)
-    digest = sha256_of(source)
+    source, digest = _locate_and_hash(path, folders, sha256)
     baseline = (client.stats.requests, client.stats.throttle_wait_seconds)
-    with FileLock(str(folders.locks / f"{digest[:16]}.lock")):
-        if not source.exists():  # another run finished this very file while we waited for the lock
+    lock = FileLock(str(folders.locks / f"{digest[:16]}.lock"))
+    _take_turn(lock, source, path, folders, log)
+    checkpoint("file.locked")
+    try:
+        if not source.exists():  # another run took this very file while we waited for the lock
             source = locate(path, folders, digest)
             digest = sha256_of(source)
         claimed = folders.work / work_name(digest, original_name(source))
@@ -112,7 +175,8 @@ def push_file(
             raise  # resumable: the file stays claimed in work/, a re-run picks up where this one stopped
         except Exception as exc:  # anything else must not strand the file
             result = _stopped(claimed, digest, exc, mover=mover, log=log)
-    log.info(result.summary())
+    finally:
+        lock.release()
     return result
 
 
