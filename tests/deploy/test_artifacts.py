@@ -243,8 +243,13 @@ def healthy(check: list[str], env: dict[str, str], limit: float = 240.0) -> None
 
 
 def test_the_compose_services_run_from_their_commands_and_launch_a_run(
-    orderspace_env: dict[str, str], sandbox: SandboxServer, postgres_url: str, tmp_path: Path
+    orderspace_env: dict[str, str],
+    sandbox: SandboxServer,
+    postgres_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("ORDERSPACE_DATABASE_URL", postgres_url)  # for this test's own look at the instance
     home = deployment_home(tmp_path)
     shutil.copy(DEPLOY / "workspace.yaml", home / "workspace.yaml")
     ports = {"4000": free_port(), "3000": free_port(), "8787": free_port()}
