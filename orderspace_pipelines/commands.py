@@ -5,6 +5,7 @@ extra installs.)"""
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import socket
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from filelock import FileLock, Timeout
 
-from orderspace_pipelines.settings import OrderspaceSettings
+from orderspace_pipelines.settings import OrderspaceSettings, data_dir
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -98,6 +99,15 @@ def sync_command(*, since: date | None, select: list[str] | None) -> int:
     return 0 if result.success else 1
 
 
+def _claimed_in_work(path: Path, data_dir: Path) -> bool:
+    """A copy of `path` is claimed in `warehouse/work/` (another process is pushing it, or one crashed)."""
+    from orderspace_pipelines.warehouse import WarehouseFolders
+    from orderspace_pipelines.warehouse.files import WORK_SEPARATOR
+
+    work = WarehouseFolders.under(data_dir).work
+    return work.is_dir() and any(work.glob(f"*{WORK_SEPARATOR}{glob.escape(path.name)}"))
+
+
 def reconcile_command(*, sweep_days: int, full_cycle: bool) -> int:
     """`reconcile`: run `reconcile_job` in-process; prints what changed and the requests it spent."""
     OrderspaceSettings.from_env()
@@ -125,7 +135,7 @@ def reconcile_command(*, sweep_days: int, full_cycle: bool) -> int:
 
 
 def push_command(path: Path) -> int:
-    if not path.is_file():
+    if not path.is_file() and not _claimed_in_work(path, data_dir()):
         print(f"orderspace-pipelines push: no such file: {path}", file=sys.stderr)
         return 2
     OrderspaceSettings.from_env()
