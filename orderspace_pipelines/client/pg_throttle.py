@@ -104,8 +104,9 @@ class PostgresBudget:
         self._lock = threading.Lock()
         self._conn = postgres.connect(url, purpose="request budget")
         try:
-            postgres.migrate(self._conn, COMPONENT, MIGRATIONS)
-        except Exception:
+            with self._guard("create the request budget's tables"):
+                postgres.migrate(self._conn, COMPONENT, MIGRATIONS)
+        except BaseException:
             self._conn.close()
             raise
 
