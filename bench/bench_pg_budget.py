@@ -9,7 +9,8 @@ data dir, sharing nothing but the database and the sandbox):
   sandbox's `max_in_window` and 429 count.
 - overhead: the same on an unlimited sandbox with a budget far above what 4 processes can send, so the
   budget never limits: the time spent in `acquire()` per request is the cost of the shared lock (database
-  round trip), next to the same run on a SQLite throttle (one machine, all 4 sharing one file).
+  round trip), next to the same run on a SQLite throttle (one machine, all 4 sharing one file); then one
+  process calling `acquire()` alone (no HTTP, no contention) on each.
 - contention: 4 processes taking 25 slots each at 30 per 2 s straight from the bucket (no HTTP), for this
   project's bucket and pyrate-limiter's `PostgresBucket`: the most admissions in any sliding 2 s window, when
   each process was first admitted, and its longest gap (starvation shows here).
@@ -298,6 +299,34 @@ def _overhead(args: argparse.Namespace, database_url: str, work: Path) -> dict[s
     return rows
 
 
+def _acquire_only(database_url: str, work: Path, count: int = 400) -> dict[str, Any]:
+    """One process, no HTTP, no contention: the bare cost of `acquire()` on each throttle."""
+    from orderspace_pipelines.client import RequestThrottle
+
+    rows: dict[str, Any] = {}
+    for label in ("postgres", "sqlite"):
+        if label == "postgres":
+            throttle = RequestThrottle.on_postgres(database_url, "bare", limit=1_000_000, window_seconds=60.0)
+        else:
+            throttle = RequestThrottle(work / "bare.sqlite", limit=1_000_000, window_seconds=60.0)
+        times = []
+        try:
+            for _ in range(count):
+                started = time.perf_counter()
+                throttle.acquire()
+                times.append(time.perf_counter() - started)
+        finally:
+            throttle.close()
+        rows[f"{label}, 1 process, acquire only"] = {
+            "requests": count,
+            "requests_per_second": round(count / sum(times), 1),
+            "mean_acquire_ms": round(statistics.fmean(times) * 1000, 3),
+            **_percentiles(times),
+            "max_acquire_ms": round(max(times) * 1000, 1),
+        }
+    return rows
+
+
 def _contention(database_url: str) -> dict[str, Any]:
     import psycopg
 
@@ -447,7 +476,7 @@ def main() -> None:
                     + (" --database-url ..." if args.database_url else "")
                 ),
                 "sustained": _sustained(args, database_url, work),
-                "overhead": _overhead(args, database_url, work),
+                "overhead": _overhead(args, database_url, work) | _acquire_only(database_url, work),
                 "contention": _contention(database_url),
             }
     finally:
