@@ -19,12 +19,12 @@ Why not pyrate-limiter's `PostgresBucket` (4.5), which the issue suggested first
 - `LOCK TABLE ... NOWAIT` fails fast under contention and records no wait; the table lock is held across
   several round trips (count, peek, insert), where this bucket's lock lives inside one server-side call;
 - its table is created outside our migrations, and its 429-pause has no counterpart (we need one here anyway).
-Measured (`bench/bench_pg_budget.py`, section "contention": 4 processes x 25 slots at 30 per 2 s, three
-runs on a loaded 2-core machine): both hold the count (28-29 at most in any sliding 2 s window), but
+Measured (`bench/bench_pg_budget.py`, section "contention": 4 processes x 25 slots at 30 per 2 s, five runs
+on a loaded 2-core machine): both hold the count (27-29 at most in any sliding 2 s window), but
 `PostgresBucket` behind pyrate's blocking `Limiter` serves the processes one after another: one takes all its
-25 slots while the last waits 5.5-6 s for its first; this bucket interleaves them (every process first
-admitted within 1.1 s, longest gap 0.7-1.5 s). The four-process tests (`tests/client/test_pg_budget.py`)
-prove this bucket.
+25 slots while the last waits 5.5-6.4 s for its first; this bucket interleaves them (the last process first
+admitted after 0.65-2.6 s, no process waiting more than 2 s between two slots). The four-process tests
+(`tests/client/test_pg_budget.py`) prove this bucket.
 """
 
 from __future__ import annotations
