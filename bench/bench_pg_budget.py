@@ -9,7 +9,8 @@ data dir, sharing nothing but the database and the sandbox):
   sandbox's `max_in_window` and 429 count.
 - overhead: the same on an unlimited sandbox with a budget far above what 4 processes can send, so the
   budget never limits: the time spent in `acquire()` per request is the cost of the shared lock (database
-  round trip), next to the same run on a SQLite throttle (one machine, all 4 sharing one file).
+  round trip), next to the same run on a SQLite throttle (one machine, all 4 sharing one file); then one
+  process calling `acquire()` alone (no HTTP, no contention) on each.
 - contention: 4 processes taking 25 slots each at 30 per 2 s straight from the bucket (no HTTP), for this
   project's bucket and pyrate-limiter's `PostgresBucket`: the most admissions in any sliding 2 s window, when
   each process was first admitted, and its longest gap (starvation shows here).
@@ -27,6 +28,7 @@ import argparse
 import itertools
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -52,6 +54,16 @@ def _api_worker(duration: float, start_at: float) -> dict[str, Any]:
 
     with OrderspaceClient.from_settings(OrderspaceSettings.from_env(), max_retries=0) as client:
         client.auth.token()
+        acquires: list[float] = []
+        acquire = client.throttle.acquire
+
+        def timed_acquire() -> float:  # the transport calls this instance's acquire(): time each one
+            started = time.perf_counter()
+            waited = acquire()
+            acquires.append(time.perf_counter() - started)
+            return waited
+
+        client.throttle.acquire = timed_acquire  # type: ignore[method-assign]
         time.sleep(max(0.0, start_at - time.time()))
         times, statuses = [], {"ok": 0, "error": 0}
         while time.time() < start_at + duration:
@@ -62,7 +74,7 @@ def _api_worker(duration: float, start_at: float) -> dict[str, Any]:
                 statuses["error"] += 1
             times.append(time.time())
         stats = client.stats.as_dict()
-    return {"times": times, "statuses": statuses, "stats": stats}
+    return {"times": times, "statuses": statuses, "stats": stats, "acquires": acquires}
 
 
 def _host(args: argparse.Namespace) -> None:
@@ -161,7 +173,7 @@ def _host_env(
 
 
 def _run_hosts(envs: list[dict[str, str]], duration: float) -> list[dict[str, Any]]:
-    start_at = time.time() + 8.0  # every worker imports, connects and fetches its token first
+    start_at = time.time() + 15.0  # every worker imports, connects and fetches its token first
     hosts = [
         subprocess.Popen(
             [
@@ -245,6 +257,12 @@ def _mean_acquire(results: list[dict[str, Any]]) -> float:
     return round(waits / max(acquires, 1), 6)
 
 
+def _percentiles(seconds: list[float]) -> dict[str, float]:
+    """p50 and p95 of the acquire times, in ms."""
+    cuts = statistics.quantiles(seconds, n=20)
+    return {"p50_acquire_ms": round(cuts[9] * 1000, 3), "p95_acquire_ms": round(cuts[18] * 1000, 3)}
+
+
 def _overhead(args: argparse.Namespace, database_url: str, work: Path) -> dict[str, Any]:
     from orderspace_sandbox import SandboxConfig, SandboxServer
 
@@ -273,10 +291,39 @@ def _overhead(args: argparse.Namespace, database_url: str, work: Path) -> dict[s
                 "requests": requests,
                 "requests_per_second": round(requests / args.overhead_duration, 1),
                 "mean_acquire_ms": round(_mean_acquire(results) * 1000, 3),
+                **_percentiles([a for r in results for a in r["acquires"]]),
                 "max_acquire_ms": round(
                     max(r["stats"]["max_throttle_wait_seconds"] for r in results) * 1000, 1
                 ),
             }
+    return rows
+
+
+def _acquire_only(database_url: str, work: Path, count: int = 400) -> dict[str, Any]:
+    """One process, no HTTP, no contention: the bare cost of `acquire()` on each throttle."""
+    from orderspace_pipelines.client import RequestThrottle
+
+    rows: dict[str, Any] = {}
+    for label in ("postgres", "sqlite"):
+        if label == "postgres":
+            throttle = RequestThrottle.on_postgres(database_url, "bare", limit=1_000_000, window_seconds=60.0)
+        else:
+            throttle = RequestThrottle(work / "bare.sqlite", limit=1_000_000, window_seconds=60.0)
+        times = []
+        try:
+            for _ in range(count):
+                started = time.perf_counter()
+                throttle.acquire()
+                times.append(time.perf_counter() - started)
+        finally:
+            throttle.close()
+        rows[f"{label}, 1 process, acquire only"] = {
+            "requests": count,
+            "requests_per_second": round(count / sum(times), 1),
+            "mean_acquire_ms": round(statistics.fmean(times) * 1000, 3),
+            **_percentiles(times),
+            "max_acquire_ms": round(max(times) * 1000, 1),
+        }
     return rows
 
 
@@ -363,13 +410,13 @@ def _report(result: dict[str, Any]) -> list[str]:
         "",
         "## Lock overhead (budget never the limiter)",
         "",
-        "| throttle | requests | requests/s | mean acquire (ms) | max acquire (ms) |",
-        "|---|---|---|---|---|",
+        "| throttle | requests | requests/s | acquire p50 (ms) | p95 (ms) | mean (ms) | max (ms) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for label, row in o.items():
         lines.append(
-            f"| {label} | {row['requests']} | {row['requests_per_second']} | {row['mean_acquire_ms']} "
-            f"| {row['max_acquire_ms']} |"
+            f"| {label} | {row['requests']} | {row['requests_per_second']} | {row['p50_acquire_ms']} "
+            f"| {row['p95_acquire_ms']} | {row['mean_acquire_ms']} | {row['max_acquire_ms']} |"
         )
     lines += ["", "## Contention (bucket only, 4 x 25 slots at 30 per 2 s)", ""]
     for kind, row in c.items():
@@ -429,7 +476,7 @@ def main() -> None:
                     + (" --database-url ..." if args.database_url else "")
                 ),
                 "sustained": _sustained(args, database_url, work),
-                "overhead": _overhead(args, database_url, work),
+                "overhead": _overhead(args, database_url, work) | _acquire_only(database_url, work),
                 "contention": _contention(database_url),
             }
     finally:

@@ -16,14 +16,15 @@ Why not pyrate-limiter's `PostgresBucket` (4.5), which the issue suggested first
   slots on two clocks; the slot is stamped with that earlier time, not the time it was granted;
 - slots are stored as `TIMESTAMP` (without time zone) converted through each session's `TimeZone`, so two
   hosts whose sessions differ (PGTZ, a role's setting) or a DST change misplace each other's slots;
-- `LOCK TABLE ... NOWAIT` fails fast under contention and records no wait, so contending processes poll
-  blindly; an advisory lock queues them in the order they came (no starvation) and holds for one round trip;
+- `LOCK TABLE ... NOWAIT` fails fast under contention and records no wait; the table lock is held across
+  several round trips (count, peek, insert), where this bucket's lock lives inside one server-side call;
 - its table is created outside our migrations, and its 429-pause has no counterpart (we need one here anyway).
-Measured (`bench/bench_pg_budget.py`, section "contention"; 4 processes, 100 admissions at 30 per 2 s): both
-hold the count (at most 29-30 in any sliding 2 s window), but `PostgresBucket` behind pyrate's blocking
-`Limiter` serves the processes in runs: one takes all its 25 slots while others wait 3.7-5.7 s for their
-first; this bucket interleaves them (every process admitted within the first 1.3 s, longest gap under 2 s).
-The four-process test (`tests/client/test_pg_budget.py`) is the proof for this bucket.
+Measured (`bench/bench_pg_budget.py`, section "contention": 4 processes x 25 slots at 30 per 2 s, five runs
+on a loaded 2-core machine): both hold the count (27-29 at most in any sliding 2 s window), but
+`PostgresBucket` behind pyrate's blocking `Limiter` serves the processes one after another: one takes all its
+25 slots while the last waits 5.5-6.4 s for its first; this bucket interleaves them (the last process first
+admitted after 0.65-2.6 s, no process waiting more than 2 s between two slots). The four-process tests
+(`tests/client/test_pg_budget.py`) prove this bucket.
 """
 
 from __future__ import annotations
@@ -104,8 +105,9 @@ class PostgresBudget:
         self._lock = threading.Lock()
         self._conn = postgres.connect(url, purpose="request budget")
         try:
-            postgres.migrate(self._conn, COMPONENT, MIGRATIONS)
-        except Exception:
+            with self._guard("create the request budget's tables"):
+                postgres.migrate(self._conn, COMPONENT, MIGRATIONS)
+        except BaseException:
             self._conn.close()
             raise
 

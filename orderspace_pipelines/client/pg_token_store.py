@@ -47,6 +47,8 @@ class PostgresTokenStore:
     """
 
     def __init__(self, url: str | SecretStr, key: str, *, lock_timeout: float = LOCK_TIMEOUT_SECONDS) -> None:
+        import psycopg
+
         self.where = postgres.describe_url(url)
         self.key = key
         self.lock_timeout = lock_timeout
@@ -59,9 +61,12 @@ class PostgresTokenStore:
         self._conn = postgres.connect(url, purpose="token store")
         try:
             postgres.migrate(self._conn, COMPONENT, MIGRATIONS)
-        except Exception:
+        except psycopg.Error as error:
             self._conn.close()
-            raise
+            raise postgres.DatabaseError(
+                f"ORDERSPACE_DATABASE_URL ({self.where}): could not create the token table: "
+                f"{type(error).__name__}"
+            ) from None
 
     def __repr__(self) -> str:
         return f"PostgresTokenStore({self.where})"

@@ -190,3 +190,24 @@ def test_the_settings_choose_the_stores(sandbox, postgres_url: str, tmp_path: Pa
     with OrderspaceClient(shared) as client:  # the client goes through the same chooser
         assert isinstance(client.auth.store, PostgresTokenStore)
         assert list(client.list_tax_rates()) == sandbox.store.all("tax_rates")
+
+
+def test_a_database_that_refuses_the_tables_fails_in_one_line(postgres_url: str) -> None:
+    """A role that may connect but not create tables (PostgreSQL 15+: no CREATE on `public` for others)."""
+    from orderspace_pipelines.client.pg_throttle import PostgresBudget
+    from orderspace_pipelines.client.throttle import budget_rates
+
+    limited_password = "limited-role-secret-91b2"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE limited_role LOGIN PASSWORD '{limited_password}'")
+    limited = postgres_url.replace(f"orderspace:{PASSWORD}@", f"limited_role:{limited_password}@")
+    for open_store in (
+        lambda: PostgresTokenStore(limited, "account"),
+        lambda: PostgresBudget(limited, "account", budget_rates(60, 60.0)),
+    ):
+        with pytest.raises(postgres.DatabaseError) as caught:
+            open_store()
+        message = str(caught.value)
+        assert "\n" not in message and "ORDERSPACE_DATABASE_URL" in message
+        assert "limited_role@127.0.0.1" in message and "InsufficientPrivilege" in message
+        assert limited_password not in message and PASSWORD not in message
