@@ -228,10 +228,10 @@ def _push_killed_and_resumed_elsewhere(
     assert len(posted) == 1, posted  # the first order's dispatch landed; the ledger has not heard of it
     os.kill(pid, signal.SIGKILL)
 
-    # What an operator on the other host does: push the copy the dead run claimed (the inbox is empty now).
+    # The dead run left the file claimed in work/; the same push from the other host resumes it.
     claimed = [path for path in folders.work.iterdir() if path.name.endswith(dropped.name)]
     assert len(claimed) == 1 and not dropped.exists(), (claimed, sorted(folders.inbox.iterdir()))
-    push = stack.start("host2-push", [str(BIN / "orderspace-pipelines"), "push", str(claimed[0])], host2.env,
+    push = stack.start("host2-push", [str(BIN / "orderspace-pipelines"), "push", str(dropped)], host2.env,
                        cwd=host2.root)  # fmt: skip
     assert push.wait(WAIT_SECONDS) == 0, stack.logs()
     assert stack.named("code-server").process.poll() is None  # only the run died
