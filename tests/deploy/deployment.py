@@ -124,19 +124,8 @@ def start_dagster(stack: ServiceStack, host: Host, extra_env: dict[str, str]) ->
              timeout=START_SECONDS, diagnose=stack.logs)  # fmt: skip
     assert code.process.poll() is None, code.tail()
     workspace = host.base_env["DAGSTER_HOME"] + "/workspace.yaml"
-    stack.start(
-        "webserver",
-        [
-            str(BIN / "dagster-webserver"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(web_port),
-            "--workspace",
-            workspace,
-        ],
-        dagster_env,
-    )
+    webserver = [str(BIN / "dagster-webserver"), "--host", "127.0.0.1", "--port", str(web_port)]
+    stack.start("webserver", [*webserver, "--workspace", workspace], dagster_env)
     stack.start("daemon", [str(BIN / "dagster-daemon"), "run", "--workspace", workspace], dagster_env)
     url = f"http://127.0.0.1:{web_port}"
     wait_for("the webserver to load the code location", lambda: _location_loaded(url),
