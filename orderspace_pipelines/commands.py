@@ -1,6 +1,7 @@
-"""What the CLI's product commands, `sync` and `push`, do: wire the environment, the Dagster instance and the
-definitions together. No business logic lives here. (`demo`, `dev` and `sandbox` are development tools: they
-live in the `orderspace_devtools` and `orderspace_sandbox` packages, which the `dev` extra installs.)"""
+"""What the CLI's product commands, `sync`, `reconcile` and `push`, do: wire the environment, the Dagster
+instance and the definitions together. No business logic lives here. (`demo`, `dev` and `sandbox` are
+development tools: they live in the `orderspace_devtools` and `orderspace_sandbox` packages, which the `dev`
+extra installs.)"""
 
 from __future__ import annotations
 
@@ -37,6 +38,32 @@ def sync_command(*, since: date | None, select: list[str] | None) -> int:
     result = run_sync(since=since, select=select, instance=dagster_instance(), resources=build_resources())
     print(result.describe() if hasattr(result, "describe") else result)
     return 0 if result.success else 1
+
+
+def reconcile_command(*, sweep_days: int, full_cycle: bool) -> int:
+    """`reconcile`: run `reconcile_job` in-process; prints what changed and the requests it spent."""
+    OrderspaceSettings.from_env()
+    import dagster as dg
+
+    from orderspace_pipelines.definitions import build_resources
+    from orderspace_pipelines.defs.reconcile import run_reconcile
+
+    instance = dagster_instance()
+    ephemeral = instance is None
+    instance = instance or dg.DagsterInstance.ephemeral()
+    try:
+        result = run_reconcile(
+            instance=instance, resources=build_resources(), sweep_days=sweep_days, full_cycle=full_cycle
+        )
+    finally:
+        if ephemeral:
+            instance.dispose()
+    if not result.success:
+        print(f"orderspace-pipelines reconcile: run {result.run_id} failed: {result.error}", file=sys.stderr)
+        return 1
+    print(result.summary)
+    print(f"API requests: {result.requests}")
+    return 0
 
 
 def push_command(path: Path) -> int:

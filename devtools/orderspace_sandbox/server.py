@@ -620,6 +620,8 @@ class SandboxServer:
                 return _json(200, {"ok": True})
             if method == "GET" and action == "webhooks":
                 return _json(200, self.webhooks.snapshot())
+            if method == "GET" and action == "webhooks/changes":
+                return _json(200, {"changes": self.webhooks.changes()})
             if method == "POST" and action == "activity":
                 count = body.get("changes", 1)
                 if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 10000:

@@ -22,6 +22,10 @@ Choices where the docs are silent (guesses, all knobs in `SandboxConfig`):
 - only webhooks created or updated through the API in this run receive deliveries (the seeded two point at
   fictional hosts); a connection failure or timeout (`webhook_timeout`) counts as a failed attempt.
 Status and the delivery log are read at `GET /_sandbox/webhooks`; the API's webhook shape is unchanged.
+`GET /_sandbox/webhooks/changes` is the change log: each change with events a subscription wants, with the
+wall-clock time it was made (`at`, Unix seconds) and its events as `[event type, record key]` pairs in
+emission order (the key as the receiver files it: `invoice_id` for a payment, `sku` for an inventory level,
+else `id`). Benchmarks use it to time a change from the sandbox into the lake.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ from orderspace_sandbox.store import LOOPBACK_HTTP, Store
 MAX_EVENTS_PER_DELIVERY = 50  # documented
 SIGNATURE_HEADER = "X-Orderspace-Signature"
 LOG_LIMIT = 2000  # delivery log entries kept (oldest dropped first)
+CHANGE_LOG_LIMIT = 20000  # change log entries kept (oldest dropped first)
+_KEY_FIELD = {"payment": "invoice_id", "inventory_level": "sku"}
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _DEFAULT = urllib.request.build_opener()
 
@@ -81,6 +87,7 @@ class WebhookDispatcher:
         self._lock = threading.Condition()
         self._subs: dict[str, _Subscription] = {}
         self._log: deque[dict[str, Any]] = deque(maxlen=LOG_LIMIT)
+        self._changes: deque[dict[str, Any]] = deque(maxlen=CHANGE_LOG_LIMIT)
         self._stopping = False
         store.on_events = self.publish
 
@@ -96,6 +103,7 @@ class WebhookDispatcher:
         with self._lock:
             if self._stopping:
                 return
+            self._log_change(events, set().union(*(wanted for _, wanted in hooks)))
             live = {webhook_id for webhook_id, _ in hooks}
             for webhook_id, sub in list(self._subs.items()):
                 if webhook_id not in live:  # deleted: stop sending
@@ -118,6 +126,22 @@ class WebhookDispatcher:
                     )
                     sub.thread.start()
             self._lock.notify_all()
+
+    def _log_change(self, events: list[dict[str, Any]], wanted: set[str]) -> None:
+        """Note the change's time and those of its events some subscription wants (call with the lock)."""
+        pairs = []
+        for event in events:
+            if event["event"] in wanted:
+                resource = event["event"].split(".")[0]
+                record = event["data"][resource]
+                pairs.append([event["event"], str(record.get(_KEY_FIELD.get(resource, "id")))])
+        if pairs:
+            self._changes.append({"at": time.time(), "events": pairs})
+
+    def changes(self) -> list[dict[str, Any]]:
+        """The change log, oldest first: `{"at": unix seconds, "events": [[type, key], ...]}` per change."""
+        with self._lock:
+            return [dict(entry) for entry in self._changes]
 
     def webhook_changed(self, webhook_id: str) -> None:
         """A PUT on the webhook: re-enable it (a fresh start, nothing queued from before)."""

@@ -59,6 +59,7 @@ def push_warehouse_file(
 ) -> dg.Output[PushResult]:
     """Claim, validate and push one warehouse file; report beside it in processed/ or rejected/."""
     options = PushOptions(snapshot_max_age_seconds=config.snapshot_max_age_seconds)
+    database_url = lake.database_url  # the ledger: Postgres when set (shared by every host)
     with orderspace.get_client() as client:
         result = push_file(
             Path(config.path),
@@ -67,6 +68,7 @@ def push_warehouse_file(
             sha256=config.sha256 or None,
             options=options,
             log=context.log,
+            database_url=database_url,
         )
     metadata: dict[str, Any] = {
         "file": result.file,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from orderspace_pipelines.client import MAX_PAGE_SIZE, OrderspaceClient
 from orderspace_pipelines.settings import OrderspaceSettings
@@ -79,3 +79,9 @@ class LakeResource(dg.ConfigurableResource):
         """The absolute root (the model resolves it; a blank value means the default, as everywhere)."""
         overrides = {} if self.data_dir is None else {"data_dir": self.data_dir}
         return OrderspaceSettings.read(None, **overrides).data_dir
+
+    @property
+    def database_url(self) -> SecretStr | None:
+        """`ORDERSPACE_DATABASE_URL` (read now): the push ledger and the webhook event store live in that
+        Postgres database, shared by every host; None: SQLite files under the root."""
+        return OrderspaceSettings.read(None).database_url

@@ -15,7 +15,7 @@ from orderspace_pipelines.warehouse.files import (
     is_candidate,
     sha256_of,
 )
-from orderspace_pipelines.warehouse.ledger import Ledger
+from orderspace_pipelines.warehouse.ledger import Ledger, SqliteLedger, open_ledger
 from orderspace_pipelines.warehouse.parsing import FileKind, ParsedFile, parse_bytes
 from orderspace_pipelines.warehouse.push import PushOptions, push_file
 from orderspace_pipelines.warehouse.report import PushResult, RowResult
@@ -28,9 +28,11 @@ __all__ = [
     "PushOptions",
     "PushResult",
     "RowResult",
+    "SqliteLedger",
     "WarehouseFolders",
     "atomic_write_text",
     "is_candidate",
+    "open_ledger",
     "parse_bytes",
     "push_file",
     "sha256_of",

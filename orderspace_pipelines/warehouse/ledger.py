@@ -1,11 +1,18 @@
 """The outbox/ledger: what was sent to Orderspace for which file row, so every push happens once.
 
-SQLite in WAL mode with `synchronous=FULL`, at `warehouse/ledger.sqlite`. Every state change is one committed
+`Ledger` is the protocol the push works through; `open_ledger` picks the implementation from the settings, in
+one place: `PostgresLedger` (`ledger_pg.py`) when `ORDERSPACE_DATABASE_URL` is set, so every host of a
+deployment shares one ledger, else `SqliteLedger`, a SQLite file in WAL mode with `synchronous=FULL` at
+`warehouse/ledger.sqlite` (one machine). Both give the same guarantees: every state change is one committed
 transaction, written *before* the request it announces (pending) and *after* its response (confirmed), so a
 process killed at any moment leaves either nothing, or a `pending` row the next run reconciles against
 Orderspace before sending anything again.
 
-Tables:
+`claim(sha256)` is held while a file is pushed, so two processes never push the same bytes at once: a
+per-content file lock beside the SQLite ledger; a session advisory lock in Postgres (across hosts; released by
+the server when the holder's connection dies, so a killed run never strands a file).
+
+Tables (the same in both):
 
 * `files(sha256)`: a file's content hash, the name it first came under, `in_progress` or `done`, and its
   outcome. A `done` hash dropped again is a duplicate: nothing is sent.
@@ -23,12 +30,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+from filelock import FileLock
+from pydantic import SecretStr
 
 from orderspace_pipelines.warehouse.states import EntryState, FileKind, FileOutcome, FileState
 
@@ -87,7 +97,7 @@ class FileRecord:
     finished_at: str | None
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> FileRecord:
+    def from_row(cls, row: Mapping[str, Any]) -> FileRecord:
         data = dict(row)
         data["state"] = FileState(data["state"])
         data["kind"] = FileKind(data["kind"]) if data["kind"] is not None else None
@@ -110,8 +120,91 @@ class DispatchRecord:
     pending_at: str
 
 
-class Ledger:
-    """One connection to the ledger file; use as a context manager or call `close()`."""
+class LedgerError(RuntimeError):
+    """The ledger could not be read or written (the shared database went away): nothing was lost, since
+    every change is committed before it matters; the push stops and a re-run resumes it."""
+
+
+def dispatch_record(data: Mapping[str, Any]) -> DispatchRecord:
+    """A `DispatchRecord` from a `dispatches` row whose JSON columns are already decoded."""
+    fields = {key: value for key, value in data.items() if key != "updated_at"}
+    fields["state"] = EntryState(fields["state"])
+    return DispatchRecord(**fields)
+
+
+class Ledger(Protocol):
+    """What the push records through (see the module docstring). Use as a context manager or `close()`."""
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Ledger: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def claim(self, sha256: str) -> AbstractContextManager[None]:
+        """Held while one file is pushed: a second claim of the same hash waits for the first to end."""
+        ...
+
+    def file(self, sha256: str) -> FileRecord | None: ...
+
+    def begin_file(self, sha256: str, name: str, kind: FileKind | None) -> FileRecord:
+        """Register a file (or return its existing record: `done` means duplicate, `in_progress` resume)."""
+        ...
+
+    def finish_file(self, sha256: str, outcome: FileOutcome, final_path: str) -> None: ...
+
+    def dispatch(self, sha256: str, group_key: str) -> DispatchRecord | None: ...
+
+    def dispatches_of(self, sha256: str) -> list[DispatchRecord]:
+        """Every dispatch entry of one file."""
+        ...
+
+    def dispatch_pending(
+        self,
+        sha256: str,
+        group_key: str,
+        order_id: str,
+        body: dict[str, Any],
+        *,
+        existing_ids: Iterable[str],
+        row_lines: Iterable[int],
+    ) -> DispatchRecord:
+        """Record the body about to be POSTed (committed before the request leaves); see `SqliteLedger`."""
+        ...
+
+    def dispatch_confirmed(self, sha256: str, group_key: str, dispatch_id: str) -> None: ...
+
+    def dispatch_refused(self, sha256: str, group_key: str, message: str) -> None: ...
+
+    def inventory_states(self, sha256: str) -> dict[int, tuple[EntryState, str | None]]:
+        """line -> (state, API message) for the inventory rows of one file the ledger knows."""
+        ...
+
+    def mark_inventory(
+        self,
+        sha256: str,
+        rows: Iterable[tuple[int, str, str]],
+        state: EntryState,
+        message: str | None = None,
+    ) -> None:
+        """Set the state of (line, sku, value as canonical decimal text) rows in one transaction."""
+        ...
+
+
+def open_ledger(ledger_path: Path, database_url: SecretStr | str | None = None) -> Ledger:
+    """The push ledger: Postgres when `database_url` (`ORDERSPACE_DATABASE_URL`) is set, else the SQLite
+    file at `ledger_path` (`WarehouseFolders.ledger_path`). The one place the implementation is chosen."""
+    if database_url is not None and (
+        database_url.get_secret_value() if isinstance(database_url, SecretStr) else database_url
+    ):
+        from orderspace_pipelines.warehouse.ledger_pg import PostgresLedger
+
+        return PostgresLedger(database_url)
+    return SqliteLedger(ledger_path)
+
+
+class SqliteLedger:
+    """`Ledger` on one SQLite file (one machine); use as a context manager or call `close()`."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -129,11 +222,19 @@ class Ledger:
     def close(self) -> None:
         self._db.close()
 
-    def __enter__(self) -> Ledger:
+    def __enter__(self) -> SqliteLedger:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @contextmanager
+    def claim(self, sha256: str) -> Iterator[None]:
+        """A per-content lock file in `.locks/` beside the ledger (`WarehouseFolders.locks`)."""
+        locks = self.path.parent / ".locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(locks / f"{sha256[:16]}.lock")):
+            yield
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -179,12 +280,10 @@ class Ledger:
         if row is None:
             return None
         data = dict(row)
-        data.pop("updated_at")
         data["body"] = json.loads(data["body"])
-        data["state"] = EntryState(data["state"])
         for column in ("existing_ids", "row_lines"):
             data[column] = json.loads(data[column]) if data.get(column) is not None else None
-        return DispatchRecord(**data)
+        return dispatch_record(data)
 
     def dispatches_of(self, sha256: str) -> list[DispatchRecord]:
         """Every dispatch entry of one file."""

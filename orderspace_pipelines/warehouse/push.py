@@ -3,9 +3,11 @@
 `push_file` is what the Dagster op runs (and nothing else does the work): it takes an API client and the data
 directory, so it can also be driven without Dagster. Steps:
 
-1. Hash the file and take a per-content lock (`.locks/<sha16>.lock`), so two runs never push the same bytes at
-   once; move the file from the inbox into `work/` (a path that is gone is looked up there: re-executing a
-   crashed run resumes it).
+1. Hash the file and claim its content in the ledger (`Ledger.claim`: a per-content lock file on one machine,
+   a Postgres advisory lock across hosts), so two runs never push the same bytes at once; move the file from
+   the inbox into `work/` (a path that is gone is looked up there: re-executing a crashed run resumes it).
+   The ledger is SQLite under the data dir, or Postgres when `database_url` (`ORDERSPACE_DATABASE_URL`) is
+   given (`ledger.open_ledger`).
 2. The ledger knows the hash: `done` -> duplicate (nothing sent, the report says of which file);
    `in_progress` -> a crashed attempt, resumed (confirmed rows are not resent, pending ones reconciled).
 3. Parse by header; push inventory or dispatches (see `inventory.py`, `dispatches.py`).
@@ -13,13 +15,13 @@ directory, so it can also be driven without Dagster. Steps:
    Outcome `rejected` when the file could not be read as a warehouse file or no row of it was usable
    (every row rejected/refused); `processed` otherwise, bad rows reported.
 
-An Orderspace failure (API down, token refused, outcome of a dispatch unknown) or a file system error leaves
-the file claimed in `work/` and the ledger as it was, and propagates: the run fails and a re-run picks up
-where it stopped. Any other exception during a file (a bug, input nothing above foresaw) never strands it:
-the report is written from what the ledger knows was sent (those rows say so; every other row is reported
-not pushed, with the error), the file moves to `rejected/`, and its ledger entry stays `in_progress`, so
-dropping the same file again resumes it without resending what was sent. `PushResult.stopped_by` names the
-error.
+An Orderspace failure (API down, token refused, outcome of a dispatch unknown), a file system error or the
+shared ledger's database going away (`LedgerError`) leaves the file claimed in `work/` and the ledger as it
+was, and propagates: the run fails and a re-run picks up where it stopped. Any other exception during a
+file (a bug, input nothing above foresaw) never strands it: the report is written from what the ledger
+knows was sent (those rows say so; every other row is reported not pushed, with the error), the file moves
+to `rejected/`, and its ledger entry stays `in_progress`, so dropping the same file again resumes it without
+resending what was sent. `PushResult.stopped_by` names the error.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from filelock import FileLock
+from pydantic import SecretStr
 
 from orderspace_pipelines.client.errors import OrderspaceError
 from orderspace_pipelines.warehouse import dispatches, inventory
@@ -43,7 +45,7 @@ from orderspace_pipelines.warehouse.files import (
     work_name,
 )
 from orderspace_pipelines.warehouse.hooks import checkpoint
-from orderspace_pipelines.warehouse.ledger import FileRecord, Ledger
+from orderspace_pipelines.warehouse.ledger import FileRecord, Ledger, LedgerError, open_ledger
 from orderspace_pipelines.warehouse.parsing import ParsedFile, parse_bytes
 from orderspace_pipelines.warehouse.protocols import PushClient, PushLog
 from orderspace_pipelines.warehouse.report import PushResult, RowResult, write_report
@@ -85,15 +87,19 @@ def push_file(
     sha256: str | None = None,
     options: PushOptions | None = None,
     log: PushLog | None = None,
+    database_url: SecretStr | str | None = None,
 ) -> PushResult:
-    """Push one warehouse file (see the module docstring); returns what happened to each row."""
+    """Push one warehouse file (see the module docstring); returns what happened to each row.
+
+    `database_url` (the settings' `database_url`): the ledger lives in that Postgres database, shared by
+    every host; None: the SQLite ledger under `data_dir`."""
     options = options or PushOptions()
     log = log or logging.getLogger(__name__)
     folders = WarehouseFolders.under(data_dir).ensure()
     source = locate(path, folders, sha256)
     digest = sha256_of(source)
     baseline = (client.stats.requests, client.stats.throttle_wait_seconds)
-    with FileLock(str(folders.locks / f"{digest[:16]}.lock")):
+    with open_ledger(folders.ledger_path, database_url) as ledger, ledger.claim(digest):
         if not source.exists():  # another run finished this very file while we waited for the lock
             source = locate(path, folders, digest)
             digest = sha256_of(source)
@@ -106,24 +112,32 @@ def push_file(
         mover = _FileAway(folders, client, baseline)
         try:
             result = _push_claimed(
-                claimed, digest, mover=mover, client=client, data_dir=data_dir, options=options, log=log
+                claimed,
+                digest,
+                mover=mover,
+                client=client,
+                ledger=ledger,
+                data_dir=data_dir,
+                options=options,
+                log=log,
             )
-        except (OrderspaceError, dispatches.DispatchOutcomeUnknownError, OSError):
+        except (OrderspaceError, dispatches.DispatchOutcomeUnknownError, OSError, LedgerError):
             raise  # resumable: the file stays claimed in work/, a re-run picks up where this one stopped
         except Exception as exc:  # anything else must not strand the file
-            result = _stopped(claimed, digest, exc, mover=mover, log=log)
+            result = _stopped(claimed, digest, exc, mover=mover, ledger=ledger, log=log)
     log.info(result.summary())
     return result
 
 
-def _stopped(claimed: Path, digest: str, exc: Exception, *, mover: _FileAway, log: PushLog) -> PushResult:
+def _stopped(
+    claimed: Path, digest: str, exc: Exception, *, mover: _FileAway, ledger: Ledger, log: PushLog
+) -> PushResult:
     """Report and file away a file whose push stopped on an unexpected error (see the module docstring)."""
     error = f"{type(exc).__name__}: {exc}"[:500]
     log.warning(f"{original_name(claimed)}: the push stopped on an unexpected error ({error})")
     logging.getLogger(__name__).exception("push of %s stopped", claimed.name)
-    with Ledger(mover.folders.ledger_path) as ledger:
-        record = ledger.file(digest)
-        sent = {**_inventory_sent_before(ledger, digest), **_dispatches_sent_before(ledger, digest)}
+    record = ledger.file(digest)
+    sent = {**_inventory_sent_before(ledger, digest), **_dispatches_sent_before(ledger, digest)}
     lines = _lines_of(claimed, also=sent)
     reason = (
         f"not pushed: the push stopped on an unexpected error ({error}); drop the file again to push the "
@@ -188,6 +202,7 @@ def _push_claimed(
     *,
     mover: _FileAway,
     client: PushClient,
+    ledger: Ledger,
     data_dir: Path,
     options: PushOptions,
     log: PushLog,
@@ -195,32 +210,31 @@ def _push_claimed(
     """Push a claimed file: finish an interrupted move, report a duplicate or a bad file, or push its rows."""
     name = original_name(claimed)
     parsed = parse_bytes(claimed.read_bytes())
-    with Ledger(mover.folders.ledger_path) as ledger:
-        record = ledger.begin_file(digest, name, parsed.kind)
-        if record.state == FileState.DONE and record.final_path and not Path(record.final_path).exists():
-            return _finish_move(claimed, name, record, parsed.kind)
-        result = PushResult(file=name, sha256=digest, kind=parsed.kind, outcome=FileOutcome.PROCESSED)
-        result.rows_read = len(parsed.rows) + len(parsed.bad_rows)
-        if record.state == FileState.DONE:
-            _duplicate(result, parsed, record, log)
-            return mover(result, claimed, ledger=None, outcome=record.outcome)
-        if record.state == FileState.IN_PROGRESS and ledger.inventory_states(digest):
-            log.info(f"{name}: resuming an earlier attempt")
-        if parsed.file_error:
-            _file_rejected(result, parsed, parsed.file_error, log)
-            return mover(result, claimed, ledger=ledger, outcome=FileOutcome.REJECTED)
-        log.info(
-            f"{name}: {parsed.kind} file, {len(parsed.rows)} rows to check, {len(parsed.bad_rows)} unreadable"
-        )
-        rows = [RowResult(bad.line, RowStatus.REJECTED, bad.reason) for bad in parsed.bad_rows]
-        rows += _push_rows(
-            parsed, digest, client=client, ledger=ledger, data_dir=data_dir, options=options, log=log
-        )
-        result.set_rows(rows)
-        usable = any(not row.status.is_bad for row in result.rows)
-        return mover(
-            result, claimed, ledger=ledger, outcome=FileOutcome.PROCESSED if usable else FileOutcome.REJECTED
-        )
+    record = ledger.begin_file(digest, name, parsed.kind)
+    if record.state == FileState.DONE and record.final_path and not Path(record.final_path).exists():
+        return _finish_move(claimed, name, record, parsed.kind)
+    result = PushResult(file=name, sha256=digest, kind=parsed.kind, outcome=FileOutcome.PROCESSED)
+    result.rows_read = len(parsed.rows) + len(parsed.bad_rows)
+    if record.state == FileState.DONE:
+        _duplicate(result, parsed, record, log)
+        return mover(result, claimed, ledger=None, outcome=record.outcome)
+    if record.state == FileState.IN_PROGRESS and ledger.inventory_states(digest):
+        log.info(f"{name}: resuming an earlier attempt")
+    if parsed.file_error:
+        _file_rejected(result, parsed, parsed.file_error, log)
+        return mover(result, claimed, ledger=ledger, outcome=FileOutcome.REJECTED)
+    log.info(
+        f"{name}: {parsed.kind} file, {len(parsed.rows)} rows to check, {len(parsed.bad_rows)} unreadable"
+    )
+    rows = [RowResult(bad.line, RowStatus.REJECTED, bad.reason) for bad in parsed.bad_rows]
+    rows += _push_rows(
+        parsed, digest, client=client, ledger=ledger, data_dir=data_dir, options=options, log=log
+    )
+    result.set_rows(rows)
+    usable = any(not row.status.is_bad for row in result.rows)
+    return mover(
+        result, claimed, ledger=ledger, outcome=FileOutcome.PROCESSED if usable else FileOutcome.REJECTED
+    )
 
 
 def _finish_move(claimed: Path, name: str, record: FileRecord, kind: FileKind | None) -> PushResult:

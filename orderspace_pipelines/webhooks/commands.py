@@ -45,7 +45,7 @@ def build_server(
 
     from orderspace_pipelines.webhooks.receiver import create_app
 
-    store = open_store(config.data_dir)
+    store = open_store(config.data_dir, config.database_url)
     keys = KeySource(config.key_file)
     app = create_app(store, keys)
     server_config = uvicorn.Config(
@@ -146,7 +146,11 @@ def status_command(out: TextIO | None = None) -> int:
     config = webhook_config()
     try:
         report = current_status(
-            config.data_dir, config.key_file, stale_after=config.stale_after, open_api=_client
+            config.data_dir,
+            config.key_file,
+            stale_after=config.stale_after,
+            open_api=_client,
+            database_url=config.database_url,
         )
     except (StoreError, KeyFileError) as error:
         print(f"orderspace-pipelines webhooks status: {error}", file=sys.stderr)

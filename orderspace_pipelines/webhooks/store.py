@@ -1,9 +1,10 @@
 """The durable store of received webhook events, and the API the lake's applier reads it through.
 
-`EventStore` is the protocol; `SqliteEventStore` its one implementation today (a Postgres one follows with
-`ORDERSPACE_DATABASE_URL`). The SQLite file lives at `$ORDERSPACE_DATA_DIR/webhooks/events.sqlite`, in WAL
-mode with `synchronous=FULL`: once `add_delivery` returns, the delivery survives a crash or a power loss,
-which is what lets the receiver answer 200 (and Orderspace stop retrying).
+`EventStore` is the protocol; `open_store` picks the implementation, in one place: `PostgresEventStore`
+(`store_pg.py`) when `ORDERSPACE_DATABASE_URL` is set, so receivers and appliers on every host share it, else
+`SqliteEventStore`, a file at `$ORDERSPACE_DATA_DIR/webhooks/events.sqlite` (one machine), in WAL mode with
+`synchronous=FULL`: once `add_delivery` returns, the delivery survives a crash or a power loss, which is
+what lets the receiver answer 200 (and Orderspace stop retrying).
 
 Tables:
 
@@ -27,6 +28,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
+
+from pydantic import SecretStr
 
 from orderspace_pipelines.webhooks.events import RESOURCES, ParsedEvent
 
@@ -142,9 +145,26 @@ def store_path(data_dir: Path) -> Path:
     return Path(data_dir) / "webhooks" / STORE_FILE
 
 
-def open_store(data_dir: Path) -> EventStore:
-    """The event store of a data directory (SQLite; the Postgres one will be chosen here)."""
+def _is_set(database_url: SecretStr | str | None) -> bool:
+    if isinstance(database_url, SecretStr):
+        return bool(database_url.get_secret_value())
+    return bool(database_url)
+
+
+def open_store(data_dir: Path, database_url: SecretStr | str | None = None) -> EventStore:
+    """The event store: Postgres when `database_url` (the settings' `database_url`) is set, else the SQLite
+    file under `data_dir`. The one place the implementation is chosen."""
+    if _is_set(database_url):
+        from orderspace_pipelines.webhooks.store_pg import PostgresEventStore
+
+        assert database_url is not None
+        return PostgresEventStore(database_url)
     return SqliteEventStore(store_path(data_dir))
+
+
+def store_exists(data_dir: Path, database_url: SecretStr | str | None = None) -> bool:
+    """Whether there can be stored events: always with Postgres, else when the SQLite file exists."""
+    return _is_set(database_url) or store_path(data_dir).is_file()
 
 
 def _now() -> datetime:

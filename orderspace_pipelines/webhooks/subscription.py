@@ -16,6 +16,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+from pydantic import SecretStr
+
 from orderspace_pipelines.client.errors import NotFoundError
 from orderspace_pipelines.webhooks.events import EVENT_TYPES
 from orderspace_pipelines.webhooks.signing import Subscription, load_subscription, save_subscription
@@ -220,9 +222,11 @@ def current_status(
     *,
     stale_after: timedelta,
     open_api: Callable[[], AbstractContextManager[WebhookApi]],
+    database_url: SecretStr | None = None,
 ) -> StatusReport:
-    """`status` over the event store under `data_dir`; the API is opened only if a subscription is stored."""
-    store = open_store(data_dir)
+    """`status` over the event store (under `data_dir`, or in Postgres when `database_url` is set); the API
+    is opened only if a subscription is stored."""
+    store = open_store(data_dir, database_url)
     try:
         stats = store.stats()
     finally:

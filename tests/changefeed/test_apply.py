@@ -175,6 +175,21 @@ def test_inventory_levels_updated(feed: Feed) -> None:
     assert rows == {"AD01-10": (7.0, 6.0), "B": (20.0, 20.0)}
 
 
+def test_deleted_product_takes_its_inventory_levels(feed: Feed) -> None:
+    feed.deliver(ev("product.created", product("pr_1")), ev("product.created", product("pr_2")))
+    level = {"sku": "pr_1-0", "on_hand": 5.0, "available": 5.0}
+    skus = ("pr_1-0", "pr_1-1", "pr_2-0")
+    feed.deliver(*(ev("inventory_level.updated", {**level, "sku": sku}) for sku in skus))
+    _apply(feed)
+    # A level change, then its product's deletion, applied in one batch: the level goes with the product.
+    feed.deliver(ev("inventory_level.updated", {**level, "sku": "pr_1-1", "on_hand": 9.0}))
+    feed.deliver(ev("product.deleted", {"id": "pr_1", "deleted": True}))
+    report = _apply(feed)
+    assert report.removed == {"products": 1, "inventory_levels": 2}
+    assert _ids(feed, "inventory_levels", "sku") == ["pr_2-0"]
+    assert _ids(feed, "product_variants") == ["pr_2_v0", "pr_2_v1"]
+
+
 def test_late_update_after_delete_never_resurrects(feed: Feed) -> None:
     feed.deliver(ev("order.created", order("or_1")), ev("customer.created", customer("cu_1")))
     _apply(feed)

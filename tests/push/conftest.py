@@ -30,9 +30,37 @@ class Quiet:
         self.messages.append(msg)
 
 
+LEDGERS = ["sqlite", "postgres"]
+# Runs a test on both ledgers: `@BOTH_LEDGERS` above a test that pushes through `state_url` / `push_env`.
+BOTH_LEDGERS = pytest.mark.parametrize("ledger_backend", LEDGERS, indirect=True)
+
+
 @pytest.fixture
-def data_dir(orderspace_env: dict[str, str]) -> Path:
-    path = Path(orderspace_env["ORDERSPACE_DATA_DIR"])
+def ledger_backend(request: pytest.FixtureRequest) -> str:
+    """The push ledger's backend: `sqlite` unless a test is parametrized with `BOTH_LEDGERS`."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+def state_url(ledger_backend: str, request: pytest.FixtureRequest) -> str | None:
+    """`ORDERSPACE_DATABASE_URL` for the push: a fresh Postgres database, or None (the SQLite ledger)."""
+    return request.getfixturevalue("postgres_url") if ledger_backend == "postgres" else None
+
+
+@pytest.fixture
+def push_env(
+    orderspace_env: dict[str, str], state_url: str | None, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    """`orderspace_env` plus `ORDERSPACE_DATABASE_URL` when the test runs on the Postgres ledger."""
+    if state_url is None:
+        return orderspace_env
+    monkeypatch.setenv("ORDERSPACE_DATABASE_URL", state_url)
+    return orderspace_env | {"ORDERSPACE_DATABASE_URL": state_url}
+
+
+@pytest.fixture
+def data_dir(push_env: dict[str, str]) -> Path:
+    path = Path(push_env["ORDERSPACE_DATA_DIR"])
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -61,12 +89,19 @@ def drop(folders: WarehouseFolders):
 
 
 @pytest.fixture
-def push(client: OrderspaceClient, data_dir: Path, drop):
-    """Drop a file and push it with the real client; returns the PushResult."""
+def push(client: OrderspaceClient, data_dir: Path, drop, state_url: str | None):
+    """Drop a file and push it with the real client (on the test's ledger); returns the PushResult."""
 
     def run(name: str, content: str | bytes, **options: float) -> PushResult:
         path = drop(name, content)
-        return push_file(path, client=client, data_dir=data_dir, options=PushOptions(**options), log=Quiet())
+        return push_file(
+            path,
+            client=client,
+            data_dir=data_dir,
+            options=PushOptions(**options),
+            log=Quiet(),
+            database_url=state_url,
+        )
 
     return run
 

@@ -8,7 +8,6 @@ pushed through the Dagster job (`run_push`), else with `push_file` and a client 
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -28,8 +27,9 @@ def main(argv: list[str]) -> int:
     from orderspace_pipelines.settings import OrderspaceSettings
     from orderspace_pipelines.warehouse import push_file
 
-    with OrderspaceClient.from_settings(OrderspaceSettings.from_env()) as client:
-        push_file(path, client=client, data_dir=Path(os.environ["ORDERSPACE_DATA_DIR"]))
+    settings = OrderspaceSettings.from_env()
+    with OrderspaceClient.from_settings(settings) as client:
+        push_file(path, client=client, data_dir=settings.data_dir, database_url=settings.database_url)
     return 0
 
 

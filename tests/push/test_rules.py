@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from orderspace_pipelines.warehouse import Ledger
+from orderspace_pipelines.warehouse import SqliteLedger
 from orderspace_pipelines.warehouse.dispatches import (
     DispatchRow,
     OrderGroup,
@@ -293,7 +293,7 @@ def test_states_keep_their_stored_text() -> None:
 
 def test_a_ledger_written_with_plain_strings_reads_as_enums(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite"
-    Ledger(path).close()  # the schema
+    SqliteLedger(path).close()  # the schema
     with sqlite3.connect(path) as db:  # rows as an older version wrote them: plain text, no enums
         db.execute(
             "INSERT INTO files (sha256, first_name, kind, state, outcome, final_path, started_at) "
@@ -307,7 +307,7 @@ def test_a_ledger_written_with_plain_strings_reads_as_enums(tmp_path: Path) -> N
             "INSERT INTO dispatches (file_sha256, group_key, order_id, marker, body, state, pending_at, "
             "updated_at) VALUES ('abc', 'no:1', 'or_1', '[wh:x]', '{}', 'pending', 't', 't')"
         )
-    with Ledger(path) as ledger:
+    with SqliteLedger(path) as ledger:
         record = ledger.file("abc")
         assert record is not None
         assert (record.state, record.outcome, record.kind) == (

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from orderspace_pipelines.webhooks.commands import build_server
 from orderspace_pipelines.webhooks.config import WebhookConfig
@@ -81,11 +82,18 @@ class Receiver:
         self.thread.join(timeout=30)
 
 
-def start_receiver(data_dir: Path, key_file: Path) -> Receiver:
+def start_receiver(data_dir: Path, key_file: Path, database_url: str | None = None) -> Receiver:
+    """A receiver on a free port, storing into the SQLite store under `data_dir` or, with `database_url`,
+    into Postgres."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = WebhookConfig(data_dir=data_dir, key_file=key_file, stale_after=timedelta(hours=24))
+    config = WebhookConfig(
+        data_dir=data_dir,
+        key_file=key_file,
+        stale_after=timedelta(hours=24),
+        database_url=SecretStr(database_url) if database_url else None,
+    )
     server, store, _keys = build_server(config, "127.0.0.1", port)
 
     def run() -> None:

@@ -11,16 +11,19 @@ import pytest
 
 from orderspace_pipelines.webhooks.events import RESOURCES
 from orderspace_pipelines.webhooks.signing import SIGNATURE_HEADER, sign
-from orderspace_pipelines.webhooks.store import SqliteEventStore
+from orderspace_pipelines.webhooks.store import EventStore
+from tests.postgres_server import PASSWORD
+from tests.webhooks.conftest import BOTH_STORES
 from tests.webhooks.helpers import TEST_KEY, Receiver, body_of, event, mixed_events, signed_headers
 
 
-def _counts(store: SqliteEventStore) -> tuple[int, int]:
+def _counts(store: EventStore) -> tuple[int, int]:
     stats = store.stats()
     return stats.deliveries, stats.events
 
 
-def test_signed_delivery_is_stored_before_the_200(receiver: Receiver, store: SqliteEventStore) -> None:
+@BOTH_STORES
+def test_signed_delivery_is_stored_before_the_200(receiver: Receiver, store: EventStore) -> None:
     body = body_of([event("order.updated", 1), event("payment.created", 2)])
     response = receiver.post(body, signed_headers(body))
     assert response.status_code == 200
@@ -45,7 +48,7 @@ def test_signed_delivery_is_stored_before_the_200(receiver: Receiver, store: Sql
     ids=["unsigned", "blank", "forged", "garbage"],
 )
 def test_missing_or_wrong_signature_is_401_and_stores_nothing(
-    receiver: Receiver, store: SqliteEventStore, headers: dict[str, str]
+    receiver: Receiver, store: EventStore, headers: dict[str, str]
 ) -> None:
     body = body_of([event("order.deleted", 7)])
     response = receiver.post(body, {k: v.encode() for k, v in headers.items()})
@@ -54,13 +57,13 @@ def test_missing_or_wrong_signature_is_401_and_stores_nothing(
     assert _counts(store) == (0, 0)
 
 
-def test_signature_with_another_key_is_401(receiver: Receiver, store: SqliteEventStore) -> None:
+def test_signature_with_another_key_is_401(receiver: Receiver, store: EventStore) -> None:
     body = body_of([event("order.deleted", 7)])
     assert receiver.post(body, signed_headers(body, key="an attacker's key")).status_code == 401
     assert _counts(store) == (0, 0)
 
 
-def test_tampered_body_is_401(receiver: Receiver, store: SqliteEventStore) -> None:
+def test_tampered_body_is_401(receiver: Receiver, store: EventStore) -> None:
     body = body_of([event("invoice.created", 3)])
     headers = signed_headers(body)
     tampered = body.replace(b"iv_000003", b"iv_999999")
@@ -72,7 +75,8 @@ def test_tampered_body_is_401(receiver: Receiver, store: SqliteEventStore) -> No
     assert _counts(store) == (0, 0)
 
 
-def test_replayed_delivery_is_stored_once(receiver: Receiver, store: SqliteEventStore) -> None:
+@BOTH_STORES
+def test_replayed_delivery_is_stored_once(receiver: Receiver, store: EventStore) -> None:
     body = body_of(mixed_events(5))
     first = receiver.post(body, signed_headers(body))
     again = receiver.post(body, signed_headers(body))
@@ -100,7 +104,7 @@ def test_replayed_delivery_is_stored_once(receiver: Receiver, store: SqliteEvent
          "second-bad"],
 )  # fmt: skip
 def test_bad_bodies_get_a_clear_4xx_and_store_nothing(
-    receiver: Receiver, store: SqliteEventStore, body: bytes, status: int, words: str
+    receiver: Receiver, store: EventStore, body: bytes, status: int, words: str
 ) -> None:
     response = receiver.post(body, signed_headers(body))
     assert response.status_code == status
@@ -108,14 +112,14 @@ def test_bad_bodies_get_a_clear_4xx_and_store_nothing(
     assert _counts(store) == (0, 0)
 
 
-def test_oversized_body_is_413_and_stores_nothing(receiver: Receiver, store: SqliteEventStore) -> None:
+def test_oversized_body_is_413_and_stores_nothing(receiver: Receiver, store: EventStore) -> None:
     big = body_of([event("product.updated", 1) | {"padding": "x" * (9 * 1024 * 1024)}])
     response = receiver.post(big, signed_headers(big))
     assert response.status_code == 413
     assert _counts(store) == (0, 0)
 
 
-def test_oversized_body_without_content_length_is_413(receiver: Receiver, store: SqliteEventStore) -> None:
+def test_oversized_body_without_content_length_is_413(receiver: Receiver, store: EventStore) -> None:
     chunk = b" " * (1024 * 1024)
     body = b"[" + chunk * 9 + b"]"
 
@@ -128,7 +132,8 @@ def test_oversized_body_without_content_length_is_413(receiver: Receiver, store:
     assert _counts(store) == (0, 0)
 
 
-def test_fifty_mixed_events_are_stored_in_order(receiver: Receiver, store: SqliteEventStore) -> None:
+@BOTH_STORES
+def test_fifty_mixed_events_are_stored_in_order(receiver: Receiver, store: EventStore) -> None:
     events = mixed_events(50)
     body = body_of(events)
     assert receiver.post(body, signed_headers(body)).json() == {
@@ -151,7 +156,7 @@ def test_fifty_mixed_events_are_stored_in_order(receiver: Receiver, store: Sqlit
 
 
 def test_unknown_event_type_is_stored_and_flagged(
-    receiver: Receiver, store: SqliteEventStore, caplog: pytest.LogCaptureFixture
+    receiver: Receiver, store: EventStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
     body = body_of(
@@ -167,6 +172,7 @@ def test_unknown_event_type_is_stored_and_flagged(
     assert "unknown event types stored, flagged: shipment.created" in caplog.text
 
 
+@BOTH_STORES
 def test_every_delivery_is_logged_without_key_or_payload(
     receiver: Receiver, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -182,11 +188,10 @@ def test_every_delivery_is_logged_without_key_or_payload(
     assert TEST_KEY not in text
     assert sign(TEST_KEY, body) not in text
     assert "cu_000001" not in text  # no payload content
+    assert PASSWORD not in text  # the Postgres store's password (the URL is described without it)
 
 
-def test_no_key_yet_is_503_so_orderspace_retries(
-    receiver: Receiver, store: SqliteEventStore, hook_dir
-) -> None:
+def test_no_key_yet_is_503_so_orderspace_retries(receiver: Receiver, store: EventStore, hook_dir) -> None:
     (hook_dir / "webhooks" / "signing_key.json").unlink()
     body = body_of([event("order.created", 1)])
     response = receiver.post(body, signed_headers(body))

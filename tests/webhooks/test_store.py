@@ -1,19 +1,39 @@
-"""The event store's API, as the applier will use it: order, filters, marking, stats, durability settings."""
+"""The event store's API, as the applier uses it: order, filters, marking, stats, durability settings.
+
+The API tests run on both stores (`@BOTH_STORES`: SQLite and a real Postgres); the durability settings of
+each are checked on their own."""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from orderspace_pipelines.webhooks.events import RESOURCES, parse_delivery
-from orderspace_pipelines.webhooks.store import SCHEMA_VERSION, SqliteEventStore, StoreError, open_store
+from orderspace_pipelines.webhooks.store import (
+    SCHEMA_VERSION,
+    EventStore,
+    SqliteEventStore,
+    StoreError,
+    open_store,
+)
+from tests.webhooks.conftest import BOTH_STORES
 from tests.webhooks.helpers import body_of, event, mixed_events
 
+Opener = Callable[[], EventStore]
 
-def _add(store: SqliteEventStore, events: list[dict]) -> int:
+
+@pytest.fixture
+def opener(tmp_path: Path, events_url: str | None) -> Opener:
+    """Opens the test's store (SQLite under tmp_path, or the test's Postgres database); each call a new
+    connection, as another process would have."""
+    return lambda: open_store(tmp_path, events_url)
+
+
+def _add(store: EventStore, events: list[dict]) -> int:
     body = body_of(events)
     return store.add_delivery(body, parse_delivery(body)).delivery_id
 
@@ -38,8 +58,9 @@ def test_a_newer_schema_is_refused_with_a_clear_message(tmp_path: Path) -> None:
         SqliteEventStore(path)
 
 
-def test_pending_in_receipt_order_filtered_and_marked(tmp_path: Path) -> None:
-    with open_store(tmp_path) as store:
+@BOTH_STORES
+def test_pending_in_receipt_order_filtered_and_marked(opener: Opener) -> None:
+    with opener() as store:
         _add(store, mixed_events(14))
         _add(store, [event("order.updated", 1), event("inventory_level.updated", 2)])
         every = store.pending(100)
@@ -61,17 +82,19 @@ def test_pending_in_receipt_order_filtered_and_marked(tmp_path: Path) -> None:
         assert stats.last_applied_at is not None and stats.last_received_at == store.last_delivery_at()
 
 
-def test_an_empty_store_reports_nothing_yet(tmp_path: Path) -> None:
-    with open_store(tmp_path) as store:
+@BOTH_STORES
+def test_an_empty_store_reports_nothing_yet(opener: Opener) -> None:
+    with opener() as store:
         stats = store.stats()
         assert stats.pending_total == 0 and stats.last_received_at is None and stats.last_applied_at is None
         assert store.last_delivery_at() is None
         assert store.pending(10) == [] and store.mark_applied([]) == 0
 
 
-def test_received_at_is_kept_in_utc(tmp_path: Path) -> None:
+@BOTH_STORES
+def test_received_at_is_kept_in_utc(opener: Opener) -> None:
     moment = datetime(2026, 11, 30, 4, 50, 1, 250000, tzinfo=UTC)
-    with open_store(tmp_path) as store:
+    with opener() as store:
         body = body_of([event("customer.deleted", 9)])
         store.add_delivery(body, parse_delivery(body), received_at=moment)
         assert store.last_delivery_at() == moment
@@ -80,9 +103,10 @@ def test_received_at_is_kept_in_utc(tmp_path: Path) -> None:
         assert stored.record == {"id": "cu_000009", "deleted": True}
 
 
-def test_two_connections_see_each_others_writes(tmp_path: Path) -> None:
+@BOTH_STORES
+def test_two_connections_see_each_others_writes(opener: Opener) -> None:
     # The receiver writes, the applier (another process) reads and marks: both through their own connection.
-    with open_store(tmp_path) as receiver, open_store(tmp_path) as applier:
+    with opener() as receiver, opener() as applier:
         _add(receiver, [event("product.updated", 1)])
         (stored,) = applier.pending(10)
         applier.mark_applied([stored.seq])
