@@ -308,15 +308,19 @@ class Reconciler:
         extra = 1 if endpoint.resource == "invoices" else 0  # the invoices list has no `has_more`
         ranges, single_days = cheapest_cover(wanted, lake.day_counts(self.data_dir, endpoint), extra=extra)
         records: list[dict[str, Any]] = []
+        stored_in_ranges: set[str] = set()
         for start, end in ranges:
+            stored_in_ranges |= lake.stored_keys(self.data_dir, endpoint, days=(start, end))  # before listing
             filters = range_filters(endpoint, start, end)
             records += self.fetch.listing(f"{endpoint.resource} re-read by day", endpoint.resource, **filters)
         listed = _ids(records)
         singles = {rid for rid in suspects if rid not in where or where[rid] in set(single_days)}
         unlisted = {rid for rid in suspects - singles if rid not in listed}
         gone: set[str] = set()
-        if endpoint.range_filter == "created":  # a creation day never changes: unlisted means deleted
-            gone, unlisted = unlisted, set()
+        if endpoint.range_filter == "created":
+            # A creation day never changes: whatever the lake held in the listed days and the listing lacks
+            # is deleted (suspects or not, as the sweep would find).
+            gone, unlisted = (unlisted | stored_in_ranges) - listed, set()
         found, gone_by_id = self.fetch.by_id(endpoint.resource, singles | unlisted)
         return records + found, gone | gone_by_id
 
