@@ -2,7 +2,8 @@
 with its own temp dir, Dagster home and throttle file, sharing only the warehouse folder (the lake volume).
 
 Exactly one dispatch is created; the push that loses says in one line that the other host has the file and
-exits 6 (before, it died with a `FileMissingError` traceback).
+exits 6 (before, it died with a `FileMissingError` traceback). On both ledgers: SQLite beside the warehouse
+folder (its claim a lock file there) and Postgres (`ORDERSPACE_DATABASE_URL`, its claim an advisory lock).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import time
 from pathlib import Path
 from typing import IO
 
+import pytest
+
 from orderspace_pipelines.warehouse import WarehouseFolders
 from orderspace_pipelines.warehouse.report import EXIT_FILE_TAKEN
 from orderspace_sandbox import SandboxServer
@@ -21,6 +24,7 @@ from tests.push.test_dispatch_push import dispatches_for, find_order, goods
 REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "orderspace_pipelines.cli"]
 OTHER_HOST = "by another process or host sharing this warehouse folder"
+BOTH_LEDGERS = pytest.mark.parametrize("ledger", ["sqlite", "postgres"])
 
 # Host A's push, held at a named point of the push (`warehouse.hooks`) until the test lets it go.
 HELD_PUSH = """
@@ -115,12 +119,27 @@ def assert_pushed_once(a_result: tuple[int, str], sandbox: SandboxServer, order:
     assert not list(folders.work.iterdir()) and not list(folders.inbox.iterdir())
 
 
+def shared_state(
+    orderspace_env: dict[str, str], ledger: str, request: pytest.FixtureRequest
+) -> dict[str, str]:
+    """The hosts' common environment: with the Postgres ledger, both reach the same database."""
+    if ledger == "sqlite":
+        return orderspace_env
+    return orderspace_env | {"ORDERSPACE_DATABASE_URL": request.getfixturevalue("postgres_url")}
+
+
+@BOTH_LEDGERS
 def test_the_second_host_says_the_first_is_pushing_it(
-    orderspace_env: dict[str, str], sandbox: SandboxServer, tmp_path: Path
+    orderspace_env: dict[str, str],
+    sandbox: SandboxServer,
+    tmp_path: Path,
+    ledger: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     # A has claimed the file (moved it into work/) and is about to send the dispatch.
+    env = shared_state(orderspace_env, ledger, request)
     a_result, (code, out), order, folders = push_from_two_hosts(
-        orderspace_env, sandbox, tmp_path, hold_at="dispatch.pending", wait_for_b=""
+        env, sandbox, tmp_path, hold_at="dispatch.pending", wait_for_b=""
     )
 
     assert code == EXIT_FILE_TAKEN, out[-3000:]
@@ -134,13 +153,18 @@ def test_the_second_host_says_the_first_is_pushing_it(
     assert_pushed_once(a_result, sandbox, order, folders)
 
 
+@BOTH_LEDGERS
 def test_a_host_that_waited_for_the_file_says_the_other_pushed_it(
-    orderspace_env: dict[str, str], sandbox: SandboxServer, tmp_path: Path
+    orderspace_env: dict[str, str],
+    sandbox: SandboxServer,
+    tmp_path: Path,
+    ledger: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     # A holds the file's lock with the file still in the inbox: B finds the file, hashes it and waits for the
     # lock, saying so; once A is done, B finds the file gone, pushed by A.
     a_result, (code, out), order, folders = push_from_two_hosts(
-        orderspace_env,
+        shared_state(orderspace_env, ledger, request),
         sandbox,
         tmp_path,
         hold_at="file.locked",

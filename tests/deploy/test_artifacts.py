@@ -128,6 +128,7 @@ def test_compose_services_are_wired_with_health_checks_and_graceful_stops() -> N
         if name != "postgres":
             assert service["depends_on"]["postgres"]["condition"] == "service_healthy", name
             assert service["init"] is True, name  # run subprocesses reaped, signals forwarded
+            assert service["build"] == {"context": ".", "dockerfile": "Dockerfile"}, name  # one image
     for name in ("webserver", "daemon"):
         assert SERVICES[name]["depends_on"]["code-server"]["condition"] == "service_healthy"
     # The lake: one volume, at ORDERSPACE_DATA_DIR, wherever code runs (runs and sensors, the receiver).
