@@ -31,8 +31,10 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/orderspace-pipelines demo
 
+# e.g. make dev DEV_ARGS='--activity 30 --scale tiny' (see orderspace-pipelines dev --help)
+DEV_ARGS ?=
 dev: $(STAMP)
-	$(BIN)/orderspace-pipelines dev
+	$(BIN)/orderspace-pipelines dev $(DEV_ARGS)
 
 sandbox: $(STAMP)
 	$(BIN)/orderspace-pipelines sandbox

@@ -1,6 +1,7 @@
 """`orderspace-pipelines`: the command line of the public contract.
 
     orderspace-pipelines sync [--since D] [--select A,B]
+    orderspace-pipelines reconcile [--sweep-days N] [--full-cycle]
     orderspace-pipelines push FILE
     orderspace-pipelines sandbox [flags]          run the sandbox Orderspace API
     orderspace-pipelines demo                     what `make demo` runs after setup
@@ -17,8 +18,10 @@ them, they say in one line how to install them and exit 2.
 `push FILE` exits 0 when every row was done (pushed, already right, superseded, or the file was a
 duplicate), 3 when some rows were rejected or refused (the report names them), 4 when the whole file was
 rejected (nothing pushed), 5 when the push stopped on an unexpected error (the file is in rejected/ with a
-report of what was sent; drop it again to push the rest), 1 when it did not finish (Orderspace down: the file
-stays in warehouse/work/ and the same command resumes it), 2 for a missing file or configuration.
+report of what was sent; drop it again to push the rest), 6 when another process or host sharing the warehouse
+folder has the file (pushing it now, or pushed it already; nothing was done here), 1 when it did not finish
+(Orderspace down: the file stays in warehouse/work/ and the same command resumes it), 2 for a missing file or
+configuration.
 """
 
 from __future__ import annotations
@@ -60,6 +63,16 @@ def _parse_date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {text!r}") from None
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of days, at least 1, got {text!r}")
+    return value
+
+
 def _parse_select(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
@@ -81,10 +94,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--select", type=_parse_select, help="comma-separated assets/tables, e.g. orders,customers"
     )
 
+    reconcile = commands.add_parser(
+        "reconcile",
+        help="bring every table in line with the account without webhooks (updates and deletions); prints "
+        "its request cost (exit 0 done, 1 failed)",
+    )
+    reconcile.add_argument(
+        "--sweep-days",
+        type=_positive_int,
+        default=30,
+        help="days of history this run's rolling deletion sweep covers (default 30)",
+    )
+    reconcile.add_argument(
+        "--full-cycle", action="store_true", help="sweep the whole history in this run (costs more requests)"
+    )
+
     push = commands.add_parser(
         "push",
         help="run the warehouse push job for one file (exit 0 all rows done, 3 some rows rejected, "
-        "4 file rejected, 5 stopped by an unexpected error, 1 not finished)",
+        "4 file rejected, 5 stopped by an unexpected error, 6 another process or host has the file, "
+        "1 not finished)",
     )
     push.add_argument("file", type=Path)
 
@@ -98,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     dev = commands.add_parser("dev", help="Dagster UI (webserver + daemon) against the sandbox")
     dev.add_argument("--port", type=int, default=3000)
     dev.add_argument("--scale", default="small", choices=["tiny", "small", "large"])
+    dev.add_argument("--activity", type=float, default=6.0, help="sandbox changes a minute, sent as webhooks")
+    dev.add_argument(
+        "--webhook-port", type=int, default=8787, help="the webhook receiver's port (0: any free)"
+    )
     _add_webhooks(commands)
     return parser
 
@@ -155,6 +188,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from orderspace_pipelines.commands import sync_command
 
             return sync_command(since=args.since, select=args.select)
+        if args.command == "reconcile":
+            from orderspace_pipelines.commands import reconcile_command
+
+            return reconcile_command(sweep_days=args.sweep_days, full_cycle=args.full_cycle)
         if args.command == "push":
             from orderspace_pipelines.commands import push_command
 
@@ -167,7 +204,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return stack.demo_command(
                     scale=args.scale, rate_limit=args.rate_limit, rate_window=args.rate_window
                 )
-            return stack.dev_command(port=args.port, scale=args.scale)
+            options = stack.DevOptions(
+                port=args.port, scale=args.scale, activity=args.activity, webhook_port=args.webhook_port
+            )
+            return stack.dev_command(options)
         if args.command == "webhooks":
             return _run_webhooks(args)
     except ConfigurationError as error:

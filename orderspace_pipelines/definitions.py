@@ -19,6 +19,7 @@ except ConfigurationError as error:
 from orderspace_pipelines.defs.change_feed import CHANGE_FEED_JOBS, CHANGE_FEED_SENSORS
 from orderspace_pipelines.defs.pull_assets import PULL_ASSETS
 from orderspace_pipelines.defs.push_jobs import PUSH_JOBS
+from orderspace_pipelines.defs.reconcile import RECONCILE_JOBS, RECONCILE_SCHEDULES
 from orderspace_pipelines.defs.resources import LakeResource, OrderspaceResource
 from orderspace_pipelines.defs.schedules import PULL_JOBS, PULL_SCHEDULES
 from orderspace_pipelines.defs.sensors import PUSH_SENSORS
@@ -32,8 +33,8 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
 
 defs = dg.Definitions(
     assets=PULL_ASSETS,
-    jobs=[*PULL_JOBS, *PUSH_JOBS, *CHANGE_FEED_JOBS],
-    schedules=PULL_SCHEDULES,
+    jobs=[*PULL_JOBS, *PUSH_JOBS, *CHANGE_FEED_JOBS, *RECONCILE_JOBS],
+    schedules=[*PULL_SCHEDULES, *RECONCILE_SCHEDULES],
     sensors=[*PUSH_SENSORS, *CHANGE_FEED_SENSORS],
     resources=build_resources(),
 )

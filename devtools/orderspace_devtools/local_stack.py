@@ -4,10 +4,12 @@ No business logic lives here."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -298,53 +300,147 @@ def _first_pull() -> None:
     print(result.describe(), flush=True)
 
 
-def dev_command(*, port: int, scale: str) -> int:
-    """The Dagster UI with its daemon (schedules and sensors live) against a fresh sandbox account.
+@dataclass(frozen=True)
+class DevOptions:
+    """What `orderspace-pipelines dev` runs: the UI's port, the sandbox's scale and activity (changes a
+    minute, each sent as a webhook), the receiver's port (0 picks a free one)."""
+
+    port: int = 3000
+    scale: str = "small"
+    activity: float = 6.0
+    webhook_port: int = 8787
+
+
+def _free_port() -> int:
+    with closing(socket.socket()) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _stop(process: subprocess.Popen, name: str, *, timeout: float) -> None:
+    """SIGINT to `process` (by its PID), then SIGKILL to its process group if it has not exited."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        print(f"{name} did not stop within {timeout:.0f} s; killing it", file=sys.stderr, flush=True)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.kill()
+        process.wait()
+
+
+@contextmanager
+def receiver_process(port: int, *, timeout: float = 60.0) -> Iterator[str]:
+    """Run `orderspace-pipelines webhooks serve` on 127.0.0.1:`port`; yield its URL once it answers."""
+    command = [sys.executable, "-m", "orderspace_pipelines.cli", "webhooks", "serve", "--port", str(port)]
+    process = subprocess.Popen(command)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"the webhook receiver exited with code {process.returncode} at start")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the webhook receiver did not answer on {base} within {timeout:.0f} s")
+            time.sleep(0.1)
+        yield f"{base}/webhooks/orderspace"
+    finally:
+        _stop(process, "the webhook receiver", timeout=20)
+
+
+def _register(url: str) -> None:
+    """`webhooks register URL` against the sandbox, so its changes reach the receiver."""
+    from orderspace_pipelines.webhooks.commands import register_command
+
+    if register_command(url) != 0:
+        raise RuntimeError(f"could not register the webhook {url} with the sandbox")
+
+
+@contextmanager
+def dagster_dev(port: int) -> Iterator[subprocess.Popen]:
+    """`dagster dev` (webserver + daemon) in its own session, with SIGINT/SIGTERM at their defaults (a
+    parent that ignores them, like a shell's background job, would otherwise pass that on); stopped by PID."""
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    module = ["-m", "orderspace_pipelines.definitions"]
+    # Turn the schedules on so the daily pull and the hourly snapshot run while the UI is up.
+    subprocess.run([dagster, "schedule", "start", "--start-all", *module], check=False)
+    command = ["setsid", "env", "--default-signal=INT,TERM", dagster, "dev", *module]
+    ui = subprocess.Popen([*command, "-h", "127.0.0.1", "-p", str(port)])
+    try:
+        yield ui
+    finally:
+        _stop(ui, "dagster dev", timeout=60)
+
+
+def _print_dev_summary(
+    root: Path, home: Path, sandbox: SandboxProcess, webhook_url: str, port: int, options: DevOptions
+) -> None:
+    folders = WarehouseFolders.under(root).ensure()
+    lines = [
+        ("Dagster UI", f"http://127.0.0.1:{port}   (Ctrl-C stops everything)"),
+        ("Sandbox API", f"{sandbox.api_url}   (controls: {sandbox.base_url}/_sandbox/)"),
+        ("Sandbox activity", f"{options.activity:g} changes a minute, each sent as a signed webhook"),
+        ("Webhook receiver", f"{webhook_url}   (subscription registered)"),
+        ("Change feed", "change_feed_sensor applies events every 30 s; see each table's asset page"),
+        ("Warehouse inbox", f"{folders.inbox}   (warehouse_inbox_sensor pushes what lands here)"),
+        ("Data", f"{root}   DAGSTER_HOME: {home}"),
+    ]
+    print("=" * 72)
+    for name, value in lines:
+        print(f"{name + ':':<18}{value}")
+    print("=" * 72, flush=True)
+
+
+def dev_command(options: DevOptions) -> int:
+    """The Dagster UI with its daemon (schedules and sensors live) against a fresh sandbox account, whose
+    activity mode sends its changes as webhooks to the receiver, registered before Dagster starts.
 
     The sandbox is the demo's account (seed 42, the sandbox's fixed end date): the same ids, order numbers,
     SKUs and timestamps in every session, so the samples match it and a lake pulled by an earlier session
     (or the demo) stays consistent with it; a moving end date would shift every record's creation day and
-    land the same record in two date partitions.
+    land the same record in two date partitions. Every child process is stopped on Ctrl-C.
     """
     root = data_dir()
     kept_ledger = _prepare_dev_data_dir(root)
     home = ensure_dagster_home(root / "dagster_home")
-    with sandbox_process("--port", "0", "--scale", scale, "--seed", "42") as sandbox:
-        point_environment_at(sandbox, rate_limit=60, rate_window=60.0)
-        os.environ.setdefault("ORDERSPACE_THROTTLE_DB", str(home / "dev-throttle.sqlite"))
-        os.environ["ORDERSPACE_DATA_DIR"] = str(root)
-        dagster = str(Path(sys.executable).with_name("dagster"))
-        module = ["-m", "orderspace_pipelines.definitions"]
-        # Turn the schedules on so the daily pull and the hourly snapshot run while the UI is up.
-        subprocess.run([dagster, "schedule", "start", "--start-all", *module], check=False)
-        folders = WarehouseFolders.under(root).ensure()
-        print(f"Sandbox API: {sandbox.api_url}   (controls and records: {sandbox.base_url}/_sandbox/)")
-        print(f"Data: {root}   DAGSTER_HOME: {home}")
-        if kept_ledger is not None:
-            print(
-                "Fresh sandbox account: the previous session's warehouse ledger is kept as "
-                f"{kept_ledger}; files dropped now are pushed to this account."
-            )
-        print(f"Warehouse inbox: {folders.inbox}  (the warehouse_inbox_sensor pushes what lands here)")
-        print(f"Dagster UI:  http://127.0.0.1:{port}  (Ctrl-C stops everything)", flush=True)
-        ui = subprocess.Popen(
-            [dagster, "dev", *module, "-h", "127.0.0.1", "-p", str(port)], start_new_session=True
-        )
-        if not (root / "parquet" / "orders").exists():
-            print(
-                "The lake is empty: a first full pull runs now (about a minute at 60 requests a minute); "
-                "watch it under Runs.",
-                flush=True,
-            )
-            threading.Thread(target=_first_pull, name="first-pull", daemon=True).start()
-        try:
-            return ui.wait()
-        except KeyboardInterrupt:
-            return 0
-        finally:
-            if ui.poll() is None:
-                os.killpg(ui.pid, signal.SIGINT)
-                try:
-                    ui.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(ui.pid, signal.SIGKILL)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops the stack like Ctrl-C
+    webhook_port = options.webhook_port or _free_port()
+    sandbox_args = ["--port", "0", "--scale", options.scale, "--seed", "42"]
+    # Plain http to 127.0.0.1 (the real API wants https); retries after 2, 4, 6... s, not 30, 60...
+    sandbox_args += [
+        "--activity",
+        f"{options.activity:g}",
+        "--webhook-allow-http",
+        "--webhook-retry-base",
+        "2",
+    ]
+    try:
+        with sandbox_process(*sandbox_args) as sandbox:
+            point_environment_at(sandbox, rate_limit=60, rate_window=60.0)
+            os.environ.setdefault("ORDERSPACE_THROTTLE_DB", str(home / "dev-throttle.sqlite"))
+            os.environ["ORDERSPACE_DATA_DIR"] = str(root)
+            with receiver_process(webhook_port) as webhook_url:
+                _register(webhook_url)
+                if kept_ledger is not None:
+                    print(
+                        "Fresh sandbox account: the previous session's warehouse ledger is kept as "
+                        f"{kept_ledger}; files dropped now are pushed to this account."
+                    )
+                with dagster_dev(options.port) as ui:
+                    _print_dev_summary(root, home, sandbox, webhook_url, options.port, options)
+                    if not (root / "parquet" / "orders").exists():
+                        print(
+                            "The lake is empty: a first full pull runs now (about a minute at 60 requests "
+                            "a minute); watch it under Runs.",
+                            flush=True,
+                        )
+                        threading.Thread(target=_first_pull, name="first-pull", daemon=True).start()
+                    return ui.wait()
+    except KeyboardInterrupt:
+        print("Stopped: Dagster, the webhook receiver and the sandbox.", flush=True)
+        return 0

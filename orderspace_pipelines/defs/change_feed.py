@@ -8,13 +8,18 @@
 - The sensor (default running, every 10 s) reads the store's pending count; when events wait and no apply
   run is queued or running, it requests a run with run key `change-feed:<highest pending seq>`, so the
   same backlog is launched once and every newer event gets a new run.
+- Each table's change feed (events waiting, the newest event's receipt time, when the newest applied one
+  landed in the lake) is an asset observation on its asset page (`orders`, `invoices`, `invoice_payments`
+  for payments, ...): logged by every apply run, and by the sensor whenever it changed.
 - The run's output metadata: events applied, rows per table, records removed per table, tables touched,
   events skipped (tombstoned, stale, superseded, unplaced, unknown) and the last event's receipt time.
 """
 
 import contextlib
+import json
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +82,8 @@ def apply_change_events(context: dg.OpExecutionContext, lake: LakeResource) -> d
     )
     metadata["last_delivery_received_at"] = waiting.last_received_at or "never"
     context.add_output_metadata(metadata)
+    for observation in feed_observations(table_feeds(lake.root, lake.database_url)):
+        context.log_event(observation)
     context.log.info("applied %d event(s); tables touched: %s", report.events, metadata["tables_touched"])
     return {"events": report.events, "tables": sorted(report.tables_touched)}
 
@@ -142,6 +149,88 @@ def highest_pending_seq(data_dir: Path, database_url: SecretStr | None = None) -
     return backlog(data_dir, database_url).highest_seq
 
 
+@dataclass(frozen=True)
+class TableFeed:
+    """One lake table's change feed: events waiting, the newest event's receipt time, and when the newest
+    applied event landed in the lake (store stamps, UTC ISO text; None: never)."""
+
+    pending: int
+    last_received_at: str | None
+    last_landed_at: str | None
+
+    def describe(self) -> str:
+        return (
+            f"{self.pending} webhook event(s) waiting; last event received "
+            f"{self.last_received_at or 'never'}, last landed in the lake {self.last_landed_at or 'never'}"
+        )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if moment is not None else None
+
+
+def _feed_rows(
+    data_dir: Path, database_url: SecretStr | None
+) -> list[tuple[str, int, str | None, str | None]]:
+    """(resource, pending, newest receipt, newest apply) per resource; None when there is no store yet."""
+    if database_url is not None and database_url.get_secret_value():
+        with PostgresEventStore(database_url) as store:
+            return [(r, n, _iso(got), _iso(done)) for r, n, got, done in store.feed_per_resource()]
+    path = store_path(data_dir)
+    if not path.is_file():
+        return []
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as db:
+        try:
+            return db.execute(
+                "SELECT e.resource, SUM(e.applied_at IS NULL), MAX(d.received_at), MAX(e.applied_at) "
+                "FROM events e JOIN deliveries d ON d.id = e.delivery_id GROUP BY e.resource"
+            ).fetchall()
+        except sqlite3.OperationalError:
+            return []  # the receiver has not created the tables yet
+
+
+def table_feeds(data_dir: Path, database_url: SecretStr | None = None) -> dict[str, TableFeed]:
+    """Every change-feed table's status (all of them, zeros included, once a store exists). Read-only."""
+    if (
+        not (database_url is not None and database_url.get_secret_value())
+        and not store_path(data_dir).is_file()
+    ):
+        return {}
+    rows = _feed_rows(data_dir, database_url)
+    feeds = {table: TableFeed(0, None, None) for table in _TABLE_OF.values()}
+    for resource, pending, received, landed in rows:
+        table = _TABLE_OF.get(resource)
+        if table is not None:
+            feeds[table] = TableFeed(int(pending or 0), received, landed)
+    return feeds
+
+
+def _stamp_value(stamp: str | None) -> dg.MetadataValue:
+    if stamp is None:
+        return dg.MetadataValue.text("never")
+    return dg.MetadataValue.timestamp(datetime.fromisoformat(stamp.replace("Z", "+00:00")))
+
+
+def feed_observations(feeds: dict[str, TableFeed]) -> list[dg.AssetObservation]:
+    """One observation per table, shown on its asset page: events waiting, last received, last landed."""
+    return [
+        dg.AssetObservation(
+            asset_key=table,
+            description=feed.describe(),
+            metadata={
+                "change_feed_pending_events": dg.MetadataValue.int(feed.pending),
+                "change_feed_last_event_received_at": _stamp_value(feed.last_received_at),
+                "change_feed_last_landed_at": _stamp_value(feed.last_landed_at),
+            },
+        )
+        for table, feed in sorted(feeds.items())
+    ]
+
+
+def _feed_cursor(feeds: dict[str, TableFeed]) -> str:
+    return json.dumps({table: list(astuple(feed)) for table, feed in sorted(feeds.items())})
+
+
 _ACTIVE = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -157,14 +246,24 @@ _ACTIVE = [
     description="Launches change_feed_job when webhook events wait to be applied (run key: highest seq).",
 )
 def change_feed_sensor(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.SensorResult:
+    """Launch the apply run, and record each table's feed status (an asset observation) when it changed."""
+    feeds = table_feeds(lake.root, lake.database_url)
+    cursor = _feed_cursor(feeds)
+    observed = feed_observations(feeds) if cursor != context.cursor else []
     waiting = backlog(lake.root, lake.database_url)
     seq = waiting.highest_seq
     if seq is None:
-        return dg.SensorResult(skip_reason=f"no webhook events waiting ({waiting.describe()})")
+        return dg.SensorResult(
+            skip_reason=f"no webhook events waiting ({waiting.describe()})",
+            cursor=cursor,
+            asset_events=observed,
+        )
     active = context.instance.get_runs_count(dg.RunsFilter(job_name=JOB_NAME, statuses=_ACTIVE))
     if active:
         return dg.SensorResult(
-            skip_reason=f"an apply run is in progress; events up to seq {seq} wait ({waiting.describe()})"
+            skip_reason=f"an apply run is in progress; events up to seq {seq} wait ({waiting.describe()})",
+            cursor=cursor,
+            asset_events=observed,
         )
     tags = {
         "orderspace/pending_events": str(sum(waiting.pending_per_table.values())),
@@ -173,7 +272,11 @@ def change_feed_sensor(context: dg.SensorEvaluationContext, lake: LakeResource) 
         ),
         "orderspace/last_delivery_at": waiting.last_received_at or "never",
     }
-    return dg.SensorResult(run_requests=[dg.RunRequest(run_key=f"change-feed:{seq}", tags=tags)])
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(run_key=f"change-feed:{seq}", tags=tags)],
+        cursor=cursor,
+        asset_events=observed,
+    )
 
 
 HEALTH_INTERVAL_SECONDS = 600  # one API request (GET the stored webhook) per tick

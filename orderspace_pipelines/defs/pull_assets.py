@@ -336,6 +336,7 @@ def pull_partitioned(
         "partitions_end": days.last,
         "logger": context.log,
         "on_day_written": events.day_written,
+        "database_url": lake.database_url,
     }
     filters = range_filters(spec, days.lower, days.upper)
     landing = PartitionedLanding(
@@ -534,7 +535,13 @@ def pull_whole(
     with orderspace.get_client() as client:
         clock = ServerClock(client)
         with WholeLanding(
-            lake.root, spec, loaded_at=now, snapshot_at=snapshot_at, merge=bool(params), logger=context.log
+            lake.root,
+            spec,
+            loaded_at=now,
+            snapshot_at=snapshot_at,
+            merge=bool(params),
+            logger=context.log,
+            database_url=lake.database_url,
         ) as landing:
             _land_pages(client.iter_pages(resource, **params), landing.add_page)
             report = landing.finish()

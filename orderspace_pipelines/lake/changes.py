@@ -41,13 +41,14 @@ from typing import Any, Protocol
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from pydantic import SecretStr
 
 from orderspace_pipelines.lake import storage
 from orderspace_pipelines.lake.flatten import CoercionLog, Row, rows_to_arrow, split_record
-from orderspace_pipelines.lake.schemas import INVENTORY_LEVELS, RESOURCES, ResourceSpec, table_spec
+from orderspace_pipelines.lake.schemas import INVENTORY_LEVELS, LOADED_AT, RESOURCES, ResourceSpec, table_spec
 from orderspace_pipelines.lake.sweep import day_of
-from orderspace_pipelines.lake.tombstones import Tombstones, open_tombstones
+from orderspace_pipelines.lake.tombstones import Tombstones, open_tombstones, tombstone_path
 
 log = logging.getLogger(__name__)
 
@@ -277,6 +278,75 @@ def _winners(
     return upserts, deletes
 
 
+def _target_days(
+    spec: ResourceSpec,
+    upserts: Mapping[str, EventLike],
+    where: Mapping[str, date],
+    report: ApplyReport,
+) -> dict[str, date]:
+    """The partition day each upserted record goes to: its date field, else where it is stored now."""
+    target: dict[str, date] = {}
+    for record_id, event in upserts.items():
+        day = day_of(spec, event.record) or where.get(record_id)
+        if day is None:
+            report.unplaced += 1
+            log.warning("%s %s: no usable %s; not applied", spec.resource, record_id, spec.date_field)
+            continue
+        target[record_id] = day
+    return target
+
+
+def _drop_stale(
+    spec: ResourceSpec,
+    resource: str,
+    upserts: Mapping[str, EventLike],
+    target: dict[str, date],
+    where: Mapping[str, date],
+    cache: Mapping[date, Mapping[str, pa.Table | None]],
+    report: ApplyReport,
+) -> None:
+    """Remove from `target` every record whose event is older than its stored state (`is_older`)."""
+    for record_id in list(target):
+        stored_day = where.get(record_id)
+        if stored_day is None:
+            continue
+        stored = _stored_record(spec, cache[stored_day], record_id)
+        if stored is not None and is_older(resource, upserts[record_id].record, stored):
+            report.stale_skipped += 1
+            del target[record_id]
+
+
+def _event_rows(
+    spec: ResourceSpec, tables: Sequence[str], events: Iterable[EventLike]
+) -> dict[str, list[tuple[datetime, list[Row]]]]:
+    """The rows of each event's record per table, with the event's receipt time (their `_loaded_at`)."""
+    buffers: dict[str, list[tuple[datetime, list[Row]]]] = {table: [] for table in tables}
+    for event in events:
+        parent, children = split_record(spec, event.record)
+        buffers[spec.table].append((event.received_at, [parent]))
+        for child_table, rows in children.items():
+            buffers[child_table].append((event.received_at, rows))
+    return buffers
+
+
+def _day_change(
+    spec: ResourceSpec,
+    drop: set[str],
+    incoming: Sequence[EventLike],
+    stored: Mapping[str, pa.Table | None],
+    report: ApplyReport,
+) -> dict[str, pa.Table]:
+    """One day's new tables: the stored rows without `drop`, plus the incoming records' rows."""
+    tables = _tables_of(spec)
+    buffers = _event_rows(spec, tables, incoming)
+    for table in tables:
+        report._add_rows(table, sum(len(rows) for _, rows in buffers[table]))
+    return {
+        table: _replace(stored[table], _key_of(spec, table), drop, _arrow(table, buffers[table], report))
+        for table in tables
+    }
+
+
 def _apply_partitioned(
     data_dir: Path,
     resource: str,
@@ -285,58 +355,25 @@ def _apply_partitioned(
     report: ApplyReport,
     payments: Sequence[EventLike] = (),
 ) -> None:
+    """Orders, dispatches, invoices (with `payments`): each touched day rewritten once, under its locks."""
     spec = RESOURCES[SPEC_OF[resource]]
     tables = _tables_of(spec)
     upserts, deletes = _winners(events, resource, tombstones, report)
     payment_ids = [event.record_id for event in payments if event.record_id is not None]
     with storage.table_locks(data_dir, tables):
         where = _locate(data_dir, spec.table, sorted({*upserts, *deletes, *payment_ids}))
-        target: dict[str, date] = {}
-        for record_id, event in upserts.items():
-            day = day_of(spec, event.record) or where.get(record_id)
-            if day is None:
-                report.unplaced += 1
-                log.warning("%s %s: no usable %s; not applied", resource, record_id, spec.date_field)
-                continue
-            target[record_id] = day
+        target = _target_days(spec, upserts, where, report)
         days = sorted({*target.values(), *where.values()})
-        cache: dict[date, dict[str, pa.Table | None]] = {
+        cache = {
             day: {table: storage.read_partition(data_dir, table, day) for table in tables} for day in days
         }
-        # An older state never replaces a newer stored one.
-        for record_id in list(target):
-            stored_day = where.get(record_id)
-            if stored_day is None:
-                continue
-            stored = _stored_record(spec, cache[stored_day], record_id)
-            if stored is not None and is_older(resource, upserts[record_id].record, stored):
-                report.stale_skipped += 1
-                del target[record_id]
+        _drop_stale(spec, resource, upserts, target, where, cache, report)
         changes: dict[date, dict[str, pa.Table]] = {}
         for day in days:
-            drop = {
-                rid
-                for rid, stored_day in where.items()
-                if stored_day == day and (rid in target or rid in deletes)
-            }
-            incoming = [rid for rid, target_day in target.items() if target_day == day]
-            if not drop and not incoming:
-                continue
-            buffers: dict[str, list[tuple[datetime, list[Row]]]] = {table: [] for table in tables}
-            for rid in incoming:
-                event = upserts[rid]
-                parent, children = split_record(spec, event.record)
-                buffers[spec.table].append((event.received_at, [parent]))
-                for child_table, rows in children.items():
-                    buffers[child_table].append((event.received_at, rows))
-            changes[day] = {
-                table: _replace(
-                    cache[day][table], _key_of(spec, table), drop, _arrow(table, buffers[table], report)
-                )
-                for table in tables
-            }
-            for table in tables:
-                report._add_rows(table, sum(len(rows) for _, rows in buffers[table]))
+            drop = {rid for rid, at in where.items() if at == day and (rid in target or rid in deletes)}
+            incoming = [upserts[rid] for rid, at in target.items() if at == day]
+            if drop or incoming:
+                changes[day] = _day_change(spec, drop, incoming, cache[day], report)
         removed = [rid for rid in deletes if rid in where]
         if removed:
             report.removed[spec.table] = report.removed.get(spec.table, 0) + len(removed)
@@ -476,8 +513,6 @@ def _levels_without_products(
 
 
 def _read_whole(data_dir: Path, table: str) -> pa.Table | None:
-    import pyarrow.parquet as pq
-
     try:
         return pq.read_table(storage.whole_file(data_dir, table))
     except FileNotFoundError:
@@ -559,4 +594,165 @@ def _merge_reports(total: ApplyReport, part: ApplyReport) -> None:
         total.last_received_at = part.last_received_at
 
 
-__all__ = ["INVENTORY_LEVELS", "ApplyReport", "Tombstones", "apply_events", "apply_pending", "is_older"]
+# --- a pull's write against the change feed --------------------------------------------------------------
+
+_EVENT_RESOURCE = {spec_name: resource for resource, spec_name in SPEC_OF.items()}  # "orders" -> "order"
+
+
+def _only(table: pa.Table | None, key: str, ids: set[str], keep: bool) -> pa.Table | None:
+    """`table`'s rows whose `key` is in `ids` (keep=True) or is not (keep=False; nulls stay)."""
+    if table is None or key not in table.column_names:
+        return None if keep else table
+    inside = pc.fill_null(pc.is_in(table.column(key), value_set=pa.array(sorted(ids), pa.string())), False)
+    return table.filter(inside if keep else pc.invert(inside))
+
+
+def _fresh_ids(spec: ResourceSpec, stored: Mapping[str, pa.Table | None], since: datetime) -> set[str]:
+    """Ids of the stored records with any row (parent or child) loaded after `since`."""
+    moment = pa.scalar(since, type=pa.timestamp("us", tz="UTC"))
+    found: set[str] = set()
+    for table, data in stored.items():
+        key = _key_of(spec, table)
+        if data is None or key not in data.column_names or LOADED_AT not in data.column_names:
+            continue
+        newer = data.filter(pc.fill_null(pc.greater(data.column(LOADED_AT), moment), False))
+        found.update(str(value) for value in newer.column(key).to_pylist() if value is not None)
+    return found
+
+
+def _key_stamps(spec: ResourceSpec, paths: Mapping[str, Path]) -> dict[str, pa.Table | None]:
+    """Each table file's key and `_loaded_at` columns only (None: no file, or not those columns)."""
+    stamps: dict[str, pa.Table | None] = {}
+    for table, path in paths.items():
+        try:
+            stamps[table] = pq.read_table(path, columns=[_key_of(spec, table), LOADED_AT])
+        except (FileNotFoundError, KeyError, pa.ArrowInvalid):
+            stamps[table] = None
+    return stamps
+
+
+def _may_have_tombstones(data_dir: Path, database_url: SecretStr | str | None) -> bool:
+    """False only when no deletion can have been recorded: SQLite tombstones and no file yet."""
+    plain = database_url.get_secret_value() if isinstance(database_url, SecretStr) else database_url
+    return bool(plain) or tombstone_path(data_dir).is_file()
+
+
+def _tombstoned(
+    data_dir: Path, resource: str, ids: Iterable[str], database_url: SecretStr | str | None
+) -> set[str]:
+    """The ids among `ids` the change feed deleted (none while no deletion can have been recorded)."""
+    if not _may_have_tombstones(data_dir, database_url):
+        return set()
+    tombstones = open_tombstones(data_dir, database_url)
+    try:
+        return tombstones.deleted(resource, ids)
+    finally:
+        tombstones.close()
+
+
+class PullGuard:
+    """Keeps a pull's write from undoing what the change feed applied while the pull was fetching.
+
+    A pull lists the API after it starts (`since`, its `loaded_at`) and writes each day later. Rows the
+    applier writes carry their event's receipt time as `_loaded_at`. So, under the table locks, just
+    before the pull writes a day (`guard_day`):
+
+    - a record the change feed deleted (tombstoned) is dropped from the pull's rows;
+    - a stored record with a row (parent or child) loaded after `since` came from an event received after
+      the pull started: it is kept as stored (replacing the pull's copy, or added where the pull has none),
+      unless the pull's copy is provably newer by the applier's own rule (`is_older`).
+
+    Events received before the pull started are the pull's to overwrite: its listing is newer than them.
+    """
+
+    def __init__(
+        self, data_dir: Path, spec: ResourceSpec, since: datetime, database_url: SecretStr | str | None = None
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.spec = spec
+        self.since = since
+        self.database_url = database_url  # where the tombstones are (`lake.tombstones.open_tombstones`)
+        self.resource = _EVENT_RESOURCE.get(spec.resource)  # None: no event changes this resource
+
+    def guard_day(self, day: date, tables: Mapping[str, pa.Table | None]) -> dict[str, pa.Table | None]:
+        """The pull's tables for `day` (parent and children) with the change feed's newer state kept."""
+        if self.resource is None:
+            return dict(tables)
+        names = _tables_of(self.spec)
+        pulled = {table: tables.get(table) for table in names}
+        stamps = _key_stamps(self.spec, {t: storage.partition_file(self.data_dir, t, day) for t in names})
+        fresh = _fresh_ids(self.spec, stamps, self.since)
+        if not fresh and not _may_have_tombstones(self.data_dir, self.database_url):
+            return pulled  # the usual case, decided on two columns: nothing newer, nothing ever deleted
+        stored = {table: storage.read_partition(self.data_dir, table, day) for table in names}
+        return self.merge(pulled, stored)
+
+    def merge(
+        self, pulled: Mapping[str, pa.Table | None], stored: Mapping[str, pa.Table | None]
+    ) -> dict[str, pa.Table | None]:
+        """`pulled` without tombstoned records, with the stored records newer than the pull (see above)."""
+        assert self.resource is not None
+        spec = self.spec
+        parent = pulled.get(spec.table)
+        ids = [] if parent is None else [str(v) for v in parent.column(spec.key).to_pylist() if v is not None]
+        dead = _tombstoned(self.data_dir, self.resource, ids, self.database_url)
+        keep = {
+            rid
+            for rid in _fresh_ids(spec, stored, self.since) - dead
+            if not self._pull_wins(rid, pulled, stored)
+        }
+        if not dead and not keep:
+            return dict(pulled)
+        log.info(
+            "%s: the pull's write keeps %d record(s) changed by events since it started, drops %d deleted",
+            spec.resource,
+            len(keep),
+            len(dead),
+        )
+        merged: dict[str, pa.Table | None] = {}
+        for table, data in pulled.items():
+            key = _key_of(spec, table)
+            parts = [
+                t
+                for t in (_only(stored.get(table), key, keep, True), _only(data, key, dead | keep, False))
+                if t is not None
+            ]
+            if not parts:
+                merged[table] = data
+                continue
+            schema = storage.union_schema(*(part.schema for part in parts))
+            merged[table] = pa.concat_tables([storage.conform(part, schema) for part in parts])
+        return merged
+
+    def whole_ids(self, pulled_ids: set[str]) -> tuple[set[str], set[str]]:
+        """For a whole-table refresh that listed `pulled_ids`: (stored ids to keep as stored, ids to drop).
+
+        Keep: the records with a stored row loaded after the pull started (an event's newer state; the
+        pull's copy is not compared: the whole-table records carry no field that only grows). Drop: the
+        listed ids the change feed has deleted since. Reads only the stored key and `_loaded_at` columns.
+        """
+        if self.resource is None:
+            return set(), set()
+        names = _tables_of(self.spec)
+        stored = _key_stamps(self.spec, {t: storage.whole_file(self.data_dir, t) for t in names})
+        dead = _tombstoned(self.data_dir, self.resource, pulled_ids, self.database_url)
+        return _fresh_ids(self.spec, stored, self.since) - dead, dead
+
+    def _pull_wins(
+        self, record_id: str, pulled: Mapping[str, pa.Table | None], stored: Mapping[str, pa.Table | None]
+    ) -> bool:
+        """True when the pull's copy of `record_id` is provably newer than the stored one (`is_older`)."""
+        mine = _stored_record(self.spec, pulled, record_id)
+        theirs = _stored_record(self.spec, stored, record_id)
+        return mine is not None and theirs is not None and is_older(str(self.resource), theirs, mine)
+
+
+__all__ = [
+    "INVENTORY_LEVELS",
+    "ApplyReport",
+    "PullGuard",
+    "Tombstones",
+    "apply_events",
+    "apply_pending",
+    "is_older",
+]

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from filelock import FileLock
 
@@ -324,6 +325,20 @@ class StreamingFileWriter:
         for schema_field in table.schema:
             self._fields.setdefault(schema_field.name, schema_field)
         self.rows += table.num_rows
+
+    def drop_rows(self, column: str, values: set[str]) -> None:
+        """Remove the rows written so far whose `column` is one of `values` (rewrites those chunks)."""
+        for chunk in self._chunks:
+            data = pq.read_table(chunk)
+            if column not in data.column_names:
+                continue
+            listed = pc.fill_null(
+                pc.is_in(data.column(column), value_set=pa.array(sorted(values), pa.string())), False
+            )
+            kept = data.filter(pc.invert(listed))
+            if kept.num_rows != data.num_rows:
+                pq.write_table(kept, chunk, compression=_COMPRESSION)
+                self.rows -= data.num_rows - kept.num_rows
 
     def prepare(self) -> Path | None:
         """Merge the chunks into one fsynced temporary file; returns it (None when there are no rows)."""

@@ -44,6 +44,10 @@ timestamped snapshot). With `merge=True` the pages are the records changed since
 (`updated_since`): they replace the stored rows with the same key (a changed product's variants are all
 replaced) and the other stored rows are carried over, streamed, so the table is the complete current state.
 Duplicate keys within one sweep (a record listed twice while the account changes) are landed once.
+
+Every landing drops listed records whose id the lake has tombstoned (`lake.tombstones.live`, one SQLite
+look-up per page, none before the first deletion): a listing read before a deletion and landed after the
+change feed or reconciliation removed the record does not bring it back.
 """
 
 from __future__ import annotations
@@ -58,10 +62,12 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import SecretStr
 
 from orderspace_pipelines.lake import storage
 from orderspace_pipelines.lake.flatten import CoercionLog, Row, record_date, rows_to_arrow, split_record
 from orderspace_pipelines.lake.schemas import SNAPSHOT_AT, TIMESTAMP, ResourceSpec, table_spec
+from orderspace_pipelines.lake.tombstones import live
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +112,7 @@ class LandingReport:
     merged_records: int = 0  # records merged into their stored days by id (`DayMerge`)
     already_covered: int = 0  # records `DayMerge` left alone: their day was re-pulled whole in this run
     changed_records: int = 0  # records of an `updated_since` refresh that replaced stored rows or were new
+    tombstoned: int = 0  # records listed but recorded as deleted (`lake.tombstones`): not landed
     schemas: dict[str, pa.Schema] = field(default_factory=dict)
     preview: dict[str, list[Row]] = field(default_factory=dict)
     coercions: CoercionLog = field(default_factory=CoercionLog)
@@ -133,6 +140,21 @@ class LandingReport:
 
 def _tables_of(spec: ResourceSpec) -> list[str]:
     return [spec.table, *(child.table for child in spec.children)]
+
+
+def _guarded(
+    data_dir: Path,
+    spec: ResourceSpec,
+    since: datetime,
+    day: date,
+    tables: Mapping[str, pa.Table | None],
+    database_url: SecretStr | str | None,
+) -> dict[str, pa.Table | None]:
+    """A pull's tables for `day`, keeping what the change feed applied since the pull started
+    (`lake.changes.PullGuard`; the caller holds the day's table locks)."""
+    from orderspace_pipelines.lake.changes import PullGuard  # changes imports this module
+
+    return PullGuard(data_dir, spec, since, database_url).guard_day(day, tables)
 
 
 # The created_since bound is moved this much earlier than the range's first midnight (UTC), so a record
@@ -204,12 +226,14 @@ class PartitionedLanding:
         progress_every: int = 25,
         on_day_written: Callable[[date, dict[str, int]], None] | None = None,
         server_bounded: bool = False,
+        database_url: SecretStr | str | None = None,
     ) -> None:
         if spec.date_field is None:
             raise ValueError(f"{spec.resource} is not date-partitioned")
         if start is not None and end is not None and start > end:
             raise ValueError(f"empty range: start {start} is after end {end}")
         self.data_dir = Path(data_dir)
+        self.database_url = database_url  # where the tombstones are (`lake.tombstones.open_tombstones`)
         self.spec = spec
         self.start = start
         self.end = end
@@ -239,6 +263,8 @@ class PartitionedLanding:
         Cheap (dates only), so a caller can ask for the next page before landing this one.
         """
         started = time.perf_counter()
+        records, dropped = live(self.data_dir, self.spec.singular, records, self.spec.key, self.database_url)
+        self.report.tombstoned += dropped
         plan = PagePlan(dated=[], wants_more=True)
         page_all_older = True
         reached_older = False
@@ -402,7 +428,8 @@ class PartitionedLanding:
             )
         else:
             self._note_outside(day, len(buffer[self.spec.table]))
-        stored = storage.write_partition(self.data_dir, day, tables)
+        guarded = _guarded(self.data_dir, self.spec, self.loaded_at, day, tables, self.database_url)
+        stored = storage.write_partition(self.data_dir, day, guarded)
         self.report.day_rows[day] = stored
         for table, data in tables.items():
             self.report._note_schema(table, data.schema)
@@ -415,6 +442,23 @@ class PartitionedLanding:
             called = time.perf_counter()
             self.on_day_written(day, stored)
             self.report.processing_seconds -= time.perf_counter() - called
+
+    def _empty_day(self, day: date) -> None:
+        """Remove a day of the range the listing had no record for (keeping records the change feed
+        applied since the pull started: `_guarded`)."""
+        tables = _tables_of(self.spec)
+        with storage.table_locks(self.data_dir, tables):
+            kept = _guarded(
+                self.data_dir, self.spec, self.loaded_at, day, dict.fromkeys(tables), self.database_url
+            )
+            if any(data is not None and data.num_rows for data in kept.values()):
+                self.report.day_rows[day] = storage.write_partition(self.data_dir, day, kept)
+                return
+            for table in tables:
+                if storage.remove_partition(self.data_dir, table, day):
+                    if day not in self.report.days_removed:
+                        self.report.days_removed.append(day)
+                    self.report.day_rows.setdefault(day, {})[table] = 0
 
     def _note_outside(self, day: date, records: int) -> None:
         outside = (self.partitions_start is not None and day < self.partitions_start) or (
@@ -442,11 +486,7 @@ class PartitionedLanding:
             for day in storage.stored_days(self.data_dir, table):
                 in_range = (self.start is None or day >= self.start) and (self.end is None or day <= self.end)
                 if in_range and day not in self._written:
-                    removed = storage.remove_partition(self.data_dir, table, day)
-                    if removed and day not in self.report.days_removed:
-                        self.report.days_removed.append(day)
-                    if removed:
-                        self.report.day_rows.setdefault(day, {})[table] = 0
+                    self._empty_day(day)
         self.report.days_written.sort()
         self.report.days_removed.sort()
         self._finished = True
@@ -486,10 +526,12 @@ class DayMerge:
         partitions_end: date | None = None,
         logger: logging.Logger | None = None,
         on_day_written: Callable[[date, dict[str, int]], None] | None = None,
+        database_url: SecretStr | str | None = None,
     ) -> None:
         if spec.date_field is None:
             raise ValueError(f"{spec.resource} is not date-partitioned")
         self.data_dir = Path(data_dir)
+        self.database_url = database_url  # where the tombstones are (`lake.tombstones.open_tombstones`)
         self.spec = spec
         self.loaded_at = loaded_at
         self.report = report or LandingReport(spec.resource, rows=dict.fromkeys(_tables_of(spec), 0))
@@ -504,6 +546,8 @@ class DayMerge:
         started = time.perf_counter()
         report = self.report
         report.pages += 1
+        records, dropped = live(self.data_dir, self.spec.singular, records, self.spec.key, self.database_url)
+        report.tombstoned += dropped
         by_day: dict[date, dict[Any, Mapping[str, Any]]] = {}
         for record in records:
             report.records += 1
@@ -571,7 +615,9 @@ class DayMerge:
             self.report._note_schema(table, data.schema)
             self.report._note_preview(table, rows)
             self.report.rows[table] = self.report.rows.get(table, 0) + len(rows)
-        stored = storage.write_partition(self.data_dir, day, tables)
+        stored = storage.write_partition(
+            self.data_dir, day, _guarded(self.data_dir, spec, self.loaded_at, day, tables, self.database_url)
+        )
         self.report.merged_records += len(records)
         self.report.day_rows[day] = stored
         if day not in self.report.days_written:
@@ -613,8 +659,10 @@ class WholeLanding:
         snapshot_at: datetime | None = None,
         merge: bool = False,
         logger: logging.Logger | None = None,
+        database_url: SecretStr | str | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.database_url = database_url  # where the tombstones are (`lake.tombstones.open_tombstones`)
         self.spec = spec
         self.loaded_at = loaded_at
         self.snapshot_at = snapshot_at
@@ -652,8 +700,10 @@ class WholeLanding:
         started = time.perf_counter()
         report = self.report
         report.pages += 1
-        buffers: dict[str, list[Row]] = {table: [] for table in self._writers}
         key = self.spec.key
+        records, dropped = live(self.data_dir, self.spec.singular, list(records), key, self.database_url)
+        report.tombstoned += dropped
+        buffers: dict[str, list[Row]] = {table: [] for table in self._writers}
         for record in records:
             report.records += 1
             if not isinstance(record, Mapping):
@@ -684,16 +734,39 @@ class WholeLanding:
         report.processing_seconds += time.perf_counter() - started
         return True
 
-    def _carry_over(self) -> None:
-        """Stream the stored rows whose key was not in this refresh into the new files."""
+    def _change_feed_ids(self) -> tuple[set[Any], set[Any]]:
+        """(stored records to keep as stored, listed records to drop): what the change feed applied since
+        this pull started (`lake.changes.PullGuard.whole_ids`). The pull's own rows of both are removed."""
+        from orderspace_pipelines.lake.changes import PullGuard  # changes imports this module
+
+        guard = PullGuard(self.data_dir, self.spec, self.loaded_at, self.database_url)
+        keep, drop = guard.whole_ids({str(key) for key in self._seen if key is not None})
+        if keep or drop:
+            for table, writer in self._writers.items():
+                writer.drop_rows(_key_column(self.spec, table), keep | drop)
+            if self._snapshot is not None:  # the snapshot is the resulting table: the kept rows follow
+                self._snapshot.drop_rows(self.spec.key, keep | drop)
+            self.logger.info(
+                "%s: kept %d record(s) changed by events since the pull started, dropped %d deleted",
+                self.spec.resource,
+                len(keep),
+                len(drop),
+            )
+        return keep, drop
+
+    def _carry_over(self, keep: set[Any]) -> None:
+        """Stream into the new files the stored rows whose key was not in this refresh (`merge=True`) or
+        is in `keep` (records the change feed changed since the pull started)."""
+        replaced = self._seen - keep if self.merge else None
         for table, writer in self._writers.items():
             key = _key_column(self.spec, table)
             for batch in storage.iter_batches(storage.whole_file(self.data_dir, table)):
-                kept = (
-                    batch.filter(_not_in(batch.column(key), self._seen))
-                    if key in batch.column_names
-                    else batch
-                )
+                if key not in batch.column_names:
+                    kept = batch if self.merge else batch.slice(0, 0)
+                elif replaced is not None:
+                    kept = batch.filter(_not_in(batch.column(key), replaced))
+                else:
+                    kept = batch.filter(pc.invert(_not_in(batch.column(key), keep)))
                 if kept.num_rows:
                     writer.write(kept)
                     if table == self.spec.table:
@@ -706,8 +779,9 @@ class WholeLanding:
 
     def _finish_locked(self) -> LandingReport:
         started = time.perf_counter()
-        if self.merge:
-            self._carry_over()
+        keep, _ = self._change_feed_ids()
+        if self.merge or keep:
+            self._carry_over(keep)
         writers = dict(self._writers)
         if self._snapshot is not None and self.spec.snapshot_table is not None:
             writers[self.spec.snapshot_table] = self._snapshot

@@ -1,4 +1,10 @@
-"""The change applier's tombstones: the (resource, id) pairs deleted for good (see `lake.changes`, rule 2).
+"""The lake's tombstones: the (resource, id) pairs deleted for good, so nothing stale brings them back.
+
+Written by the change feed's applier (`*.deleted` events, `lake.changes` rule 2) and by reconciliation
+(records gone from the account); read by the applier (a created/updated event for a tombstoned id is
+ignored) and by the pull's landings (`live`: a record listed before its deletion and landed after it is
+dropped). Orderspace never reuses ids, so nothing legitimate is lost. `resource` is the webhook resource
+name (the endpoint's `singular`).
 
 `open_tombstones` picks the store, in one place: Postgres when `ORDERSPACE_DATABASE_URL` is set, else a small
 SQLite file at `<data dir>/state/tombstones.sqlite` (WAL, `synchronous=FULL`).
@@ -14,9 +20,9 @@ stream, not lake data: they belong with the event store, which is in Postgres wh
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import SecretStr
 
@@ -124,3 +130,31 @@ class PostgresTombstones:
 
     def close(self) -> None:
         self._conn.close()
+
+
+def live(
+    data_dir: Path,
+    resource: str | None,
+    records: Sequence[Any],
+    key: str = "id",
+    database_url: SecretStr | str | None = None,
+) -> tuple[list[Any], int]:
+    """`records` without those whose `key` is tombstoned for `resource`, and how many were dropped.
+
+    Costs nothing on SQLite when the lake has no tombstone file yet (no deletion recorded) or when `resource`
+    is None (a resource without webhook deletions: the reference tables)."""
+    plain = database_url.get_secret_value() if isinstance(database_url, SecretStr) else database_url
+    if resource is None or (not plain and not tombstone_path(data_dir).is_file()):
+        return list(records), 0
+    ids = [str(r[key]) for r in records if isinstance(r, Mapping) and r.get(key) is not None]
+    if not ids:
+        return list(records), 0
+    tombstones = open_tombstones(data_dir, database_url)
+    try:
+        dead = tombstones.deleted(resource, ids)
+    finally:
+        tombstones.close()
+    if not dead:
+        return list(records), 0
+    kept = [r for r in records if not (isinstance(r, Mapping) and str(r.get(key)) in dead)]
+    return kept, len(records) - len(kept)

@@ -42,6 +42,16 @@ class _TooLarge(Exception):
     pass
 
 
+class _Refused(Exception):
+    """A delivery ends with `status` and `message`; `level` is how it is logged (None: already logged)."""
+
+    def __init__(self, status: int, message: str, level: int | None = logging.WARNING) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.level = level
+
+
 def _answer(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
@@ -60,11 +70,92 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+async def _body_within(request: Request, limit: int, peer: str) -> bytes:
+    """The raw body, at most `limit` bytes (413 above it; 400 when the client goes away first)."""
+    try:
+        return await _read_body(request, limit)
+    except _TooLarge:
+        raise _Refused(413, f"the body is larger than {limit} bytes") from None
+    except ClientDisconnect:
+        log.warning("delivery abandoned by %s before its body arrived", peer)
+        raise _Refused(400, "the client disconnected", level=None) from None
+
+
+def _signing_key(keys: KeySource) -> str:
+    """The current signing key; 503 (Orderspace retries) while there is none or it cannot be read."""
+    try:
+        key = keys.current()
+    except KeyFileError as error:
+        log.error("cannot verify deliveries: %s", error)
+        raise _Refused(503, "the receiver has no usable signing key", level=None) from None
+    if key is None:
+        log.error("delivery refused (503): no signing key at %s; run `webhooks register URL`", keys.path)
+        raise _Refused(503, "the receiver has no signing key yet", level=None)
+    return key
+
+
+def _check_signature(key: str, body: bytes, signature: str | None) -> None:
+    """401 unless `signature` is the raw body's signature under `key`."""
+    if not signature:
+        raise _Refused(401, f"the {SIGNATURE_HEADER} header is missing")
+    if not verify(key, body, signature):
+        raise _Refused(401, f"the {SIGNATURE_HEADER} header does not match the body")
+
+
+def _parsed(body: bytes) -> list[ParsedEvent]:
+    """The delivery's events; 400 or 422 naming the problem."""
+    try:
+        return parse_delivery(body)
+    except DeliveryRejected as error:
+        raise _Refused(error.status, error.message) from None
+
+
 def _commit(store: EventStore, body: bytes, events: list[ParsedEvent]) -> StoredDelivery:
     hooks.checkpoint("delivery.parsed")
     stored = store.add_delivery(body, events)
     hooks.checkpoint("delivery.committed")
     return stored
+
+
+async def _store(store: EventStore, body: bytes, events: list[ParsedEvent]) -> StoredDelivery:
+    """Commit the delivery (off the event loop); 503 when the store fails, so Orderspace retries."""
+    try:
+        return await run_in_threadpool(_commit, store, body, events)
+    except StoreError as error:
+        log.error("delivery of %d events not stored (503): %s", len(events), error)
+        raise _Refused(503, "the delivery could not be stored; retry later", level=None) from None
+
+
+def _log_stored(stored: StoredDelivery, events: list[ParsedEvent], started: float) -> None:
+    unknown = sorted({event.event_type for event in events if not event.known})
+    log.info(
+        "delivery %d %s: %d events (%s)%s in %.1f ms",
+        stored.delivery_id,
+        "already stored (replay)" if stored.duplicate else "stored",
+        stored.event_count,
+        describe_types(events),
+        f"; unknown event types stored, flagged: {', '.join(unknown)}" if unknown else "",
+        (time.perf_counter() - started) * 1000,
+    )
+
+
+async def _deliver(request: Request, store: EventStore, keys: KeySource, max_body_bytes: int) -> JSONResponse:
+    """One delivery through every check (see the module docstring), answered 200 once it is stored."""
+    started = time.perf_counter()
+    peer = request.client.host if request.client else "?"
+    try:
+        body = await _body_within(request, max_body_bytes, peer)
+        _check_signature(_signing_key(keys), body, request.headers.get(SIGNATURE_HEADER))
+        events = _parsed(body)
+        stored = await _store(store, body, events)
+    except _Refused as refused:
+        if refused.level is not None:
+            log.log(refused.level, "delivery rejected %s from %s: %s", refused.status, peer, refused.message)
+        return _answer(refused.status, refused.message)
+    _log_stored(stored, events, started)
+    return JSONResponse(
+        {"delivery": stored.delivery_id, "events": stored.event_count, "duplicate": stored.duplicate}
+    )
 
 
 def create_app(
@@ -73,55 +164,7 @@ def create_app(
     """The receiver app writing into `store`, verifying with the key `keys` holds."""
 
     async def receive(request: Request) -> JSONResponse:
-        started = time.perf_counter()
-        peer = request.client.host if request.client else "?"
-
-        def rejected(status: int, reason: str) -> JSONResponse:
-            log.warning("delivery rejected %s from %s: %s", status, peer, reason)
-            return _answer(status, reason)
-
-        try:
-            body = await _read_body(request, max_body_bytes)
-        except _TooLarge:
-            return rejected(413, f"the body is larger than {max_body_bytes} bytes")
-        except ClientDisconnect:
-            log.warning("delivery abandoned by %s before its body arrived", peer)
-            return _answer(400, "the client disconnected")
-        try:
-            key = keys.current()
-        except KeyFileError as error:
-            log.error("cannot verify deliveries: %s", error)
-            return _answer(503, "the receiver has no usable signing key")
-        if key is None:
-            log.error("delivery refused (503): no signing key at %s; run `webhooks register URL`", keys.path)
-            return _answer(503, "the receiver has no signing key yet")
-        signature = request.headers.get(SIGNATURE_HEADER)
-        if not signature:
-            return rejected(401, f"the {SIGNATURE_HEADER} header is missing")
-        if not verify(key, body, signature):
-            return rejected(401, f"the {SIGNATURE_HEADER} header does not match the body")
-        try:
-            events = parse_delivery(body)
-        except DeliveryRejected as error:
-            return rejected(error.status, error.message)
-        try:
-            stored = await run_in_threadpool(_commit, store, body, events)
-        except StoreError as error:
-            log.error("delivery of %d events not stored (503): %s", len(events), error)
-            return _answer(503, "the delivery could not be stored; retry later")
-        unknown = sorted({event.event_type for event in events if not event.known})
-        log.info(
-            "delivery %d %s: %d events (%s)%s in %.1f ms",
-            stored.delivery_id,
-            "already stored (replay)" if stored.duplicate else "stored",
-            stored.event_count,
-            describe_types(events),
-            f"; unknown event types stored, flagged: {', '.join(unknown)}" if unknown else "",
-            (time.perf_counter() - started) * 1000,
-        )
-        return JSONResponse(
-            {"delivery": stored.delivery_id, "events": stored.event_count, "duplicate": stored.duplicate}
-        )
+        return await _deliver(request, store, keys, max_body_bytes)
 
     async def healthz(request: Request) -> JSONResponse:
         try:

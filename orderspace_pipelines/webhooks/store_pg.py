@@ -269,6 +269,18 @@ class PostgresEventStore:
         )
         return [(str(resource), int(count), int(seq)) for resource, count, seq in rows]
 
+    def feed_per_resource(self) -> list[tuple[str, int, datetime | None, datetime | None]]:
+        """(resource, pending count, newest delivery's receipt, newest apply) per resource ever received."""
+        rows = self._run(
+            "read the feed status",
+            lambda conn: conn.execute(
+                "SELECT e.resource, COUNT(*) FILTER (WHERE e.applied_at IS NULL), MAX(d.received_at), "
+                "MAX(e.applied_at) FROM webhook_events e JOIN webhook_deliveries d ON d.id = e.delivery_id "
+                "GROUP BY e.resource"
+            ).fetchall(),
+        )
+        return [(str(r), int(pending), _utc(received), _utc(landed)) for r, pending, received, landed in rows]
+
 
 def _one_line(error: Exception) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]

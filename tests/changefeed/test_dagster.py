@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -66,3 +67,43 @@ def test_definitions_register_the_change_feed() -> None:
     assert sensor.minimum_interval_seconds == 10
     health = defs.get_sensor_def("webhook_subscription_sensor")
     assert health.default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def _latest_observation(instance: dg.DagsterInstance, table: str) -> dg.AssetObservation:
+    records = instance.fetch_observations(dg.AssetKey(table), limit=1).records
+    assert records, f"no observation of {table}"
+    observation = records[0].asset_observation
+    assert observation is not None
+    return observation
+
+
+def test_apply_run_records_each_tables_feed_on_its_asset(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    lake = LakeResource(data_dir=str(data_dir))
+    feed = Feed(data_dir)
+    feed.deliver(ev("order.created", order("or_1")), ev("order.created", order("or_2")))
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert change_feed_job.execute_in_process(instance=instance, resources={"lake": lake}).success
+        # Two more orders arrive after the run: they wait.
+        feed.deliver(ev("order.updated", order("or_1", status="fulfilled")))
+        feed.deliver(ev("customer.created", customer("cu_9")))
+        orders = _latest_observation(instance, "orders")
+        assert orders.metadata["change_feed_pending_events"].value == 0
+        received = orders.metadata["change_feed_last_event_received_at"].value
+        assert received == datetime(2026, 11, 30, 9, 0, 1, tzinfo=UTC).timestamp()
+        assert isinstance(orders.metadata["change_feed_last_landed_at"].value, float)  # a real time
+        assert (orders.description or "").startswith("0 webhook event(s) waiting; last event received")
+        customers = _latest_observation(instance, "customers")
+        assert customers.metadata["change_feed_pending_events"].value == 0
+        assert customers.metadata["change_feed_last_landed_at"].value == "never"
+
+        # The sensor records the new backlog (once: an unchanged feed adds no observation).
+        first = _tick(instance, data_dir)
+        by_table = {str(o.asset_key.path[0]): o for o in first.asset_events}
+        assert set(by_table) >= {"orders", "customers", "invoices", "invoice_payments", "inventory_levels"}
+        assert by_table["orders"].metadata["change_feed_pending_events"].value == 1
+        assert by_table["customers"].metadata["change_feed_pending_events"].value == 1
+        assert by_table["customers"].metadata["change_feed_last_landed_at"].value == "never"
+        again = dg.build_sensor_context(instance=instance, resources={"lake": lake}, cursor=first.cursor)
+        assert change_feed_sensor(again).asset_events == []
+    feed.store.close()
