@@ -18,8 +18,10 @@ them, they say in one line how to install them and exit 2.
 `push FILE` exits 0 when every row was done (pushed, already right, superseded, or the file was a
 duplicate), 3 when some rows were rejected or refused (the report names them), 4 when the whole file was
 rejected (nothing pushed), 5 when the push stopped on an unexpected error (the file is in rejected/ with a
-report of what was sent; drop it again to push the rest), 1 when it did not finish (Orderspace down: the file
-stays in warehouse/work/ and the same command resumes it), 2 for a missing file or configuration.
+report of what was sent; drop it again to push the rest), 6 when another process or host sharing the warehouse
+folder has the file (pushing it now, or pushed it already; nothing was done here), 1 when it did not finish
+(Orderspace down: the file stays in warehouse/work/ and the same command resumes it), 2 for a missing file or
+configuration.
 """
 
 from __future__ import annotations
@@ -110,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     push = commands.add_parser(
         "push",
         help="run the warehouse push job for one file (exit 0 all rows done, 3 some rows rejected, "
-        "4 file rejected, 5 stopped by an unexpected error, 1 not finished)",
+        "4 file rejected, 5 stopped by an unexpected error, 6 another process or host has the file, "
+        "1 not finished)",
     )
     push.add_argument("file", type=Path)
 

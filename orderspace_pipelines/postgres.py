@@ -57,8 +57,8 @@ def connect(url: str | SecretStr, *, autocommit: bool = True, purpose: str = "st
             application_name=f"orderspace-pipelines {purpose}",
         )
     except psycopg.Error as error:
-        text = str(error).strip()
-        reason = _redact(text.splitlines()[-1] if text else type(error).__name__, url)
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        reason = _redact(lines[0] if lines else type(error).__name__, url)  # the first line says what failed
         raise DatabaseError(
             f"cannot connect to ORDERSPACE_DATABASE_URL ({describe_url(url)}): {reason}"
         ) from None

@@ -14,6 +14,7 @@ Every move is an `os.replace` inside one file system, so a file is always in exa
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 from dataclasses import dataclass
@@ -96,6 +97,24 @@ def original_name(work_file: Path) -> str:
 
 class FileMissingError(FileNotFoundError):
     """The file to push is neither where it was named nor claimed in `work/`."""
+
+
+class FileTakenError(FileMissingError):
+    """The file to push was taken by another process or host (sharing the warehouse folder): it is being
+    pushed there right now, or was pushed there already. Nothing is left to do here (the message says which).
+    """
+
+
+def finished_copy(folders: WarehouseFolders, name: str, sha256: str) -> Path | None:
+    """The copy of `name` with exactly these bytes in `processed/` or `rejected/`, if a push filed it away."""
+    stem, suffix = os.path.splitext(name)
+    for folder in (folders.processed, folders.rejected):
+        # `free_destination` names: the name itself, else with the hash prefix (and a counter).
+        candidates = [folder / name, *sorted(folder.glob(f"{glob.escape(stem)}.{sha256[:12]}*{suffix}"))]
+        for candidate in candidates:
+            if candidate.is_file() and sha256_of(candidate) == sha256:
+                return candidate
+    return None
 
 
 def free_destination(folder: Path, name: str, sha256: str) -> Path:

@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from pydantic import SecretStr
 
 from orderspace_pipelines.warehouse.states import EntryState, FileKind, FileOutcome, FileState
@@ -120,6 +120,10 @@ class DispatchRecord:
     pending_at: str
 
 
+class ClaimHeld(RuntimeError):
+    """`claim(sha256, wait=False)`: another process or host holds the claim on these bytes right now."""
+
+
 class LedgerError(RuntimeError):
     """The ledger could not be read or written (the shared database went away): nothing was lost, since
     every change is committed before it matters; the push stops and a re-run resumes it."""
@@ -141,8 +145,9 @@ class Ledger(Protocol):
 
     def __exit__(self, *exc: object) -> None: ...
 
-    def claim(self, sha256: str) -> AbstractContextManager[None]:
-        """Held while one file is pushed: a second claim of the same hash waits for the first to end."""
+    def claim(self, sha256: str, *, wait: bool = True) -> AbstractContextManager[None]:
+        """Held while one file is pushed: a second claim of the same hash waits for the first to end
+        (`wait=False`: raises `ClaimHeld` instead)."""
         ...
 
     def file(self, sha256: str) -> FileRecord | None: ...
@@ -229,12 +234,19 @@ class SqliteLedger:
         self.close()
 
     @contextmanager
-    def claim(self, sha256: str) -> Iterator[None]:
+    def claim(self, sha256: str, *, wait: bool = True) -> Iterator[None]:
         """A per-content lock file in `.locks/` beside the ledger (`WarehouseFolders.locks`)."""
         locks = self.path.parent / ".locks"
         locks.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(locks / f"{sha256[:16]}.lock")):
+        lock = FileLock(str(locks / f"{sha256[:16]}.lock"))
+        try:
+            lock.acquire(timeout=-1 if wait else 0)
+        except Timeout:
+            raise ClaimHeld(sha256) from None
+        try:
             yield
+        finally:
+            lock.release()
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

@@ -26,7 +26,13 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
 from pydantic import SecretStr
 
 from orderspace_pipelines import postgres
-from orderspace_pipelines.warehouse.ledger import DispatchRecord, FileRecord, LedgerError, dispatch_record
+from orderspace_pipelines.warehouse.ledger import (
+    ClaimHeld,
+    DispatchRecord,
+    FileRecord,
+    LedgerError,
+    dispatch_record,
+)
 from orderspace_pipelines.warehouse.states import EntryState, FileKind, FileOutcome, FileState
 
 if TYPE_CHECKING:
@@ -156,10 +162,14 @@ class PostgresLedger:
         self.close()
 
     @contextmanager
-    def claim(self, sha256: str) -> Iterator[None]:
-        """A session advisory lock on the hash (see the module docstring); waits for another holder."""
+    def claim(self, sha256: str, *, wait: bool = True) -> Iterator[None]:
+        """A session advisory lock on the hash (see the module docstring); waits for another holder
+        (`wait=False`: raises `ClaimHeld` instead)."""
         key = claim_key(sha256)
-        self._advisory("pg_advisory_lock", key)
+        if wait:
+            self._advisory("pg_advisory_lock", key)
+        elif not self._advisory("pg_try_advisory_lock", key):
+            raise ClaimHeld(sha256)
         try:
             yield
         finally:
@@ -167,8 +177,9 @@ class PostgresLedger:
                 self._advisory("pg_advisory_unlock", key)
 
     @_resumable
-    def _advisory(self, function: str, key: int) -> None:
-        self._conn.execute(f"SELECT {function}(%s)", (key,))
+    def _advisory(self, function: str, key: int) -> bool:
+        row = self._conn.execute(f"SELECT {function}(%s) AS taken", (key,)).fetchone()
+        return row is not None and row["taken"] is not False  # pg_advisory_lock returns void: taken
 
     # files ---------------------------------------------------------------------------------------------
 

@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,14 +39,16 @@ from orderspace_pipelines.client.errors import OrderspaceError
 from orderspace_pipelines.warehouse import dispatches, inventory
 from orderspace_pipelines.warehouse.files import (
     FileMissingError,
+    FileTakenError,
     WarehouseFolders,
+    finished_copy,
     free_destination,
     original_name,
     sha256_of,
     work_name,
 )
 from orderspace_pipelines.warehouse.hooks import checkpoint
-from orderspace_pipelines.warehouse.ledger import FileRecord, Ledger, LedgerError, open_ledger
+from orderspace_pipelines.warehouse.ledger import ClaimHeld, FileRecord, Ledger, LedgerError, open_ledger
 from orderspace_pipelines.warehouse.parsing import ParsedFile, parse_bytes
 from orderspace_pipelines.warehouse.protocols import PushClient, PushLog
 from orderspace_pipelines.warehouse.report import PushResult, RowResult, write_report
@@ -76,7 +79,46 @@ def locate(path: Path, folders: WarehouseFolders, sha256: str | None = None) -> 
             f"{path} is gone and {len(matches)} claimed copies of {path.name!r} are in {folders.work}; "
             "push one of them by its path"
         )
+    finished = finished_copy(folders, original_name(path), sha256) if sha256 else None
+    if finished is not None:
+        raise FileTakenError(
+            f"{original_name(path)} was pushed by another process or host sharing this warehouse folder: it "
+            f"is in {finished.parent.name}/{finished.name}; nothing was done here"
+        )
     raise FileMissingError(f"{path} does not exist (and no claimed copy of it is in {folders.work})")
+
+
+def _locate_and_hash(path: Path, folders: WarehouseFolders, sha256: str | None) -> tuple[Path, str]:
+    """The file to push and its hash. A file another process claimed (moved into `work/`) between the two
+    steps is looked up again where it went."""
+    source = locate(path, folders, sha256)
+    try:
+        return source, sha256_of(source)
+    except FileNotFoundError:
+        source = locate(path, folders, sha256)
+        return source, sha256_of(source)
+
+
+@contextmanager
+def _turn(
+    ledger: Ledger, digest: str, source: Path, path: Path, folders: WarehouseFolders, log: PushLog
+) -> Iterator[None]:
+    """Hold the ledger's claim on the content. A file found only as a claimed copy in `work/` whose claim is
+    held is being pushed by another process or host right now: say so (`FileTakenError`) rather than wait.
+    (A claimed copy nobody holds is a crashed attempt, resumed here.)"""
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(ledger.claim(digest, wait=False))
+        except ClaimHeld:
+            if source.parent == folders.work and Path(path).resolve() != source:
+                raise FileTakenError(
+                    f"{original_name(source)} is being pushed by another process or host sharing this "
+                    f"warehouse folder (claimed as work/{source.name}); nothing was done here"
+                ) from None
+            # The same bytes are in flight (this file, or a copy under another name): wait, then see.
+            log.info(f"{original_name(source)}: waiting for another push of the same content to finish")
+            stack.enter_context(ledger.claim(digest))
+        yield
 
 
 def push_file(
@@ -89,18 +131,52 @@ def push_file(
     log: PushLog | None = None,
     database_url: SecretStr | str | None = None,
 ) -> PushResult:
-    """Push one warehouse file (see the module docstring); returns what happened to each row.
+    """Push one warehouse file (see the module docstring); returns what happened to each row, or (outcome
+    `elsewhere`) that another process or host sharing the warehouse folder has the file.
 
     `database_url` (the settings' `database_url`): the ledger lives in that Postgres database, shared by
     every host; None: the SQLite ledger under `data_dir`."""
-    options = options or PushOptions()
     log = log or logging.getLogger(__name__)
+    try:
+        result = _push_file(
+            path,
+            client=client,
+            data_dir=data_dir,
+            sha256=sha256,
+            options=options,
+            log=log,
+            database_url=database_url,
+        )
+    except FileTakenError as taken:
+        result = PushResult(
+            file=original_name(Path(path)),
+            sha256=sha256 or "",
+            kind=None,
+            outcome=FileOutcome.ELSEWHERE,
+            taken_elsewhere=str(taken),
+        )
+    log.info(result.summary())
+    return result
+
+
+def _push_file(
+    path: Path,
+    *,
+    client: PushClient,
+    data_dir: Path,
+    sha256: str | None,
+    options: PushOptions | None,
+    log: PushLog,
+    database_url: SecretStr | str | None,
+) -> PushResult:
+    options = options or PushOptions()
     folders = WarehouseFolders.under(data_dir).ensure()
-    source = locate(path, folders, sha256)
-    digest = sha256_of(source)
+    source, digest = _locate_and_hash(path, folders, sha256)
     baseline = (client.stats.requests, client.stats.throttle_wait_seconds)
-    with open_ledger(folders.ledger_path, database_url) as ledger, ledger.claim(digest):
-        if not source.exists():  # another run finished this very file while we waited for the lock
+    ledger_path = folders.ledger_path
+    with open_ledger(ledger_path, database_url) as ledger, _turn(ledger, digest, source, path, folders, log):
+        checkpoint("file.locked")
+        if not source.exists():  # another run took this very file while we waited for the lock
             source = locate(path, folders, digest)
             digest = sha256_of(source)
         claimed = folders.work / work_name(digest, original_name(source))
@@ -125,7 +201,6 @@ def push_file(
             raise  # resumable: the file stays claimed in work/, a re-run picks up where this one stopped
         except Exception as exc:  # anything else must not strand the file
             result = _stopped(claimed, digest, exc, mover=mover, ledger=ledger, log=log)
-    log.info(result.summary())
     return result
 
 

@@ -35,6 +35,7 @@ EXIT_ALL_DONE = 0  # every row pushed, already right, superseded, or the file wa
 EXIT_ROWS_REJECTED = 3  # the file was processed but some rows were rejected or refused (see the report)
 EXIT_FILE_REJECTED = 4  # nothing was pushed: the file was unreadable or no row of it usable
 EXIT_STOPPED = 5  # the push stopped on an unexpected error; the report names what was sent before it
+EXIT_FILE_TAKEN = 6  # another process or host has the file (pushing it now, or pushed it); nothing done here
 
 
 def spreadsheet_safe(value: object) -> str:
@@ -69,6 +70,7 @@ class PushResult:
     file_error: str | None = None
     stopped_by: str | None = None  # the unexpected error that stopped the push mid-file, if any
     duplicate_of: str | None = None
+    taken_elsewhere: str | None = None  # why another process or host has the file (outcome `elsewhere`)
     rows_read: int = 0
     levels_updated: int = 0
     levels_unchanged: int = 0
@@ -92,6 +94,8 @@ class PushResult:
 
     def summary(self) -> str:
         """One line for logs and the demo."""
+        if self.taken_elsewhere:
+            return self.taken_elsewhere
         if self.file_error:
             return f"{self.file}: rejected ({self.file_error})"
         if self.stopped_by:
@@ -112,7 +116,10 @@ class PushResult:
 
     @property
     def exit_code(self) -> int:
-        """0 all rows done, 3 some rows rejected, 4 the whole file rejected, 5 stopped (`EXIT_*`)."""
+        """0 all rows done, 3 some rows rejected, 4 the whole file rejected, 5 stopped, 6 another process or
+        host has the file (`EXIT_*`)."""
+        if self.taken_elsewhere:
+            return EXIT_FILE_TAKEN
         if self.stopped_by:
             return EXIT_STOPPED
         if self.outcome != FileOutcome.PROCESSED:

@@ -44,6 +44,8 @@ class FileOutcome(StrEnum):
 
     PROCESSED = "processed"
     REJECTED = "rejected"
+    # Not this push's to file away: another process or host has the file (never stored in the ledger).
+    ELSEWHERE = "elsewhere"
 
 
 class FileState(StrEnum):

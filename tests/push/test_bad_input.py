@@ -21,7 +21,7 @@ from orderspace_pipelines.warehouse.push import PushOptions
 from orderspace_pipelines.warehouse.quantities import parse_quantity
 from orderspace_sandbox import SandboxServer
 
-from .conftest import Quiet, posts, write_pulled_variants
+from .conftest import BOTH_LEDGERS, Quiet, posts, write_pulled_variants
 from .test_dispatch_push import OPEN, dispatches_for, find_order, goods
 
 
@@ -99,8 +99,9 @@ def test_the_ledger_stores_levels_so_that_no_valid_value_overflows(sandbox, push
 # --- an unexpected failure mid-file ---------------------------------------------------------------
 
 
+@BOTH_LEDGERS
 def test_an_unexpected_error_mid_file_reports_files_away_and_resumes(
-    sandbox, client, data_dir, drop, skus, folders
+    sandbox, client, data_dir, drop, skus, folders, state_url
 ):
     path = drop("boom.csv", "sku,on_hand\n" + "".join(f"{sku},{70 + i}\n" for i, sku in enumerate(skus[:5])))
     seen = 0
@@ -115,7 +116,12 @@ def test_an_unexpected_error_mid_file_reports_files_away_and_resumes(
     hooks.install(bug)
     try:
         result = push_file(
-            path, client=client, data_dir=data_dir, options=PushOptions(batch_size=2), log=Quiet()
+            path,
+            client=client,
+            data_dir=data_dir,
+            options=PushOptions(batch_size=2),
+            log=Quiet(),
+            database_url=state_url,
         )
     finally:
         hooks.install(None)
@@ -138,6 +144,7 @@ def test_an_unexpected_error_mid_file_reports_files_away_and_resumes(
         data_dir=data_dir,
         options=PushOptions(batch_size=2),
         log=Quiet(),
+        database_url=state_url,
     )
 
     rows = by_line(again)

@@ -10,7 +10,7 @@ from orderspace_pipelines.defs.push_jobs import run_push
 from orderspace_pipelines.warehouse import SqliteLedger, WarehouseFolders
 from orderspace_sandbox import SandboxServer
 
-from .conftest import posts, write_pulled_orders
+from .conftest import BOTH_LEDGERS, posts, write_pulled_orders
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -121,6 +121,7 @@ def test_an_already_fulfilled_order_and_an_unknown_number_create_nothing(sandbox
     assert (folders.rejected / "closed.csv.report.csv").exists()
 
 
+@BOTH_LEDGERS
 def test_dropping_the_same_dispatch_file_twice_creates_nothing_new(sandbox, push):
     order = find_order(sandbox, OPEN, untouched=True)
     line = goods(order)[0]
@@ -136,6 +137,7 @@ def test_dropping_the_same_dispatch_file_twice_creates_nothing_new(sandbox, push
     assert sandbox.stats()["requests"] == 0
 
 
+@BOTH_LEDGERS
 def test_a_dropped_connection_on_the_post_is_reconciled_not_duplicated(sandbox, push):
     order = find_order(sandbox, "new", untouched=True)
     line = goods(order)[0]

@@ -9,7 +9,7 @@ from pathlib import Path
 from orderspace_pipelines.warehouse import WarehouseFolders
 from orderspace_sandbox import SandboxServer
 
-from .conftest import add_products, posts, write_pulled_snapshot, write_pulled_variants
+from .conftest import BOTH_LEDGERS, add_products, posts, write_pulled_snapshot, write_pulled_variants
 
 
 def levels(server: SandboxServer) -> dict[str, dict]:
@@ -172,6 +172,7 @@ def test_a_truncated_last_line_is_reported_and_the_rest_lands(sandbox, push):
     assert levels(sandbox)[skus[1]]["on_hand"] == 22
 
 
+@BOTH_LEDGERS
 def test_dropping_the_same_file_twice_sends_nothing_new(sandbox, push, folders):
     skus = sorted(levels(sandbox))
     body = f"sku,on_hand\n{skus[0]},31\n{skus[1]},32\n"
@@ -196,20 +197,20 @@ def test_folders_layout(data_dir):
     assert {p.name for p in folders.root.iterdir()} >= {"inbox", "work", "processed", "rejected"}
 
 
-def test_a_resumed_file_does_not_resend_confirmed_rows(sandbox, client, data_dir, drop, folders):
-    from orderspace_pipelines.warehouse import SqliteLedger, push_file, sha256_of
+@BOTH_LEDGERS
+def test_a_resumed_file_does_not_resend_confirmed_rows(sandbox, client, data_dir, drop, folders, state_url):
+    from orderspace_pipelines.warehouse import open_ledger, push_file, sha256_of
 
     skus = sorted(levels(sandbox))[:4]
     path = drop("resume.csv", "sku,on_hand\n" + "".join(f"{sku},{60 + i}\n" for i, sku in enumerate(skus)))
     digest = sha256_of(path)
-    with SqliteLedger(
-        folders.ledger_path
-    ) as ledger:  # an earlier attempt confirmed the first two rows, then died
+    # An earlier attempt confirmed the first two rows, then died.
+    with open_ledger(folders.ledger_path, state_url) as ledger:
         ledger.begin_file(digest, "resume.csv", "inventory")
         ledger.mark_inventory(digest, [(2, skus[0], 60), (3, skus[1], 61)], "confirmed")
     sandbox.reset_stats()
 
-    result = push_file(path, client=client, data_dir=data_dir)
+    result = push_file(path, client=client, data_dir=data_dir, database_url=state_url)
 
     rows = by_line(result)
     assert rows[2].reason == rows[3].reason == "sent by an earlier attempt"

@@ -285,7 +285,8 @@ def test_states_keep_their_stored_text() -> None:
     ]  # fmt: skip
     assert [s.value for s in FileState] == ["in_progress", "done"]
     assert [s.value for s in EntryState] == ["pending", "confirmed", "refused"]
-    assert [s.value for s in FileOutcome] == ["processed", "rejected"]
+    # `elsewhere` (another process or host has the file) is a push's outcome only, never stored in the ledger.
+    assert [s.value for s in FileOutcome] == ["processed", "rejected", "elsewhere"]
     assert {s for s in RowStatus if s.is_bad} == {RowStatus.REJECTED, RowStatus.REFUSED}
     assert {s for s in RowStatus if s.was_sent} == {RowStatus.UPDATED, RowStatus.DISPATCHED}
     assert parse_bytes(b"sku,on_hand\nA,1\n").kind == "inventory"

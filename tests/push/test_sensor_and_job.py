@@ -13,6 +13,8 @@ from orderspace_pipelines.defs.resources import LakeResource, OrderspaceResource
 from orderspace_pipelines.defs.sensors import build_warehouse_inbox_sensor
 from orderspace_pipelines.warehouse import WarehouseFolders
 
+from .conftest import BOTH_LEDGERS
+
 
 def tick(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, cursor: str | None, data_dir: Path):
     context = dg.build_sensor_context(
@@ -71,7 +73,8 @@ def test_the_sensor_waits_for_a_file_to_be_stable(tmp_path: Path):
     assert requests == []  # unchanged, but not yet for an hour
 
 
-def test_the_job_runs_in_dagster_with_metadata(sandbox, orderspace_env, data_dir, tmp_path: Path):
+@BOTH_LEDGERS
+def test_the_job_runs_in_dagster_with_metadata(sandbox, orderspace_env, data_dir, state_url, tmp_path: Path):
     skus = sorted(level["sku"] for level in sandbox.store.all("inventory_levels"))[:3]
     sample = tmp_path / "stock_levels.csv"
     sample.write_text(
@@ -98,5 +101,7 @@ def test_the_job_runs_in_dagster_with_metadata(sandbox, orderspace_env, data_dir
     assert "dispatches_created" in metadata and "throttle_wait_seconds" in metadata
     assert sample.exists()  # a file outside the warehouse folders is copied, never moved
     assert Path(result.final_path) == WarehouseFolders.under(data_dir).processed / "stock_levels.csv"
+    # The op took the ledger from the environment: Postgres when ORDERSPACE_DATABASE_URL is set.
+    assert WarehouseFolders.under(data_dir).ledger_path.exists() == (state_url is None)
     live = {level["sku"]: level for level in sandbox.store.all("inventory_levels")}
     assert [live[sku]["on_hand"] for sku in skus] == [50, 51, 52]

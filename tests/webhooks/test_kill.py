@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from orderspace_pipelines.webhooks.store import SqliteEventStore, store_path
+from orderspace_pipelines.webhooks.store import open_store, store_path
+from tests.webhooks.conftest import BOTH_STORES
 from tests.webhooks.helpers import body_of, mixed_events, signed_headers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,10 +31,14 @@ def _wait_for(path: Path, process: subprocess.Popen, what: str) -> None:
         time.sleep(0.02)
 
 
-def _start(data_dir: Path, tmp_path: Path, point: str = "") -> tuple[subprocess.Popen, str, Path]:
+def _start(
+    data_dir: Path, tmp_path: Path, point: str = "", database_url: str | None = None
+) -> tuple[subprocess.Popen, str, Path]:
     port_file = tmp_path / f"port-{time.monotonic_ns()}"
     args = [sys.executable, "-m", "tests.webhooks.receiver_child", str(port_file)]
     env = os.environ | {"ORDERSPACE_DATA_DIR": str(data_dir)}
+    if database_url:
+        env["ORDERSPACE_DATABASE_URL"] = database_url
     process = subprocess.Popen(args + ([point] if point else []), cwd=ROOT, env=env)
     _wait_for(port_file, process, "it listened")
     return process, f"http://127.0.0.1:{port_file.read_text()}/webhooks/orderspace", port_file
@@ -55,12 +60,13 @@ def _post_in_background(url: str, body: bytes) -> tuple[threading.Thread, list[o
     return thread, outcome
 
 
+@BOTH_STORES
 @pytest.mark.parametrize("point", ["delivery.parsed", "delivery.committed"])
 def test_killed_mid_delivery_no_200_no_partial_delivery_retry_stored_once(
-    hook_dir: Path, tmp_path: Path, point: str
+    hook_dir: Path, tmp_path: Path, point: str, events_url: str | None
 ) -> None:
     body = body_of(mixed_events(50))
-    process, url, port_file = _start(hook_dir, tmp_path, point)
+    process, url, port_file = _start(hook_dir, tmp_path, point, events_url)
     try:
         thread, outcome = _post_in_background(url, body)
         _wait_for(Path(f"{port_file}.paused"), process, f"the delivery reached {point} ({outcome})")
@@ -72,14 +78,14 @@ def test_killed_mid_delivery_no_200_no_partial_delivery_retry_stored_once(
             process.kill()
     assert len(outcome) == 1 and isinstance(outcome[0], httpx.HTTPError), outcome  # no answer at all, no 200
 
-    with SqliteEventStore(store_path(hook_dir)) as store:
+    with open_store(hook_dir, events_url) as store:
         stats = store.stats()
         # Killed before the commit: nothing. After it: the whole delivery. Never a part.
         expected = (0, 0) if point == "delivery.parsed" else (1, 50)
         assert (stats.deliveries, stats.events) == expected
 
     # Orderspace retries the same body against the restarted receiver: stored once, all 50, in order.
-    process, url, _ = _start(hook_dir, tmp_path)
+    process, url, _ = _start(hook_dir, tmp_path, database_url=events_url)
     try:
         response = httpx.post(url, content=body, headers=signed_headers(body), timeout=60)
     finally:
@@ -87,7 +93,8 @@ def test_killed_mid_delivery_no_200_no_partial_delivery_retry_stored_once(
         assert process.wait(timeout=30) == 0
     assert response.status_code == 200
     assert response.json()["duplicate"] is (point == "delivery.committed")
-    with SqliteEventStore(store_path(hook_dir)) as store:
+    with open_store(hook_dir, events_url) as store:
         stats = store.stats()
         assert (stats.deliveries, stats.events) == (1, 50)
         assert [e.index for e in store.pending(100)] == list(range(50))
+    assert store_path(hook_dir).exists() == (events_url is None)  # the Postgres store leaves no file
