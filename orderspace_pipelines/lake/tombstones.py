@@ -71,7 +71,9 @@ class SqliteTombstones:
     def __init__(self, data_dir: Path) -> None:
         path = tombstone_path(data_dir)
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        # check_same_thread=False: a landing's store may be closed by its finalizer on another thread; it
+        # is never used by two threads at once.
+        self._db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(
