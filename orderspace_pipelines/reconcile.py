@@ -6,17 +6,19 @@ lake (`lake.reconcile.changed`) and writes only what differs, through the change
 atomic partition writes, tombstones for what vanished). No Dagster here: `defs/reconcile.py` runs it as a job.
 
 Every run (W = the previous reconcile's start on the server's clock minus 10 minutes; the first run uses the
-newest stored day; records are paged 200 at a time, every listing costs at least one request):
+newest stored day, and the pull's own `updated_since` watermarks; records are paged 200 at a time, every
+listing costs at least one request):
 
 - orders: the open ones, one listing per open status (`status=`; open = every status but `fulfilled` and
   `cancelled`, the two the reference's lifecycle never leaves: our reading, the reference does not say),
-  plus those created since W. An order the lake holds as open that none of these lists has closed or was
-  deleted: fetched by id (`GET /orders/<id>`; 404 = deleted);
-- invoices: the unpaid ones (`paid=false`) and those created since W; an invoice the lake holds as unpaid
-  that the listing lacks was paid or deleted: fetched by id;
+  plus those created since W;
+- invoices: the unpaid ones (`paid=false`) and those created since W;
 - dispatches: those created since W;
-- orders touched by a changed invoice (lines invoiced or paid) or a new dispatch (lines dispatched, status)
-  that the listings above did not return: fetched by id;
+- re-reads: orders the lake holds as open that no open listing returned (closed or deleted since), invoices
+  it holds as unpaid that `paid=false` lacks (paid or deleted), and orders touched by a changed invoice (lines
+  invoiced or paid) or a new dispatch (lines dispatched, status). Each is fetched by id (404 = deleted) or,
+  where cheaper, with every record of the days it is stored in (`cheapest_cover`: one listing of a range of
+  days against one GET per record);
 - customers: the whole list (the API has no `updated_since` for customers): edits and deletions;
 - products and inventory levels: `updated_since=W`;
 - the rolling sweep: one slice of `sweep_days` days of the history (orders and dispatches by creation day,
@@ -26,18 +28,27 @@ newest stored day; records are paged 200 at a time, every listing costs at least
   so each cycle covers every record. The first slice of a cycle also lists products, inventory levels and
   the reference tables whole (deleted products and their levels, reference changes).
 
-Requests per run = sum over the listings of max(1, ceil(records / 200)) (invoice listings +1: the list sends
-no `has_more`, so an empty page ends it) + one per record fetched by id; the floor (nothing changed) is the
-listings alone. With an interval T between runs, a history of H days and slices of S days, the cycle is
-C = ceil((H + 1) / S) runs, and with every webhook lost the lake is stale by at most:
+Requests per run = the listings (each max(1, ceil(records / 200)); the invoices list sends no `has_more`, so
+its listings cost ceil(records / 200) + 1) + the re-reads (at most one per record re-read). The floor, when
+nothing changed, is the listings alone: 6 open-status listings, `paid=false`, 3 `created_since`, customers,
+`updated_since` for products and inventory levels, and the slice's 3 listings. With an interval T between
+runs, a history of H days and slices of S days, a cycle is C = ceil((H + 1) / S) runs, and with every
+webhook lost the lake is stale by at most:
 - T + one run, for new records, status and payment changes, dispatches, customer edits and deletions, product
   and inventory updates, and deletions of open orders and unpaid invoices;
 - C * T + one run, for everything else (deleted closed orders, paid invoices, products; any change to a closed
   record the filters above cannot see).
+
+How it orders against webhook events: its writes are change events received at the moment of writing,
+applied by the same applier, so the applier's rules hold (a tombstoned id never comes back; a record whose
+only-growing fields show it older than the stored state is skipped). A webhook event applied between
+reconcile's read and its write can be overwritten by the older state it read (where no such field tells);
+the next run, or the next event for that record, puts it right.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -56,6 +67,7 @@ from orderspace_pipelines.lake.sweep import range_filters
 CLOSED_ORDER_STATUSES = ("fulfilled", "cancelled")
 OPEN_ORDER_STATUSES = tuple(sorted(ORDER_STATUSES - set(CLOSED_ORDER_STATUSES)))
 DEFAULT_SWEEP_DAYS = 30
+PAGE = 200  # records per list request (the client's page size, the API's maximum)
 RECONCILE_LOCK = "_reconcile"  # one reconcile at a time (a lake lock of its own)
 STATE_SINCE = "reconcile.since"
 STATE_SWEEP_NEXT = "reconcile.sweep_next"
@@ -150,6 +162,48 @@ def _merge(*lists: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             if record.get("id") is not None:
                 out[str(record["id"])] = record
     return out
+
+
+def cheapest_cover(
+    wanted: Mapping[date, int], counts: Mapping[date, int], *, page: int = PAGE, extra: int = 0
+) -> tuple[list[tuple[date, date]], list[date]]:
+    """How to re-read scattered records for the fewest requests: day ranges to list, days to fetch by id.
+
+    `wanted`: records to re-read per stored day; `counts`: records stored per day. Listing the days
+    `[a, b]` costs max(1, ceil(records in them / page)) + `extra` (1 for a list without `has_more`);
+    fetching a day's records one by one costs one request each. Dynamic programming over the wanted days
+    in order: each is either fetched alone or ends a range that starts at an earlier wanted day.
+    """
+    days = sorted(day for day, n in wanted.items() if n > 0)
+    if not days:
+        return [], []
+    all_days = sorted(counts)
+    prefix = [0]
+    for day in all_days:
+        prefix.append(prefix[-1] + counts[day])
+    upto = [prefix[bisect_right(all_days, day)] for day in days]  # records on or before each wanted day
+    before = [prefix[bisect_left(all_days, day)] for day in days]  # records before it
+    best = [0] * (len(days) + 1)
+    choice: list[tuple[int, bool]] = [(0, False)] * (len(days) + 1)
+    for j in range(1, len(days) + 1):
+        best[j] = best[j - 1] + wanted[days[j - 1]]
+        choice[j] = (j - 1, False)
+        for i in range(j):
+            records = upto[j - 1] - before[i]
+            cost = best[i] + max(1, -(-records // page)) + extra
+            if cost < best[j]:
+                best[j], choice[j] = cost, (i, True)
+    ranges: list[tuple[date, date]] = []
+    singles: list[date] = []
+    j = len(days)
+    while j > 0:
+        i, listed = choice[j]
+        if listed:
+            ranges.append((days[i], days[j - 1]))
+        else:
+            singles.append(days[j - 1])
+        j = i
+    return ranges[::-1], singles[::-1]
 
 
 @dataclass(frozen=True)
@@ -247,6 +301,35 @@ class Reconciler:
         records = self.fetch.listing(f"{endpoint.resource} sweep", endpoint.resource, **filters)
         return records, stored
 
+    def _recheck(self, endpoint: Endpoint, suspects: set[str]) -> tuple[list[dict[str, Any]], set[str]]:
+        """Re-read records that may have changed or vanished, for the fewest requests: the days they are
+        stored in are listed where that is cheaper than one `GET` each (`cheapest_cover`). Returns the
+        records read (whole listed days included) and the ids the account no longer has."""
+        if not suspects:
+            return [], set()
+        where = lake.stored_days_of(self.data_dir, endpoint, suspects)
+        wanted: dict[date, int] = {}
+        for day in where.values():
+            wanted[day] = wanted.get(day, 0) + 1
+        extra = 1 if endpoint.resource == "invoices" else 0  # the invoices list has no `has_more`
+        ranges, single_days = cheapest_cover(wanted, lake.day_counts(self.data_dir, endpoint), extra=extra)
+        records: list[dict[str, Any]] = []
+        stored_in_ranges: set[str] = set()
+        for start, end in ranges:
+            stored_in_ranges |= lake.stored_keys(self.data_dir, endpoint, days=(start, end))  # before listing
+            filters = range_filters(endpoint, start, end)
+            records += self.fetch.listing(f"{endpoint.resource} re-read by day", endpoint.resource, **filters)
+        listed = _ids(records)
+        singles = {rid for rid in suspects if rid not in where or where[rid] in set(single_days)}
+        unlisted = {rid for rid in suspects - singles if rid not in listed}
+        gone: set[str] = set()
+        if endpoint.range_filter == "created":
+            # A creation day never changes: whatever the lake held in the listed days and the listing lacks
+            # is deleted (suspects or not, as the sweep would find).
+            gone, unlisted = (unlisted | stored_in_ranges) - listed, set()
+        found, gone_by_id = self.fetch.by_id(endpoint.resource, singles | unlisted)
+        return records + found, gone | gone_by_id
+
     def invoices(self) -> set[str]:
         """Unpaid, new and swept invoices; returns the ids of orders whose invoices changed."""
         endpoint = ENDPOINTS["invoices"]
@@ -258,7 +341,7 @@ class Reconciler:
         swept, in_slice = self._slice_listing(endpoint)
         fresh = _merge(swept, new, unpaid)
         suspects = (stored_unpaid - _ids(unpaid)) | (in_slice - _ids(swept))
-        found, gone = self.fetch.by_id("invoices", suspects - set(fresh))
+        found, gone = self._recheck(endpoint, suspects - set(fresh))
         fresh.update(_merge(found))
         changed = self._write(endpoint, fresh, gone)
         return {str(ref["id"]) for rid in changed for ref in fresh[rid].get("orders") or [] if ref.get("id")}
@@ -287,7 +370,7 @@ class Reconciler:
         swept, in_slice = self._slice_listing(endpoint)
         fresh = _merge(swept, new, open_orders)
         gone = in_slice - _ids(swept)
-        found, gone_too = self.fetch.by_id("orders", (stored_open | touched) - set(fresh) - gone)
+        found, gone_too = self._recheck(endpoint, (stored_open | touched) - set(fresh) - gone)
         fresh.update(_merge(found))
         self._write(endpoint, fresh, gone | gone_too)
 

@@ -143,7 +143,9 @@ class OrderspaceSettings(BaseSettings):
     # `webhook_key_path()`), and how long without a delivery counts as stale.
     webhook_key_file: Path | None = None
     webhook_stale_hours: float = DEFAULT_WEBHOOK_STALE_HOURS
-    # Declared for the coming Postgres catalog; nothing reads it yet.
+    # Shared state for several hosts (`postgres.py`, README "Shared state in PostgreSQL"): when set, the
+    # request budget and access token (`client/shared_state.py`), the push ledger, the webhook event store
+    # and the tombstones live in this database; else in SQLite/files on this machine.
     database_url: SecretStr | None = None
 
     def __init__(self, **values: Any) -> None:

@@ -12,7 +12,6 @@ import logging
 import socket
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal, Self, Unpack
 from urllib.parse import quote
 
@@ -41,13 +40,9 @@ from orderspace_pipelines.client.filters import (
     filter_params,
     format_datetime,
 )
-from orderspace_pipelines.client.throttle import RequestThrottle, default_throttle_path
-from orderspace_pipelines.client.token_store import (
-    FileTokenStore,
-    TokenStore,
-    account_key,
-    default_token_cache_path,
-)
+from orderspace_pipelines.client.shared_state import open_shared_state
+from orderspace_pipelines.client.throttle import RequestThrottle
+from orderspace_pipelines.client.token_store import TokenStore
 from orderspace_pipelines.client.transport import RequestStats, ThrottledRetryTransport
 from orderspace_pipelines.endpoints import ENDPOINTS
 from orderspace_pipelines.settings import OrderspaceSettings
@@ -117,8 +112,9 @@ class OrderspaceClient:
     counts this client's API requests, retries, 429s and throttle waits.
 
     `token_store` shares the access token with the account's other clients and processes: by default a 0600
-    file beside the throttle DB (`$ORDERSPACE_TOKEN_CACHE` relocates it, `off` disables it), `None` for a
-    token of this client's own, or any `TokenStore`.
+    file beside the throttle DB (`$ORDERSPACE_TOKEN_CACHE` relocates it, `off` disables it) or, with
+    `ORDERSPACE_DATABASE_URL` set, the shared database (`shared_state.py` chooses); `None` for a token of
+    this client's own, or any `TokenStore`.
     """
 
     def __init__(
@@ -140,10 +136,12 @@ class OrderspaceClient:
         self.settings = settings
         self.page_size = page_size
         self.stats = RequestStats()
-        path = default_throttle_path(settings.api_url, client_id, throttle_db or settings.throttle_db)
-        self.throttle = RequestThrottle(
-            path, limit=settings.requests_per_minute, window_seconds=settings.rate_window_seconds
+        owns_store = token_store == "default"
+        self.throttle, token_store = open_shared_state(
+            settings, client_id, throttle_db=throttle_db, token_store=token_store
         )
+        # The default store is this client's to close (a PostgreSQL one holds connections).
+        self._owned_store = token_store if owns_store else None
         inner = transport if transport is not None else httpx.HTTPTransport(socket_options=NO_DELAY)
         retry = _RetryOptions(
             max_retries=max_retries,
@@ -152,8 +150,6 @@ class OrderspaceClient:
             backoff_cap=backoff_cap,
         )
         self._transport = retry.api_transport(inner, self.throttle, self.stats)
-        if token_store == "default":
-            token_store = _default_token_store(settings, client_id, path)
         self.auth = ClientCredentialsAuth(
             settings.token_url,
             client_id,
@@ -184,6 +180,9 @@ class OrderspaceClient:
         self._http.close()
         self.auth.close()
         self.throttle.close()
+        close_store = getattr(self._owned_store, "close", None)
+        if close_store is not None:
+            close_store()
 
     # -- requests ----------------------------------------------------------------------------------------
 
@@ -578,16 +577,6 @@ class _RetryOptions:
             retry_unsafe_methods=True,
             close_inner=False,
         )
-
-
-def _default_token_store(
-    settings: OrderspaceSettings, client_id: str, throttle_path: Path
-) -> TokenStore | None:
-    """The account's shared token file (`ORDERSPACE_TOKEN_CACHE`, default beside the throttle DB), or None."""
-    cache_path = default_token_cache_path(throttle_path, settings.token_cache)
-    if cache_path is None:
-        return None
-    return FileTokenStore(cache_path, account_key(settings.api_url, settings.token_url, client_id))
 
 
 def _describe(body: Any) -> str:

@@ -5,7 +5,7 @@
   pool. It is serialised with pull runs on the same tables by the lake's table locks
   (`lake.storage.table_locks`), which the pull's writes take too, and with other apply runs by one applier
   lock (`lake.changes.apply_pending`).
-- The sensor (default running, every 30 s) reads the store's pending count; when events wait and no apply
+- The sensor (default running, every 10 s) reads the store's pending count; when events wait and no apply
   run is queued or running, it requests a run with run key `change-feed:<highest pending seq>`, so the
   same backlog is launched once and every newer event gets a new run.
 - Each table's change feed (events waiting, the newest event's receipt time, when the newest applied one
@@ -31,7 +31,9 @@ from orderspace_pipelines.lake.changes import ApplyReport, apply_pending
 from orderspace_pipelines.webhooks.store import open_store, store_exists, store_path
 from orderspace_pipelines.webhooks.store_pg import PostgresEventStore
 
-SENSOR_INTERVAL_SECONDS = 30
+# 10 s, and the job in-process (one op: a step process only adds start-up time): p95 change to lake 41 s,
+# not 62 s as with 30 s and the multiprocess executor (bench/bench_change_to_lake.py; bench/results/).
+SENSOR_INTERVAL_SECONDS = 10
 JOB_NAME = "change_feed_job"
 _TABLE_OF = {
     "order": "orders",
@@ -86,7 +88,12 @@ def apply_change_events(context: dg.OpExecutionContext, lake: LakeResource) -> d
     return {"events": report.events, "tables": sorted(report.tables_touched)}
 
 
-@dg.job(name=JOB_NAME, description=__doc__.split("\n\n")[0], tags={"orderspace/kind": "change_feed"})
+@dg.job(
+    name=JOB_NAME,
+    description=__doc__.split("\n\n")[0],
+    tags={"orderspace/kind": "change_feed"},
+    executor_def=dg.in_process_executor,
+)
 def change_feed_job() -> None:
     apply_change_events()
 

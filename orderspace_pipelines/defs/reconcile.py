@@ -23,7 +23,7 @@ from orderspace_pipelines.defs.console import CONSOLE_INFO
 from orderspace_pipelines.defs.partitions import first_partition_day
 from orderspace_pipelines.defs.pull_assets import WATERMARK_SAFETY_MARGIN, ServerClock
 from orderspace_pipelines.defs.resources import ORDERSPACE_API_POOL, LakeResource, OrderspaceResource
-from orderspace_pipelines.endpoints import LAKE_TABLES
+from orderspace_pipelines.endpoints import PULLED
 from orderspace_pipelines.lake import refresh_catalog
 from orderspace_pipelines.reconcile import (
     DEFAULT_SWEEP_DAYS,
@@ -89,7 +89,9 @@ def reconcile_lake(
         report.sweep_days = config.sweep_days
     save_progress(lake.root, since=clock.start() - WATERMARK_SAFETY_MARGIN, sweep=sweep)
     touched = {*report.written.changed, *report.written.removed}
-    refresh_catalog(lake.root, [t for t in LAKE_TABLES if t in touched or not touched], logger=context.log)
+    tables = [table for endpoint in PULLED if endpoint.table in touched for table in endpoint.tables]
+    if tables:  # the catalog's views change only when a table's columns do
+        refresh_catalog(lake.root, tables, logger=context.log)
     context.add_output_metadata(report_metadata(report))
     context.log.info(report.describe())
     return {"requests": report.total_requests, "summary": report.describe()}

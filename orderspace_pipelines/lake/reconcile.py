@@ -131,6 +131,38 @@ def stored_keys(
     return keys
 
 
+def stored_days_of(data_dir: Path, endpoint: Endpoint, ids: Iterable[str]) -> dict[str, date]:
+    """The stored day of each of `ids` found in a date-partitioned parent table."""
+    wanted = sorted(set(ids))
+    glob = _glob(data_dir, endpoint.table)
+    if glob is None or not wanted or not endpoint.partitioned:
+        return {}
+    with duckdb.connect() as con:
+        con.execute("CREATE TEMP TABLE wanted (id VARCHAR)")
+        con.executemany("INSERT INTO wanted VALUES (?)", [(value,) for value in wanted])
+        rows = con.execute(
+            f'SELECT s."{endpoint.key}", s.filename FROM read_parquet(?, filename=true, union_by_name=true, '
+            f'hive_partitioning=false) s WHERE s."{endpoint.key}" IN (SELECT id FROM wanted)',
+            [glob],
+        ).fetchall()
+    found: dict[str, date] = {}
+    for value, filename in rows:
+        day = _day_of_file(filename)
+        if day is not None:
+            found[str(value)] = day
+    return found
+
+
+def day_counts(data_dir: Path, endpoint: Endpoint) -> dict[date, int]:
+    """Records stored per day in a date-partitioned parent table (from the files' footers)."""
+    if not endpoint.partitioned:
+        return {}
+    return {
+        day: pq.ParquetFile(storage.partition_file(data_dir, endpoint.table, day)).metadata.num_rows
+        for day in storage.stored_days(data_dir, endpoint.table)
+    }
+
+
 def _stored_rows(data_dir: Path, table: str, key: str, ids: Sequence[str]) -> list[Row]:
     """The stored rows of `table` whose `key` is one of `ids`, each with its file's day under `_day`."""
     glob = _glob(data_dir, table)

@@ -64,7 +64,7 @@ def test_definitions_register_the_change_feed() -> None:
     assert defs.get_job_def("change_feed_job") is not None
     sensor = defs.get_sensor_def("change_feed_sensor")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    assert sensor.minimum_interval_seconds == 30
+    assert sensor.minimum_interval_seconds == 10
     health = defs.get_sensor_def("webhook_subscription_sensor")
     assert health.default_status == dg.DefaultSensorStatus.RUNNING
 

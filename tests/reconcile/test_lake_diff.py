@@ -4,7 +4,6 @@ row, a duplicate, a record in the wrong day and a change on the account's side a
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -19,45 +18,14 @@ from orderspace_devtools.lake_diff import (
     truth_from_sandbox,
     truth_from_store,
 )
-from orderspace_pipelines.defs.sync import run_sync
 from orderspace_pipelines.lake import storage
-from orderspace_sandbox import SandboxConfig, SandboxServer
-from tests.conftest import FAST_RATE_LIMIT, FAST_RATE_WINDOW
-from tests.pull.conftest import resources_for
-
-
-@pytest.fixture(scope="module")
-def pulled_once(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SandboxServer, Path]]:
-    """A tiny sandbox pulled whole once (a sync takes a while); tests get copies of the lake."""
-    root = tmp_path_factory.mktemp("lake_diff")
-    config = SandboxConfig(port=0, scale="tiny", rate_limit=FAST_RATE_LIMIT, rate_window=FAST_RATE_WINDOW)
-    with SandboxServer(config) as server, pytest.MonkeyPatch.context() as patch:
-        env = {
-            "ORDERSPACE_CLIENT_ID": server.config.client_id,
-            "ORDERSPACE_CLIENT_SECRET": server.config.client_secret,
-            "ORDERSPACE_API_URL": server.api_url,
-            "ORDERSPACE_TOKEN_URL": server.token_url,
-            "ORDERSPACE_REQUESTS_PER_MINUTE": str(FAST_RATE_LIMIT),
-            "ORDERSPACE_RATE_WINDOW_SECONDS": str(FAST_RATE_WINDOW),
-            "ORDERSPACE_DATA_DIR": str(root / "data"),
-            "ORDERSPACE_THROTTLE_DB": str(root / "throttle.sqlite"),
-        }
-        for name, value in env.items():
-            patch.setenv(name, value)
-        result = run_sync(resources=resources_for(env))
-        assert result.success, result.error
-        yield server, root / "data"
+from orderspace_sandbox import SandboxServer
 
 
 @pytest.fixture
-def sandbox(pulled_once: tuple[SandboxServer, Path]) -> SandboxServer:
-    return pulled_once[0]
-
-
-@pytest.fixture
-def pulled(pulled_once: tuple[SandboxServer, Path], tmp_path: Path) -> Path:
-    """A fresh copy of the pulled lake for one test."""
-    return Path(shutil.copytree(pulled_once[1], tmp_path / "data"))
+def pulled(pristine_lake: Path, tmp_path: Path) -> Path:
+    """A fresh copy of the tiny account's pulled lake (`sandbox` is an identical fresh account)."""
+    return Path(shutil.copytree(pristine_lake, tmp_path / "data"))
 
 
 def _first_day(data_dir: Path, table: str) -> date:

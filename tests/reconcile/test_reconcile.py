@@ -164,3 +164,10 @@ def test_a_deleted_record_is_not_resurrected(
     assert victim["id"] not in stored_keys(lake, spec)
     diff = diff_lake(lake, truth_from_sandbox(api.server.base_url), tables=["orders", "order_lines"])
     assert diff.equal, diff.summary()
+
+
+def test_a_bad_sweep_size_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["reconcile", "--sweep-days", "0"])
+    assert exit_info.value.code == 2
+    assert "expected a whole number of days, at least 1, got '0'" in capsys.readouterr().err
