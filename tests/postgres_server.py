@@ -18,6 +18,10 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
+
+from orderspace_pipelines.postgres import MIGRATIONS_TABLE
+
 SUPERUSER = "orderspace"
 # A test-only password; tests assert it never reaches logs, files or exception text.
 PASSWORD = "pg-test-secret-3c5e1f"
@@ -112,3 +116,12 @@ class PostgresServer:
             self._run("pg_ctl", "-D", str(self.data_dir), "-m", "immediate", "-w", "stop")
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+def applied_migrations(url: str, component: str) -> list[int]:
+    """The migration versions recorded for `component` in the database at `url`, in order."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            f"SELECT version FROM {MIGRATIONS_TABLE} WHERE component = %s ORDER BY version", (component,)
+        ).fetchall()
+    return [row[0] for row in rows]

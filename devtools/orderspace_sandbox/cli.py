@@ -9,8 +9,10 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from orderspace_sandbox.config import SCALES, SandboxConfig, parse_fault_spec
 from orderspace_sandbox.server import SandboxServer
@@ -33,7 +35,7 @@ def _end_date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD or 'today', got {text!r}") from None
 
 
-def _positive(kind: type) -> object:
+def _positive(kind: type[int] | type[float]) -> Callable[[str], float | int]:
     def convert(text: str) -> float | int:
         try:
             value = kind(text)
@@ -46,6 +48,79 @@ def _positive(kind: type) -> object:
     return convert
 
 
+class _Flag(NamedTuple):
+    """One command-line flag: the `SandboxConfig` field it sets (None: not part of the config) and its
+    argparse options. A config flag without a `default` option takes the config's default."""
+
+    name: str
+    field: str | None
+    options: dict[str, Any]
+
+
+def _flag(name: str, field: str | None, description: str, **options: Any) -> _Flag:
+    return _Flag(name, field, {"help": description, **options})
+
+
+_FLAGS = (
+    _flag("--host", "host", "address to listen on (default %(default)s)"),
+    _flag("--port", "port", "port; 0 picks a free one (default %(default)s)", type=int, default=8765),
+    _flag("--seed", "seed", "data seed (default %(default)s)", type=int),
+    _flag("--scale", "scale", "data size (default %(default)s)", choices=SCALES),
+    _flag("--rate-limit", "rate_limit", "requests per window (default %(default)s)", type=_positive(int)),
+    _flag("--rate-window", "rate_window", "window in seconds (default %(default)s)", type=_positive(float)),
+    _flag(
+        "--token-ttl", "token_ttl", "token lifetime in seconds (default %(default)s)", type=_positive(float)
+    ),
+    _flag("--client-id", "client_id", "accepted client id (default %(default)s)"),
+    _flag("--client-secret", "client_secret", "accepted client secret"),
+    _flag(
+        "--fault",
+        "faults",
+        "fault for the next COUNT API requests (repeatable): 500_html, 502_html, 503_empty, 500_json, "
+        "slow, drop, 429, 401_empty, 400_html",
+        action="append",
+        type=_fault,
+        default=[],
+        metavar="KIND[:COUNT]",
+    ),
+    _flag("--latency", "latency", "seconds added to every API request", type=float),
+    _flag(
+        "--end-date",
+        "end_date",
+        "last day of the generated data, YYYY-MM-DD or 'today' (default %(default)s)",
+        type=_end_date,
+    ),
+    _flag("--ready-file", None, 'write {"api_url","token_url","pid"} here once listening', type=Path),
+    _flag("--verbose", "verbose", "log every request to stderr", action="store_true"),
+    _flag(
+        "--activity",
+        "activity",
+        "make N random changes a minute (orders, invoices, payments, dispatches, edits, deletions), "
+        "each sent to webhook subscriptions (default %(default)s: none)",
+        type=float,
+        metavar="N",
+    ),
+    _flag(
+        "--webhook-retry-base",
+        "webhook_retry_base",
+        "seconds; the k-th webhook retry waits k times this (default %(default)s)",
+        type=float,
+    ),
+    _flag(
+        "--webhook-max-failures",
+        "webhook_max_failures",
+        "consecutive failed deliveries before a webhook is disabled (default %(default)s)",
+        type=int,
+    ),
+    _flag(
+        "--webhook-allow-http",
+        "webhook_allow_http",
+        "accept plain http:// webhook endpoints on 127.0.0.1 / localhost (the real API wants https)",
+        action="store_true",
+    ),
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     defaults = SandboxConfig()
     parser = argparse.ArgumentParser(
@@ -53,82 +128,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the sandbox Orderspace API (OAuth token endpoint, /v1 API, /_sandbox/ controls) on "
         "this machine, with deterministic sample data, until Ctrl-C or SIGTERM.",
     )
-    parser.add_argument("--host", default=defaults.host, help="address to listen on (default %(default)s)")
-    parser.add_argument(
-        "--port", type=int, default=8765, help="port; 0 picks a free one (default %(default)s)"
-    )
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="data seed (default %(default)s)")
-    parser.add_argument(
-        "--scale", choices=SCALES, default=defaults.scale, help="data size (default %(default)s)"
-    )
-    parser.add_argument(
-        "--rate-limit",
-        type=_positive(int),
-        default=defaults.rate_limit,
-        help="requests per window (default %(default)s)",
-    )
-    parser.add_argument(
-        "--rate-window",
-        type=_positive(float),
-        default=defaults.rate_window,
-        help="window in seconds (default %(default)s)",
-    )
-    parser.add_argument(
-        "--token-ttl",
-        type=_positive(float),
-        default=defaults.token_ttl,
-        help="token lifetime in seconds (default %(default)s)",
-    )
-    parser.add_argument(
-        "--client-id", default=defaults.client_id, help="accepted client id (default %(default)s)"
-    )
-    parser.add_argument("--client-secret", default=defaults.client_secret, help="accepted client secret")
-    parser.add_argument(
-        "--fault",
-        action="append",
-        type=_fault,
-        default=[],
-        metavar="KIND[:COUNT]",
-        help="fault for the next COUNT API requests (repeatable): 500_html, 502_html, 503_empty, 500_json, "
-        "slow, drop, 429, 401_empty, 400_html",
-    )
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every API request")
-    parser.add_argument(
-        "--end-date",
-        type=_end_date,
-        default=defaults.end_date,
-        help="last day of the generated data, YYYY-MM-DD or 'today' (default %(default)s)",
-    )
-    parser.add_argument(
-        "--ready-file", type=Path, help='write {"api_url","token_url","pid"} here once listening'
-    )
-    parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
-    parser.add_argument(
-        "--activity",
-        type=float,
-        default=defaults.activity,
-        metavar="N",
-        help="make N random changes a minute (orders, invoices, payments, dispatches, edits, deletions), "
-        "each sent to webhook subscriptions (default %(default)s: none)",
-    )
-    parser.add_argument(
-        "--webhook-retry-base",
-        type=float,
-        default=defaults.webhook_retry_base,
-        help="seconds; the k-th webhook retry waits k times this (default %(default)s)",
-    )
-    parser.add_argument(
-        "--webhook-max-failures",
-        type=int,
-        default=defaults.webhook_max_failures,
-        help="consecutive failed deliveries before a webhook is disabled (default %(default)s)",
-    )
-    parser.add_argument(
-        "--webhook-allow-http",
-        action="store_true",
-        help="accept plain http:// webhook endpoints on 127.0.0.1 / localhost (the real API wants https)",
-    )
+    for flag in _FLAGS:
+        options = dict(flag.options)
+        if flag.field is not None:
+            options["dest"] = flag.field
+            options.setdefault("default", getattr(defaults, flag.field))
+        parser.add_argument(flag.name, **options)
     return parser
+
+
+def _config(args: argparse.Namespace) -> SandboxConfig:
+    """The config the parsed flags describe (ValueError naming a bad value)."""
+    return SandboxConfig(
+        **{flag.field: getattr(args, flag.field) for flag in _FLAGS if flag.field is not None}
+    )
 
 
 def _write_ready_file(path: Path, server: SandboxServer) -> None:
@@ -145,25 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     """Parse flags, start the sandbox, print one ready line, serve until SIGINT/SIGTERM; the exit code."""
     args = build_parser().parse_args(argv)
     try:
-        config = SandboxConfig(
-            host=args.host,
-            port=args.port,
-            seed=args.seed,
-            scale=args.scale,
-            rate_limit=args.rate_limit,
-            rate_window=args.rate_window,
-            token_ttl=args.token_ttl,
-            client_id=args.client_id,
-            client_secret=args.client_secret,
-            end_date=args.end_date,
-            faults=list(args.fault),
-            latency=args.latency,
-            verbose=args.verbose,
-            activity=args.activity,
-            webhook_retry_base=args.webhook_retry_base,
-            webhook_max_failures=args.webhook_max_failures,
-            webhook_allow_http=args.webhook_allow_http,
-        )
+        config = _config(args)
     except ValueError as error:
         print(f"orderspace-pipelines sandbox: {error}", file=sys.stderr)
         return 2

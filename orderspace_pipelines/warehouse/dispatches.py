@@ -43,7 +43,8 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -389,6 +390,54 @@ def _dispatch_id(response: Any) -> str:
     return str((inner if isinstance(inner, dict) else response).get("id") or "")
 
 
+@dataclass(frozen=True)
+class OrderPush:
+    """What every step of one order's dispatch needs: the file and order it belongs to, the rows in play (all
+    of the order's, then those planned or recorded), and the client, ledger and log it works with."""
+
+    sha256: str
+    group_key: str
+    reference: str  # how reports and the log name the order
+    rows: tuple[DispatchRow, ...]
+    client: PushClient
+    ledger: Ledger
+    log: PushLog
+
+    def narrowed(self, rows: Iterable[DispatchRow]) -> OrderPush:
+        """The same order with only these rows in play."""
+        return replace(self, rows=tuple(rows))
+
+    def record(self) -> DispatchRecord | None:
+        return self.ledger.dispatch(self.sha256, self.group_key)
+
+    def record_pending(
+        self, order_id: str, body: dict[str, Any], existing: list[dict[str, Any]]
+    ) -> DispatchRecord:
+        """Commit `body` as pending, with the ids of the order's `existing` dispatches and the rows' lines."""
+        return self.ledger.dispatch_pending(
+            self.sha256,
+            self.group_key,
+            order_id,
+            body,
+            existing_ids=[str(d.get("id") or "") for d in existing],
+            row_lines=[row.line for row in self.rows],
+        )
+
+    def record_confirmed(self, dispatch_id: str) -> None:
+        self.ledger.dispatch_confirmed(self.sha256, self.group_key, dispatch_id)
+
+    def record_refused(self, message: str) -> list[RowResult]:
+        """Record the API's refusal; the rows' results say it."""
+        self.ledger.dispatch_refused(self.sha256, self.group_key, message)
+        return self.rejected(_refusal(message), RowStatus.REFUSED)
+
+    def rejected(self, reason: str, status: RowStatus = RowStatus.REJECTED) -> list[RowResult]:
+        return [_reject(row, reason, status) for row in self.rows]
+
+    def dispatched(self, dispatch_id: str, reason: str = "") -> list[RowResult]:
+        return [_dispatched(row, dispatch_id, reason) for row in self.rows]
+
+
 def push_dispatches(
     parsed: ParsedFile, *, sha256: str, client: PushClient, ledger: Ledger, data_dir: Path, log: PushLog
 ) -> list[RowResult]:
@@ -397,8 +446,9 @@ def push_dispatches(
     groups = _order_groups(rows, sha256=sha256, client=client, ledger=ledger, data_dir=data_dir, log=log)
     unknown_outcomes: list[str] = []
     for group in groups:
-        results.extend(_push_group(group, sha256=sha256, client=client, ledger=ledger, log=log))
-        record = ledger.dispatch(sha256, group.group_key)
+        push = OrderPush(sha256, group.group_key, group.reference, tuple(group.rows), client, ledger, log)
+        results.extend(_push_group(push, group))
+        record = push.record()
         if record is not None and record.state == EntryState.PENDING:
             unknown_outcomes.append(group.reference)
     if unknown_outcomes:
@@ -424,31 +474,23 @@ def _order_groups(
     return merge_by_order(groups)
 
 
-def _push_group(
-    group: OrderGroup, *, sha256: str, client: PushClient, ledger: Ledger, log: PushLog
-) -> list[RowResult]:
+def _push_group(push: OrderPush, group: OrderGroup) -> list[RowResult]:
     """One order's rows: settle a dispatch the ledger knows, or check the live order and send a new one."""
-    record = ledger.dispatch(sha256, group.group_key)
+    record = push.record()
     if record is not None:
-        return _settle_recorded(group, record, sha256=sha256, client=client, ledger=ledger, log=log)
-    order = _live_order(group, client, log)
+        return _settle_recorded(push, record)
+    order = _live_order(group, push.client, push.log)
     if group.order_id is None or order is None:
-        return [_reject(row, f"order {_not_found(group)} was not found in Orderspace") for row in group.rows]
+        return push.rejected(f"order {_not_found(group)} was not found in Orderspace")
     sendable, results = plan_dispatch(group, order)
     if not sendable:
         return results
-    existing = [] if nothing_dispatched_yet(order) else order_dispatches(client, group.order_id)
+    existing = [] if nothing_dispatched_yet(order) else order_dispatches(push.client, group.order_id)
     checkpoint("dispatch.planned")
-    record = ledger.dispatch_pending(
-        sha256,
-        group.group_key,
-        group.order_id,
-        build_body(group.order_id, sendable),
-        existing_ids=[str(d.get("id") or "") for d in existing],
-        row_lines=[row.line for row in sendable],
-    )
+    planned = push.narrowed(sendable)
+    record = planned.record_pending(group.order_id, build_body(group.order_id, sendable), existing)
     checkpoint("dispatch.pending")
-    return results + _send(group, sendable, record, sha256=sha256, client=client, ledger=ledger, log=log)
+    return results + _send(planned, record)
 
 
 def _not_found(group: OrderGroup) -> str:
@@ -480,33 +522,21 @@ def _in_record(record: DispatchRecord, row: DispatchRow) -> bool:
     return row.sku in {str(line.get("sku")) for line in record.body.get("dispatch_lines", [])}
 
 
-def _settle_recorded(
-    group: OrderGroup,
-    record: DispatchRecord,
-    *,
-    sha256: str,
-    client: PushClient,
-    ledger: Ledger,
-    log: PushLog,
-) -> list[RowResult]:
-    """Results for a group the ledger already knows; a pending one is reconciled and, if absent, resent."""
-    rows = [row for row in group.rows if _in_record(record, row)]
-    others = [
-        _reject(row, "not part of the dispatch recorded by an earlier attempt (failed its checks then)")
-        for row in group.rows
-        if not _in_record(record, row)
-    ]
-    if record.state == EntryState.CONFIRMED:
-        return [
-            _dispatched(row, record.dispatch_id or "", "created by an earlier attempt") for row in rows
-        ] + others
-    if record.state == EntryState.REFUSED:
-        reason = f"the API refused the dispatch: {record.message}"
-        return [_reject(row, reason, RowStatus.REFUSED) for row in rows] + others
-    return (
-        _send(group, rows, record, sha256=sha256, client=client, ledger=ledger, log=log, reconcile_first=True)
-        + others
+def _settle_recorded(push: OrderPush, record: DispatchRecord) -> list[RowResult]:
+    """Results for an order the ledger already knows; a pending one is reconciled and, if absent, resent."""
+    recorded = push.narrowed(row for row in push.rows if _in_record(record, row))
+    others = push.narrowed(row for row in push.rows if not _in_record(record, row)).rejected(
+        "not part of the dispatch recorded by an earlier attempt (failed its checks then)"
     )
+    if record.state == EntryState.CONFIRMED:
+        return recorded.dispatched(record.dispatch_id or "", "created by an earlier attempt") + others
+    if record.state == EntryState.REFUSED:
+        return recorded.rejected(_refusal(record.message), RowStatus.REFUSED) + others
+    return _send(recorded, record, reconcile_first=True) + others
+
+
+def _refusal(message: str | None) -> str:
+    return f"the API refused the dispatch: {message}"
 
 
 def _dispatched(row: DispatchRow, dispatch_id: str, reason: str = "") -> RowResult:
@@ -521,101 +551,60 @@ def _dispatched(row: DispatchRow, dispatch_id: str, reason: str = "") -> RowResu
     )
 
 
-def _send(
-    group: OrderGroup,
-    rows: list[DispatchRow],
-    record: DispatchRecord,
-    *,
-    sha256: str,
-    client: PushClient,
-    ledger: Ledger,
-    log: PushLog,
-    reconcile_first: bool = False,
-) -> list[RowResult]:
+def _send(push: OrderPush, record: DispatchRecord, *, reconcile_first: bool = False) -> list[RowResult]:
     """POST the recorded body (reconciling first when its earlier fate is unknown); one try + one resend."""
     attempts = 0
     must_reconcile = reconcile_first
     while True:
         if must_reconcile:
-            record, found = _reconcile(
-                group, rows, record, sha256=sha256, client=client, ledger=ledger, log=log
-            )
+            record, found = _reconcile(push, record)
             if found is not None:
                 return found
             if attempts >= 2:
-                log.warning(f"order {group.reference}: outcome still unknown after {attempts} attempts")
-                reason = "the dispatch could not be confirmed (Orderspace did not answer)"
-                return [_reject(row, reason, RowStatus.PENDING) for row in rows]
+                push.log.warning(f"order {push.reference}: outcome still unknown after {attempts} attempts")
+                return push.rejected(
+                    "the dispatch could not be confirmed (Orderspace did not answer)", RowStatus.PENDING
+                )
         attempts += 1
-        sent = _post(group, rows, record, sha256=sha256, client=client, ledger=ledger, log=log)
+        sent = _post(push, record)
         if sent is not None:
             return sent
         must_reconcile = True
 
 
-def _reconcile(
-    group: OrderGroup,
-    rows: list[DispatchRow],
-    record: DispatchRecord,
-    *,
-    sha256: str,
-    client: PushClient,
-    ledger: Ledger,
-    log: PushLog,
-) -> tuple[DispatchRecord, list[RowResult] | None]:
+def _reconcile(push: OrderPush, record: DispatchRecord) -> tuple[DispatchRecord, list[RowResult] | None]:
     """Look for the pending dispatch in Orderspace: (the record to resend, None) or its confirmed rows."""
-    log.info(f"reconciling the pending dispatch for order {group.reference}")
-    existing, listed = find_dispatch(client, record, log)
+    push.log.info(f"reconciling the pending dispatch for order {push.reference}")
+    existing, listed = find_dispatch(push.client, record, push.log)
     if existing is not None:
         dispatch_id = _dispatch_id(existing)
-        ledger.dispatch_confirmed(sha256, group.group_key, dispatch_id)
+        push.record_confirmed(dispatch_id)
         checkpoint("dispatch.confirmed")
-        log.info(f"order {group.reference}: dispatch {dispatch_id} already exists; not sent again")
-        return record, [_dispatched(row, dispatch_id, "created by an earlier attempt") for row in rows]
+        push.log.info(f"order {push.reference}: dispatch {dispatch_id} already exists; not sent again")
+        return record, push.dispatched(dispatch_id, "created by an earlier attempt")
     if record.existing_ids is None:
         # A pending entry from a version that marked the comments, not in Orderspace: it is resent without
         # the marker and from now on reconciled like any other entry.
-        record = ledger.dispatch_pending(
-            sha256,
-            group.group_key,
-            record.order_id,
-            without_marker(record.body, record.marker),
-            existing_ids=[str(d.get("id") or "") for d in listed],
-            row_lines=[row.line for row in rows],
-        )
+        record = push.record_pending(record.order_id, without_marker(record.body, record.marker), listed)
     return record, None
 
 
-def _post(
-    group: OrderGroup,
-    rows: list[DispatchRow],
-    record: DispatchRecord,
-    *,
-    sha256: str,
-    client: PushClient,
-    ledger: Ledger,
-    log: PushLog,
-) -> list[RowResult] | None:
+def _post(push: OrderPush, record: DispatchRecord) -> list[RowResult] | None:
     """POST the recorded body once: the rows' results, or None when the outcome is unknown (5xx, network)."""
     try:
-        response = client.create_dispatch(record.body)
+        response = push.client.create_dispatch(record.body)
     except DEFINITIVE_ERRORS as exc:
-        ledger.dispatch_refused(sha256, group.group_key, exc.message)
-        log.warning(f"order {group.reference}: the API refused the dispatch: {exc.message}")
-        return [
-            _reject(row, f"the API refused the dispatch: {exc.message}", RowStatus.REFUSED) for row in rows
-        ]
+        refused = push.record_refused(exc.message)
+        push.log.warning(f"order {push.reference}: {_refusal(exc.message)}")
+        return refused
     except (TransportError, ServerError) as exc:
-        log.warning(f"order {group.reference}: dispatch outcome unknown ({exc}); reconciling")
+        push.log.warning(f"order {push.reference}: dispatch outcome unknown ({exc}); reconciling")
         return None
     except APIError as exc:  # any other 4xx: definitive, nothing was created
-        ledger.dispatch_refused(sha256, group.group_key, exc.message)
-        return [
-            _reject(row, f"the API refused the dispatch: {exc.message}", RowStatus.REFUSED) for row in rows
-        ]
+        return push.record_refused(exc.message)
     checkpoint("dispatch.posted")
     dispatch_id = _dispatch_id(response)
-    ledger.dispatch_confirmed(sha256, group.group_key, dispatch_id)
+    push.record_confirmed(dispatch_id)
     checkpoint("dispatch.confirmed")
-    log.info(f"order {group.reference}: dispatch {dispatch_id} created ({len(rows)} row(s))")
-    return [_dispatched(row, dispatch_id) for row in rows]
+    push.log.info(f"order {push.reference}: dispatch {dispatch_id} created ({len(push.rows)} row(s))")
+    return push.dispatched(dispatch_id)

@@ -7,6 +7,7 @@ exactly what a `kill -9` leaves behind.
 
 Points:
 
+* `file.locked`: the push holds the ledger's claim on the file's bytes, the file is not yet moved to `work/`;
 * `dispatch.planned`: an order's dispatch is planned (existing dispatches known), nothing recorded yet;
 * `dispatch.pending`: the ledger holds the pending entry, the POST has not left;
 * `dispatch.posted`: Orderspace answered the POST, the ledger has not heard of it;

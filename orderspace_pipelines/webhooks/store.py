@@ -182,6 +182,48 @@ def _parse_stamp(text: str | None) -> datetime | None:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
+def event_rows(events: Sequence[ParsedEvent]) -> list[tuple[int, str, str, str | None, bool, str]]:
+    """The events as both stores keep them: (index, type, resource, record id, known, record as JSON)."""
+    return [
+        (
+            event.index,
+            event.event_type,
+            event.resource,
+            event.record_id,
+            bool(event.known),
+            json.dumps(event.record, separators=(",", ":"), ensure_ascii=False),
+        )
+        for event in events
+    ]
+
+
+def stored_event(row: Sequence[Any], received_at: datetime) -> StoredEvent:
+    """A pending event from its row (seq, delivery id, index, type, resource, record id, known, record)."""
+    return StoredEvent(
+        seq=int(row[0]),
+        delivery_id=int(row[1]),
+        index=row[2],
+        event_type=row[3],
+        resource=row[4],
+        record_id=row[5],
+        known=bool(row[6]),
+        record=json.loads(row[7]),
+        received_at=received_at,
+    )
+
+
+def pending_counts(counts: Iterable[Sequence[Any]]) -> tuple[dict[str, int], int]:
+    """From (resource, known, count) rows of pending events: the count per resource (every known resource
+    listed, 0 included) and how many are of an unknown type."""
+    pending = dict.fromkeys(RESOURCES, 0)
+    unknown = 0
+    for resource, known, count in counts:
+        pending[resource] = pending.get(resource, 0) + int(count)
+        if not known:
+            unknown += int(count)
+    return pending, unknown
+
+
 class SqliteEventStore:
     """`EventStore` on one SQLite file (WAL, `synchronous=FULL`). Thread-safe: one connection, one lock.
     Several processes may open the same file (the receiver writes, the applier reads and marks)."""
@@ -258,17 +300,7 @@ class SqliteEventStore:
         digest = hashlib.sha256(body).hexdigest()
         stamp = _stamp(received_at or _now())
         types = json.dumps(sorted({event.event_type for event in events}))
-        rows = [
-            (
-                event.index,
-                event.event_type,
-                event.resource,
-                event.record_id,
-                int(event.known),
-                json.dumps(event.record, separators=(",", ":"), ensure_ascii=False),
-            )
-            for event in events
-        ]
+        rows = event_rows(events)
         with self._write("store a delivery"):
             found = self._db.execute(
                 "SELECT id, event_count FROM deliveries WHERE body_sha256 = ?", (digest,)
@@ -308,20 +340,7 @@ class SqliteEventStore:
         params.append(limit)
         with self._lock:
             rows = self._db.execute(query, params).fetchall()
-        return [
-            StoredEvent(
-                seq=row[0],
-                delivery_id=row[1],
-                index=row[2],
-                event_type=row[3],
-                resource=row[4],
-                record_id=row[5],
-                known=bool(row[6]),
-                record=json.loads(row[7]),
-                received_at=_parse_stamp(row[8]) or _now(),
-            )
-            for row in rows
-        ]
+        return [stored_event(row, _parse_stamp(row[8]) or _now()) for row in rows]
 
     def mark_applied(self, seqs: Iterable[int], *, applied_at: datetime | None = None) -> int:
         chosen = sorted({int(seq) for seq in seqs})
@@ -351,12 +370,7 @@ class SqliteEventStore:
             ).fetchone()
             (events,) = self._db.execute("SELECT COUNT(*) FROM events").fetchone()
             (last_applied,) = self._db.execute("SELECT MAX(applied_at) FROM events").fetchone()
-        pending = dict.fromkeys(RESOURCES, 0)
-        unknown = 0
-        for resource, known, count in counts:
-            pending[resource] = pending.get(resource, 0) + count
-            if not known:
-                unknown += count
+        pending, unknown = pending_counts(counts)
         return StoreStats(
             pending=pending,
             unknown_pending=unknown,

@@ -29,8 +29,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import SecretStr
 
 from orderspace_pipelines import postgres
-from orderspace_pipelines.webhooks.events import RESOURCES, ParsedEvent
-from orderspace_pipelines.webhooks.store import StoredDelivery, StoredEvent, StoreError, StoreStats
+from orderspace_pipelines.webhooks.events import ParsedEvent
+from orderspace_pipelines.webhooks.store import (
+    StoredDelivery,
+    StoredEvent,
+    StoreError,
+    StoreStats,
+    event_rows,
+    pending_counts,
+    stored_event,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -132,17 +140,7 @@ class PostgresEventStore:
         digest = hashlib.sha256(body).hexdigest()
         moment = (received_at or datetime.now(UTC)).astimezone(UTC)
         types = json.dumps(sorted({event.event_type for event in events}))
-        rows = [
-            (
-                event.index,
-                event.event_type,
-                event.resource,
-                event.record_id,
-                bool(event.known),
-                json.dumps(event.record, separators=(",", ":"), ensure_ascii=False),
-            )
-            for event in events
-        ]
+        rows = event_rows(events)
 
         def store(conn: psycopg.Connection) -> StoredDelivery:
             with conn.transaction():
@@ -190,20 +188,7 @@ class PostgresEventStore:
         query += " ORDER BY e.seq LIMIT %s"
         params.append(limit)
         rows = self._run("read pending events", lambda conn: conn.execute(query, params).fetchall())
-        return [
-            StoredEvent(
-                seq=int(row[0]),
-                delivery_id=int(row[1]),
-                index=row[2],
-                event_type=row[3],
-                resource=row[4],
-                record_id=row[5],
-                known=bool(row[6]),
-                record=json.loads(row[7]),
-                received_at=row[8].astimezone(UTC),
-            )
-            for row in rows
-        ]
+        return [stored_event(row, row[8].astimezone(UTC)) for row in rows]
 
     def mark_applied(self, seqs: Iterable[int], *, applied_at: datetime | None = None) -> int:
         chosen = sorted({int(seq) for seq in seqs})
@@ -236,12 +221,7 @@ class PostgresEventStore:
             return counts, deliveries, events
 
         counts, deliveries, events = self._run("read the store's figures", read)
-        pending = dict.fromkeys(RESOURCES, 0)
-        unknown = 0
-        for resource, known, count in counts:
-            pending[resource] = pending.get(resource, 0) + int(count)
-            if not known:
-                unknown += int(count)
+        pending, unknown = pending_counts(counts)
         return StoreStats(
             pending=pending,
             unknown_pending=unknown,

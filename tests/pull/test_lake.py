@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 from orderspace_pipelines.lake import catalog, storage
 from orderspace_pipelines.lake.flatten import CoercionLog, rows_to_arrow, split_record
 from orderspace_pipelines.lake.schemas import RESOURCES, TABLES
-from orderspace_pipelines.lake.sweep import PartitionedLanding, WholeLanding
+from orderspace_pipelines.lake.sweep import DayMerge, PartitionedLanding, WholeLanding
 
 LOADED = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
@@ -52,6 +53,15 @@ def order(number: int, created: str, *, lines: int = 2, **extra) -> dict:
     }
     record.update(extra)
     return record
+
+
+def invoice(number: int, day: str, *, lines: int = 1, **extra) -> dict:
+    return {
+        "id": f"iv_{number}",
+        "invoice_date": day,
+        "invoice_lines": [{"sku": f"S{n}", "quantity": 1.5, "sub_total": 1.0} for n in range(lines)],
+        **extra,
+    }
 
 
 def test_split_record_flattens_nested_objects_and_makes_child_rows() -> None:
@@ -114,8 +124,13 @@ def test_declared_types_extras_as_strings_and_unfit_values_kept_raw(caplog: pyte
 
 
 def land(
-    tmp_path: Path, pages: list[list[dict]], start: date | None, end: date | None, resource: str = "orders"
+    tmp_path: Path,
+    pages: list[list[dict]],
+    start: date | None = None,
+    end: date | None = None,
+    resource: str = "orders",
 ):
+    """Land `pages` of a dated resource over [start, end]; (the report, how many pages it read)."""
     landing = PartitionedLanding(tmp_path, RESOURCES[resource], start=start, end=end, loaded_at=LOADED)
     pages_used = 0
     for page in pages:
@@ -129,6 +144,61 @@ def newest_first(*orders: dict) -> list[dict]:
     return sorted(orders, key=lambda record: record["created"], reverse=True)
 
 
+def stored_ids(tmp_path: Path, table: str, day: date) -> list[str]:
+    """The ids in a table's stored partition for `day`, in their stored order."""
+    return storage.read_partition(tmp_path, table, day).column("id").to_pylist()
+
+
+def land_whole(
+    tmp_path: Path,
+    resource: str,
+    pages: list[list[dict]],
+    *,
+    at: datetime = LOADED,
+    snapshot: bool = False,
+    merge: bool = False,
+):
+    """Land `pages` of a whole-table resource loaded `at` (snapshot then, when asked); the report."""
+    snapshot_at = at if snapshot else None
+    with WholeLanding(
+        tmp_path, RESOURCES[resource], loaded_at=at, snapshot_at=snapshot_at, merge=merge
+    ) as landing:
+        for page in pages:
+            landing.add_page(page)
+        return landing.finish()
+
+
+def listed_invoices(count: int, *, back_dated: bool, forward_dated: bool) -> list[dict]:
+    """`count` invoices listed by creation, newest first, ten a day back from 2026-11-20; when asked, one
+    in 25 is back-dated by 30 days (i % 25 == 24) and one in 25 forward-dated by 20 days (i % 25 == 12)."""
+    base = date(2026, 11, 20)
+    records = []
+    for i in range(count):
+        day = base - timedelta(days=i // 10)
+        if back_dated and i % 25 == 24:
+            day -= timedelta(days=30)
+        elif forward_dated and i % 25 == 12:
+            day += timedelta(days=20)
+        records.append(invoice(i, day.isoformat()))
+    return records
+
+
+def pages_of(records: list[dict], size: int = 20) -> list[list[dict]]:
+    return [records[n : n + size] for n in range(0, len(records), size)]
+
+
+def assert_each_day_holds_its_invoices(tmp_path: Path, records: list[dict]) -> None:
+    """Every stored invoice day holds exactly the records dated that day, and no other day is stored."""
+    stored = {
+        day: sorted(stored_ids(tmp_path, "invoices", day))
+        for day in storage.stored_days(tmp_path, "invoices")
+    }
+    expected: dict[date, list[str]] = {}
+    for record in records:
+        expected.setdefault(date.fromisoformat(record["invoice_date"]), []).append(record["id"])
+    assert stored == {day: sorted(ids) for day, ids in expected.items()}
+
+
 def test_partitioned_landing_writes_days_stops_past_start_and_replaces_the_range(tmp_path: Path) -> None:
     records = newest_first(
         order(1, "2026-11-01T08:00:00Z"),
@@ -137,12 +207,11 @@ def test_partitioned_landing_writes_days_stops_past_start_and_replaces_the_range
         order(4, "2026-11-04T10:00:00Z"),
         order(5, "2026-11-05T10:00:00Z"),
     )
-    report, _ = land(tmp_path, [records[:2], records[2:4], records[4:]], None, None)
+    report, _ = land(tmp_path, [records[:2], records[2:4], records[4:]])
     assert report.days_written == [date(2026, 11, d) for d in (1, 2, 4, 5)]
     assert report.rows == {"orders": 5, "order_lines": 8}
-    stored = storage.read_partition(tmp_path, "orders", date(2026, 11, 1))
     # Rows keep the API's listing order: the last row is the oldest of the day.
-    assert stored.column("id").to_pylist() == ["or_00002", "or_00001"]
+    assert stored_ids(tmp_path, "orders", date(2026, 11, 1)) == ["or_00002", "or_00001"]
     assert storage.read_partition(tmp_path, "order_lines", date(2026, 11, 2)) is None
 
     # Re-pulling [2nd, 4th]: order 4 is gone from the account, order 6 is new on the 2nd.
@@ -157,16 +226,10 @@ def test_partitioned_landing_writes_days_stops_past_start_and_replaces_the_range
     assert report.days_written == [date(2026, 11, 2)]
     assert report.days_removed == [date(2026, 11, 4)]
     assert storage.stored_days(tmp_path, "orders") == [date(2026, 11, d) for d in (1, 2, 5)]
-    assert storage.read_partition(tmp_path, "orders", date(2026, 11, 2)).column("id").to_pylist() == [
-        "or_00006",
-        "or_00003",
-    ]
+    assert stored_ids(tmp_path, "orders", date(2026, 11, 2)) == ["or_00006", "or_00003"]
 
 
 def test_loose_order_rewrites_a_day_and_stops_after_a_whole_older_page(tmp_path: Path) -> None:
-    def invoice(number: int, day: str) -> dict:
-        return {"id": f"iv_{number}", "invoice_date": day, "invoice_lines": [{"sku": "A", "sub_total": 1.0}]}
-
     pages = [
         [invoice(1, "2026-11-20"), invoice(2, "2026-11-10")],
         [invoice(3, "2026-11-21"), invoice(4, "2026-11-01")],  # 11-21 arrives after 11-20..11-10 were passed
@@ -180,20 +243,16 @@ def test_loose_order_rewrites_a_day_and_stops_after_a_whole_older_page(tmp_path:
 
 
 def test_late_record_for_a_written_day_is_added_not_lost(tmp_path: Path) -> None:
-    def invoice(number: int, day: str) -> dict:
-        return {"id": f"iv_{number}", "invoice_date": day}
-
-    pages = [[invoice(1, "2026-11-20"), invoice(2, "2026-11-01")], [invoice(3, "2026-11-20")]]
-    report, _ = land(tmp_path, pages, None, None, resource="invoices")
+    pages = [
+        [invoice(1, "2026-11-20", lines=0), invoice(2, "2026-11-01", lines=0)],
+        [invoice(3, "2026-11-20", lines=0)],
+    ]
+    report, _ = land(tmp_path, pages, resource="invoices")
     assert report.late_rewrites == 1
-    ids = storage.read_partition(tmp_path, "invoices", date(2026, 11, 20)).column("id").to_pylist()
-    assert ids == ["iv_1", "iv_3"]
+    assert stored_ids(tmp_path, "invoices", date(2026, 11, 20)) == ["iv_1", "iv_3"]
 
 
 def test_late_record_already_stored_is_not_duplicated_and_ids_are_not_kept(tmp_path: Path) -> None:
-    def invoice(number: int, day: str) -> dict:
-        return {"id": f"iv_{number}", "invoice_date": day, "invoice_lines": [{"sku": "A", "sub_total": 1.0}]}
-
     landing = PartitionedLanding(tmp_path, RESOURCES["invoices"], start=None, end=None, loaded_at=LOADED)
     landing.add_page([invoice(1, "2026-11-20"), invoice(2, "2026-11-01")])
     assert landing._open_ids.keys() == {date(2026, 11, 1)}  # the written day's ids are dropped
@@ -202,9 +261,7 @@ def test_late_record_already_stored_is_not_duplicated_and_ids_are_not_kept(tmp_p
     report = landing.finish()
     assert landing._open_ids == {}
     assert report.duplicates == 1 and report.late_rewrites == 0
-    assert storage.read_partition(tmp_path, "invoices", date(2026, 11, 20)).column("id").to_pylist() == [
-        "iv_1"
-    ]
+    assert stored_ids(tmp_path, "invoices", date(2026, 11, 20)) == ["iv_1"]
     assert storage.read_partition(tmp_path, "invoice_lines", date(2026, 11, 20)).num_rows == 1
     assert report.rows == {"invoices": 3, "invoice_lines": 3, "invoice_payments": 0}
 
@@ -224,7 +281,7 @@ def test_plan_decides_on_the_next_page_before_landing(tmp_path: Path) -> None:
 def test_crash_before_replace_leaves_the_old_partition(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    land(tmp_path, [[order(1, "2026-11-01T08:00:00Z")]], None, None)
+    land(tmp_path, [[order(1, "2026-11-01T08:00:00Z")]])
     before = {
         t: pq.read_table(storage.partition_file(tmp_path, t, date(2026, 11, 1)))
         for t in ("orders", "order_lines")
@@ -240,7 +297,7 @@ def test_crash_before_replace_leaves_the_old_partition(
 
     monkeypatch.setattr(pq, "write_table", crash_on_second_file)
     with pytest.raises(OSError, match="disk full"):
-        land(tmp_path, [[order(1, "2026-11-01T08:00:00Z", lines=5, status="fulfilled")]], None, None)
+        land(tmp_path, [[order(1, "2026-11-01T08:00:00Z", lines=5, status="fulfilled")]])
     monkeypatch.undo()
     for table, old in before.items():
         assert pq.read_table(storage.partition_file(tmp_path, table, date(2026, 11, 1))).equals(old)
@@ -257,10 +314,11 @@ def test_whole_landing_streams_pages_and_unions_columns(tmp_path: Path) -> None:
         "variant_options": ["Size"],
         "product_variants": [{"id": "pv_1", "sku": "D-10", "options": {"Size": "10"}, "unit_price": 3}],
     }
-    with WholeLanding(tmp_path, RESOURCES["products"], loaded_at=LOADED) as landing:
-        landing.add_page([product])
-        landing.add_page([{**product, "id": "pr_2", "season": "SS27", "product_variants": []}, product])
-        report = landing.finish()
+    report = land_whole(
+        tmp_path,
+        "products",
+        [[product], [{**product, "id": "pr_2", "season": "SS27", "product_variants": []}, product]],
+    )
     assert report.rows == {"products": 2, "product_variants": 1}
     assert report.duplicates == 1
     table = pq.read_table(storage.whole_file(tmp_path, "products"))
@@ -271,12 +329,16 @@ def test_whole_landing_streams_pages_and_unions_columns(tmp_path: Path) -> None:
 
 
 def test_catalog_views_typed_empty_views_and_inventory_history(tmp_path: Path) -> None:
-    land(tmp_path, [[order(1, "2026-11-01T08:00:00Z")]], None, None)
+    land(tmp_path, [[order(1, "2026-11-01T08:00:00Z")]])
     for hour, on_hand in ((1, 5), (2, 7)):
         at = datetime(2026, 11, 20, hour, tzinfo=UTC)
-        with WholeLanding(tmp_path, RESOURCES["inventory_levels"], loaded_at=at, snapshot_at=at) as landing:
-            landing.add_page([{"sku": "A", "on_hand": on_hand, "available": on_hand}])
-            landing.finish()
+        land_whole(
+            tmp_path,
+            "inventory_levels",
+            [[{"sku": "A", "on_hand": on_hand, "available": on_hand}]],
+            at=at,
+            snapshot=True,
+        )
     result = catalog.refresh_catalog(tmp_path)
     assert "orders" in result.updated and not result.locked
     assert catalog.refresh_catalog(tmp_path).updated == []  # nothing changed: the file is not touched
@@ -312,23 +374,19 @@ def test_catalog_views_typed_empty_views_and_inventory_history(tmp_path: Path) -
 def test_catalog_locked_by_a_reader_warns_and_carries_on(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    land(tmp_path, [[order(1, "2026-11-01T08:00:00Z")]], None, None)
+    land(tmp_path, [[order(1, "2026-11-01T08:00:00Z")]])
     catalog.refresh_catalog(tmp_path)
-    land(tmp_path, [[order(2, "2026-11-03T08:00:00Z", loyalty_tier="gold")]], None, None)
+    land(tmp_path, [[order(2, "2026-11-03T08:00:00Z", loyalty_tier="gold")]])
     # A read-only connection from another process holds the file (DuckDB locks per process).
     reader = os.fork()
     if reader == 0:  # pragma: no cover - child
         db = duckdb.connect(str(catalog.catalog_path(tmp_path)), read_only=True)
         (tmp_path / "reader-ready").touch()
-        import time
-
         while not (tmp_path / "reader-stop").exists():
             time.sleep(0.02)
         db.close()
         os._exit(0)
     try:
-        import time
-
         while not (tmp_path / "reader-ready").exists():
             time.sleep(0.02)
         with caplog.at_level(logging.WARNING):
@@ -344,7 +402,7 @@ def test_catalog_locked_by_a_reader_warns_and_carries_on(
 def test_checks_read_files_missing_a_declared_column_written_by_an_older_version(tmp_path: Path) -> None:
     from orderspace_pipelines.defs.checks import check_connection, total_mismatches, unique_key_violations
 
-    land(tmp_path, [[order(2, "2026-11-02T08:00:00Z"), order(1, "2026-11-01T08:00:00Z")]], None, None)
+    land(tmp_path, [[order(2, "2026-11-02T08:00:00Z"), order(1, "2026-11-01T08:00:00Z")]])
     # An older writer's file for the 3rd: no net_total column at all, and a duplicate of order 1.
     old_file = storage.partition_file(tmp_path, "orders", date(2026, 11, 3))
     old_file.parent.mkdir(parents=True)
@@ -380,15 +438,6 @@ def test_range_filters_are_one_step_wider_than_the_range_on_each_side() -> None:
     assert range_filters(RESOURCES["orders"], None, None) == {}
 
 
-def invoice(number: int, day: str, *, lines: int = 1, **extra) -> dict:
-    return {
-        "id": f"iv_{number}",
-        "invoice_date": day,
-        "invoice_lines": [{"sku": f"S{n}", "quantity": 1.5, "sub_total": 1.0} for n in range(lines)],
-        **extra,
-    }
-
-
 def test_a_server_bounded_invoice_listing_is_read_to_its_end(tmp_path: Path) -> None:
     # Invoices are listed by creation: a page of invoices dated just before the range (the server's bound
     # being inclusive) may precede a back-dated invoice that belongs in it.
@@ -412,9 +461,7 @@ def test_a_server_bounded_invoice_listing_is_read_to_its_end(tmp_path: Path) -> 
 
 
 def test_day_merge_replaces_by_id_and_keeps_the_other_rows_of_the_day(tmp_path: Path) -> None:
-    from orderspace_pipelines.lake.sweep import DayMerge
-
-    land(tmp_path, [[invoice(1, "2026-10-01", lines=2), invoice(2, "2026-10-01")]], None, None, "invoices")
+    land(tmp_path, [[invoice(1, "2026-10-01", lines=2), invoice(2, "2026-10-01")]], resource="invoices")
     written: list[date] = []
     merge = DayMerge(
         tmp_path,
@@ -452,8 +499,6 @@ def test_day_merge_replaces_by_id_and_keeps_the_other_rows_of_the_day(tmp_path: 
 
 
 def test_a_stored_day_written_with_integer_quantities_takes_decimal_ones(tmp_path: Path) -> None:
-    from orderspace_pipelines.lake.sweep import DayMerge
-
     # A file written before quantities became decimal: an int64 `quantity` column.
     old_lines = pa.table({"invoice_id": ["iv_1"], "line_number": [0], "quantity": pa.array([2], pa.int64())})
     old_invoices = pa.table({"id": ["iv_1"], "invoice_date": [date(2026, 10, 1)]})
@@ -478,15 +523,11 @@ def product(number: int, *variants: str, name: str = "Dress") -> dict:
 
 
 def test_whole_landing_merge_replaces_changed_products_and_their_variants(tmp_path: Path) -> None:
-    spec = RESOURCES["products"]
-    with WholeLanding(tmp_path, spec, loaded_at=LOADED) as landing:
-        landing.add_page([product(1, "A", "B"), product(2, "C")])
-        landing.add_page([product(3, "D")])
-        landing.finish()
+    land_whole(tmp_path, "products", [[product(1, "A", "B"), product(2, "C")], [product(3, "D")]])
     # Product 2 changed (renamed, variant C replaced by C2 and C3); product 4 is new.
-    with WholeLanding(tmp_path, spec, loaded_at=LOADED, merge=True) as landing:
-        landing.add_page([product(2, "C2", "C3", name="Skirt"), product(4, "E")])
-        report = landing.finish()
+    report = land_whole(
+        tmp_path, "products", [[product(2, "C2", "C3", name="Skirt"), product(4, "E")]], merge=True
+    )
     assert report.changed_records == 2
     assert report.rows == {"products": 4, "product_variants": 6}
     products = pq.read_table(storage.whole_file(tmp_path, "products")).to_pylist()
@@ -510,15 +551,12 @@ def test_whole_landing_merge_replaces_changed_products_and_their_variants(tmp_pa
 
 
 def test_inventory_merge_keeps_the_complete_state_and_snapshots_it(tmp_path: Path) -> None:
-    spec = RESOURCES["inventory_levels"]
     first = datetime(2026, 11, 20, 1, tzinfo=UTC)
-    with WholeLanding(tmp_path, spec, loaded_at=first, snapshot_at=first) as landing:
-        landing.add_page([{"sku": sku, "on_hand": 5, "available": 4} for sku in ("A", "B", "C")])
-        landing.finish()
+    levels = [{"sku": sku, "on_hand": 5, "available": 4} for sku in ("A", "B", "C")]
+    land_whole(tmp_path, "inventory_levels", [levels], at=first, snapshot=True)
     second = datetime(2026, 11, 20, 2, tzinfo=UTC)
-    with WholeLanding(tmp_path, spec, loaded_at=second, snapshot_at=second, merge=True) as landing:
-        landing.add_page([{"sku": "B", "on_hand": 2.5, "available": 0}])
-        report = landing.finish()
+    changed = [{"sku": "B", "on_hand": 2.5, "available": 0}]
+    report = land_whole(tmp_path, "inventory_levels", [changed], at=second, snapshot=True, merge=True)
     assert report.rows == {"inventory_levels": 3, "inventory_level_snapshots": 3}
     catalog.refresh_catalog(tmp_path)
     with catalog.connect_read_only(tmp_path) as db:
@@ -537,8 +575,6 @@ def test_inventory_merge_keeps_the_complete_state_and_snapshots_it(tmp_path: Pat
 
 
 def test_customers_created_lands_typed_from_created_or_created_at() -> None:
-    from orderspace_pipelines.lake.flatten import split_record
-
     rows = [
         split_record(RESOURCES["customers"], {"id": "cu_1", "created": "2026-11-01T10:00:00Z"})[0],
         split_record(RESOURCES["customers"], {"id": "cu_2", "created_at": "2026-11-02T11:00:00+01:00"})[0],
@@ -581,12 +617,10 @@ def test_unknown_order_statuses_are_flagged(tmp_path: Path) -> None:
                 order(2, "2026-11-02T08:00:00Z", status="part_fulfilled"),
             ]
         ],
-        None,
-        None,
     )
     with check_connection() as db:
         assert unknown_statuses(db, tmp_path) == (1, ["shipped (1)"])
-    land(tmp_path, [[order(3, "2026-11-03T08:00:00Z", status="fulfilled")]], None, None)
+    land(tmp_path, [[order(3, "2026-11-03T08:00:00Z", status="fulfilled")]])
     with check_connection() as db:
         assert unknown_statuses(db, tmp_path) == (0, [])
 
@@ -610,17 +644,8 @@ def test_state_updates_are_atomic_and_keep_other_keys(tmp_path: Path) -> None:
 def test_skewed_invoice_dates_do_not_make_the_landing_rewrite_days_over_and_over(
     tmp_path: Path, forward: bool
 ) -> None:
-    base = date(2026, 11, 20)
-    records = []
-    for i in range(400):  # listed by creation, newest first: ten a day, one in 25 back-dated (or forward)
-        day = base - timedelta(days=i // 10)
-        if i % 25 == 24:
-            day -= timedelta(days=30)
-        elif forward and i % 25 == 12:
-            day += timedelta(days=20)
-        records.append(invoice(i, day.isoformat()))
-    pages = [records[n : n + 20] for n in range(0, len(records), 20)]
-    report, _ = land(tmp_path, pages, None, None, resource="invoices")
+    records = listed_invoices(400, back_dated=True, forward_dated=forward)
+    report, _ = land(tmp_path, pages_of(records), resource="invoices")
     forward_days = {
         date.fromisoformat(r["invoice_date"]) for i, r in enumerate(records) if forward and i % 25 == 12
     }
@@ -628,29 +653,15 @@ def test_skewed_invoice_dates_do_not_make_the_landing_rewrite_days_over_and_over
     # one may find its day written already: that day is rewritten once, whatever number of records it gets.
     assert report.late_rewrites <= len(forward_days)
     assert report.rows["invoices"] == 400
-    stored = {
-        day: sorted(storage.read_partition(tmp_path, "invoices", day).column("id").to_pylist())
-        for day in storage.stored_days(tmp_path, "invoices")
-    }
-    expected: dict[date, list[str]] = {}
-    for record in records:
-        expected.setdefault(date.fromisoformat(record["invoice_date"]), []).append(record["id"])
-    assert stored == {day: sorted(ids) for day, ids in expected.items()}
+    assert_each_day_holds_its_invoices(tmp_path, records)
 
 
 def test_a_forward_dated_invoice_widens_the_slack_so_later_ones_find_their_days_open(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    base = date(2026, 11, 20)
-    records = []
-    for i in range(1000):  # ten a day over 100 days, newest first; one in 25 forward-dated by 20 days
-        day = base - timedelta(days=i // 10)
-        if i % 25 == 12:
-            day += timedelta(days=20)
-        records.append(invoice(i, day.isoformat()))
-    pages = [records[n : n + 20] for n in range(0, len(records), 20)]
+    records = listed_invoices(1000, back_dated=False, forward_dated=True)  # 100 days
     with caplog.at_level(logging.WARNING):
-        report, _ = land(tmp_path, pages, None, None, resource="invoices")
+        report, _ = land(tmp_path, pages_of(records), resource="invoices")
     rewritten = sorted(
         date.fromisoformat(r.getMessage().split(" for ")[1][:10])
         for r in caplog.records
@@ -666,11 +677,4 @@ def test_a_forward_dated_invoice_widens_the_slack_so_later_ones_find_their_days_
     assert report.late_rewrites == len(rewritten) > 0
     assert rewritten[0] >= rewritten[-1] - timedelta(days=21)
     assert report.late_rewrites < len(forward_into_the_past) // 3
-    stored = {
-        day: sorted(storage.read_partition(tmp_path, "invoices", day).column("id").to_pylist())
-        for day in storage.stored_days(tmp_path, "invoices")
-    }
-    expected: dict[date, list[str]] = {}
-    for record in records:
-        expected.setdefault(date.fromisoformat(record["invoice_date"]), []).append(record["id"])
-    assert stored == {day: sorted(ids) for day, ids in expected.items()}
+    assert_each_day_holds_its_invoices(tmp_path, records)

@@ -13,11 +13,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from orderspace_pipelines import postgres
 from orderspace_pipelines.webhooks.events import parse_delivery
 from orderspace_pipelines.webhooks.store import StoredDelivery, StoreError, open_store
 from orderspace_pipelines.webhooks.store_pg import COMPONENT, MIGRATIONS, PostgresEventStore
-from tests.postgres_server import PASSWORD
+from tests.postgres_server import PASSWORD, applied_migrations
 from tests.webhooks.helpers import body_of, event, mixed_events
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,12 +87,7 @@ def test_migrations_are_idempotent_and_need_no_manual_step(postgres_url: str) ->
         store.add_delivery(body, parse_delivery(body))
     with PostgresEventStore(postgres_url) as again:  # opening again changes nothing, loses nothing
         assert again.stats().events == 1
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        rows = conn.execute(
-            f"SELECT version FROM {postgres.MIGRATIONS_TABLE} WHERE component = %s ORDER BY version",
-            (COMPONENT,),
-        ).fetchall()
-        assert [row[0] for row in rows] == list(range(1, len(MIGRATIONS) + 1))
+    assert applied_migrations(postgres_url, COMPONENT) == list(range(1, len(MIGRATIONS) + 1))
 
 
 def test_a_connection_the_server_dropped_is_replaced(postgres_url: str) -> None:
