@@ -113,3 +113,17 @@ def test_the_job_and_its_schedule_are_in_the_code_location(orderspace_env: dict[
     assert schedule.cron_schedule == "40 * * * *"
     assert "ceil((H + 1) / sweep_days)" in (schedule.description or "")
     assert defs.get_job_def("reconcile_job").description
+
+
+def test_a_first_run_after_changes_leaves_only_deletions_for_the_sweep(
+    lake: Path, api: SandboxHttp, orderspace_env: dict[str, str]
+) -> None:
+    api.activity(60)  # before any reconcile: no W yet, the pull's watermarks stand in
+    with dg.DagsterInstance.ephemeral() as instance:
+        metadata = run_job(orderspace_env, instance)
+    assert metadata["cycle_start"] is True
+    diff = diff_lake(lake, truth_from_sandbox(api.server.base_url))
+    for name in diff.unequal():  # only rows of deleted closed orders outside the first slice
+        table = diff.tables[name]
+        assert not table.missing and not table.differing and not table.duplicates, table.summary()
+        assert name in {"orders", "order_lines"}
