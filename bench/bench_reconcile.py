@@ -121,7 +121,7 @@ def make_changes(sandbox: Sandbox, lake: Path, target: float) -> dict[str, Any]:
         print(f"  {steps} activity changes: {differ}/{total} records differ ({share:.2%})", flush=True)
         if share >= target:
             return {"activity_changes": steps, "records_differing": differ, "records": total, "share": share}
-        batch = max(100, int(steps * (target / max(share, 1e-6) - 1) * 1.05))
+        batch = max(max(5, total // 1000), int(steps * (target / max(share, 1e-6) - 1) * 1.02))
 
 
 def run(scale: str, target: float, sweep_days: int, rate_limit: int) -> dict[str, Any]:
@@ -183,6 +183,8 @@ def reconcile_cycle(
         result["changed"] = _changed(result["out"])
         slice_text = re.search(r"sweep slice (.+?) \(", result["out"])
         result["slice"] = slice_text[1] if slice_text else ""
+        spent = re.search(r"^  requests: (.*)$", result["out"], flags=re.MULTILINE)
+        result["requests_per_listing"] = spent[1] if spent else ""
         if not runs:
             diff = diff_lake(lake, truth_from_sandbox(sandbox.base_url))
             share, differ, _ = changed_share(diff)
@@ -290,6 +292,7 @@ def to_markdown(result: dict[str, Any]) -> str:
             f"- run {i}: {run['requests']} requests, {run['wall_s']} s, slice {run['slice']}, "
             f"changed {run['changed']}, removed {run['removed']}"
         )
+        lines.append(f"  - requests per listing: {run.get('requests_per_listing', '')}")
     return "\n".join(lines) + "\n"
 
 

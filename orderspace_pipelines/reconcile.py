@@ -275,11 +275,16 @@ class Reconciler:
         self.fetch = _Fetcher(client, self.report)
 
     def _since_filter(self, endpoint: Endpoint) -> str:
-        """`created_since` for new records: W, else the newest stored day's first instant."""
+        """`created_since` for new records: W; on a first run the pull's own watermark for the list if it
+        keeps one (invoices), else the first instant of the newest stored day, no later than today (an
+        invoice can be dated weeks ahead: its date says nothing about when it was created)."""
         if self.since is not None:
             return _utc(self.since)
+        pulled = _moment(storage.read_state(self.data_dir).get(f"{endpoint.resource}.created_since"))
+        if pulled is not None:
+            return _utc(pulled)
         days = storage.stored_days(self.data_dir, endpoint.table)
-        newest = days[-1] if days else date(1970, 1, 1)
+        newest = min(days[-1], self.now().date()) if days else date(1970, 1, 1)
         return _utc(datetime(newest.year, newest.month, newest.day, tzinfo=UTC) - timedelta(seconds=1))
 
     def _write(self, endpoint: Endpoint, fresh: Mapping[str, Mapping[str, Any]], gone: set[str]) -> list[str]:
@@ -426,14 +431,8 @@ class Reconciler:
         """W, else (a first reconcile) the pull's own `updated_since` watermark, else None (list whole)."""
         if self.since is not None:
             return _utc(self.since)
-        pulled = storage.read_state(self.data_dir).get(f"{endpoint.resource}.updated_since")
-        if not isinstance(pulled, str):
-            return None
-        try:
-            moment = datetime.fromisoformat(pulled)
-        except ValueError:
-            return None
-        return _utc(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+        pulled = _moment(storage.read_state(self.data_dir).get(f"{endpoint.resource}.updated_since"))
+        return None if pulled is None else _utc(pulled)
 
     def run(self) -> ReconcileReport:
         """Reconcile every table; the lake's `_reconcile` lock keeps two runs apart."""
@@ -448,12 +447,8 @@ class Reconciler:
         return self.report
 
 
-def _utc(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def saved_since(data_dir: Path) -> datetime | None:
-    value = storage.read_state(data_dir).get(STATE_SINCE)
+def _moment(value: Any) -> datetime | None:
+    """An ISO 8601 moment from the lake's state (UTC when it names no zone), or None."""
     if not isinstance(value, str):
         return None
     try:
@@ -461,6 +456,15 @@ def saved_since(data_dir: Path) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def saved_since(data_dir: Path) -> datetime | None:
+    """W: the previous successful run's start on the server's clock, minus the safety margin."""
+    return _moment(storage.read_state(data_dir).get(STATE_SINCE))
 
 
 def save_progress(data_dir: Path, *, since: datetime, sweep: SweepSlice) -> None:
