@@ -8,20 +8,17 @@ folder (its claim a lock file there) and Postgres (`ORDERSPACE_DATABASE_URL`, it
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import IO
 
 import pytest
 
 from orderspace_pipelines.warehouse import WarehouseFolders
 from orderspace_pipelines.warehouse.report import EXIT_FILE_TAKEN
 from orderspace_sandbox import SandboxServer
+from tests.cli.processes import finish, start, wait_for
 from tests.push.test_dispatch_push import dispatches_for, find_order, goods
 
-REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "orderspace_pipelines.cli"]
 OTHER_HOST = "by another process or host sharing this warehouse folder"
 BOTH_LEDGERS = pytest.mark.parametrize("ledger", ["sqlite", "postgres"])
@@ -52,26 +49,6 @@ def host_env(orderspace_env: dict[str, str], tmp_path: Path, name: str) -> dict[
     own.mkdir()
     env = {key: value for key, value in orderspace_env.items() if key != "DAGSTER_HOME"}
     return env | {"TMPDIR": str(own), "ORDERSPACE_THROTTLE_DB": str(own / "throttle.sqlite")}
-
-
-def wait_for(condition, what: str, limit: float = 120.0) -> None:
-    """Poll `condition` until it holds (a deadline against hanging, not a timing assertion)."""
-    deadline = time.monotonic() + limit
-    while not condition():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.1)
-
-
-def start(args: list[str], env: dict[str, str], log: Path) -> tuple[subprocess.Popen[str], IO[str]]:
-    handle = log.open("w")
-    process = subprocess.Popen(args, env=env, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT, text=True)
-    return process, handle
-
-
-def finish(process: subprocess.Popen[str], handle: IO[str], log: Path) -> tuple[int, str]:
-    code = process.wait(timeout=300)
-    handle.close()
-    return code, log.read_text()
 
 
 def dispatch_file(sandbox: SandboxServer, inbox: Path) -> tuple[Path, dict]:

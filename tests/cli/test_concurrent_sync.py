@@ -9,19 +9,16 @@ together.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import IO
 
 import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
 from orderspace_sandbox import SandboxServer
+from tests.cli.processes import REPO, finish, start, wait_for
 
-REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "orderspace_pipelines.cli"]
 WAITING = "waiting for the other `orderspace-pipelines sync`"
 TABLES = ("customers", "categories")
@@ -48,26 +45,6 @@ raise SystemExit(cli.main(sys.argv[3:]))
 """
 
 
-def wait_for(condition, what: str, limit: float = 120.0) -> None:
-    """Poll `condition` until it holds (a deadline against hanging, not a timing assertion)."""
-    deadline = time.monotonic() + limit
-    while not condition():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.1)
-
-
-def start(args: list[str], env: dict[str, str], log: Path) -> tuple[subprocess.Popen[str], IO[str]]:
-    handle = log.open("w")
-    process = subprocess.Popen(args, env=env, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT, text=True)
-    return process, handle
-
-
-def finish(process: subprocess.Popen[str], handle: IO[str], log: Path) -> tuple[int, str]:
-    code = process.wait(timeout=600)
-    handle.close()
-    return code, log.read_text()
-
-
 def lake_ids(data_dir: Path, table: str) -> list[str]:
     return sorted(pq.read_table(data_dir / "parquet" / table).column("id").to_pylist())
 
@@ -90,8 +67,8 @@ def test_with_sqlite_storage_the_second_sync_waits_its_turn(
     second, second_log = start([*CLI, *select], env, tmp_path / "second.log")
     wait_for(lambda: WAITING in (tmp_path / "second.log").read_text(), "the second sync to say it waits")
     go.touch()
-    first_code, first_out = finish(first, first_log, tmp_path / "first.log")
-    second_code, second_out = finish(second, second_log, tmp_path / "second.log")
+    first_code, first_out = finish(first, first_log, tmp_path / "first.log", timeout=600)
+    second_code, second_out = finish(second, second_log, tmp_path / "second.log", timeout=600)
 
     assert first_code == 0, first_out[-3000:]
     assert second_code == 0, second_out[-3000:]
@@ -125,7 +102,8 @@ def test_with_postgres_storage_two_syncs_run_together(
 
     runs = [start([*CLI, "sync"], env, tmp_path / f"sync{n}.log") for n in (1, 2)]
     results = [
-        finish(process, handle, tmp_path / f"sync{n}.log") for n, (process, handle) in enumerate(runs, 1)
+        finish(process, handle, tmp_path / f"sync{n}.log", timeout=600)
+        for n, (process, handle) in enumerate(runs, 1)
     ]
 
     for code, out in results:

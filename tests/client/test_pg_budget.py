@@ -60,14 +60,14 @@ def _max_in_sliding_window(times: list[float], window: float) -> int:
     return best
 
 
-def test_four_processes_never_exceed_the_budget_and_none_starves(postgres_url: str) -> None:
+def run_workers(postgres_url: str, script: str, args: list[str]) -> None:
+    """WORKERS processes running `script` against one budget; each records its admissions in the database."""
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute("CREATE TABLE test_ready (worker TEXT)")
         conn.execute("CREATE TABLE test_admissions (worker TEXT, at TIMESTAMPTZ)")
-    args = [str(WORKERS), str(PER_WORKER), str(LIMIT), str(WINDOW)]
     workers = [
         subprocess.Popen(
-            [sys.executable, "-c", BUDGET_WORKER, postgres_url, f"w{n}", *args],
+            [sys.executable, "-c", script, postgres_url, f"w{n}", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
@@ -76,6 +76,10 @@ def test_four_processes_never_exceed_the_budget_and_none_starves(postgres_url: s
     for worker in workers:
         _, err = worker.communicate(timeout=300)
         assert worker.returncode == 0, err.decode()
+
+
+def test_four_processes_never_exceed_the_budget_and_none_starves(postgres_url: str) -> None:
+    run_workers(postgres_url, BUDGET_WORKER, [str(WORKERS), str(PER_WORKER), str(LIMIT), str(WINDOW)])
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         rows = conn.execute(
             "SELECT worker, EXTRACT(EPOCH FROM at)::float8 FROM test_admissions ORDER BY at"
@@ -121,22 +125,8 @@ BURST_WORKER = textwrap.dedent(
 
 
 def test_window_openings_under_a_stampede_never_admit_too_many(postgres_url: str) -> None:
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute("CREATE TABLE test_ready (worker TEXT)")
-        conn.execute("CREATE TABLE test_admissions (worker TEXT, at TIMESTAMPTZ)")
     # 10 per 1.1 s in the bucket, judged on 1.0 s windows: 100 ms for recording an admission after it.
-    args = [str(WORKERS), "10", "10", "1100"]
-    workers = [
-        subprocess.Popen(
-            [sys.executable, "-c", BURST_WORKER, postgres_url, f"w{n}", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        for n in range(WORKERS)
-    ]
-    for worker in workers:
-        _, err = worker.communicate(timeout=300)
-        assert worker.returncode == 0, err.decode()
+    run_workers(postgres_url, BURST_WORKER, [str(WORKERS), "10", "10", "1100"])
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         times = [at for (at,) in conn.execute("SELECT EXTRACT(EPOCH FROM at)::float8 FROM test_admissions")]
     assert len(times) == WORKERS * 10
