@@ -35,6 +35,7 @@ from datetime import date
 from pathlib import Path
 from types import ModuleType
 
+from orderspace_pipelines.postgres import DatabaseError
 from orderspace_pipelines.settings import ConfigurationError
 
 DEV_TOOLS = ("orderspace_sandbox", "orderspace_devtools")
@@ -213,6 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as error:
         print(f"orderspace-pipelines: {error}", file=sys.stderr)
         return 2
+    except DatabaseError as error:  # the shared database is down or refuses us: nothing was done
+        print(f"orderspace-pipelines {args.command}: {error}; nothing was done", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     raise AssertionError(f"unhandled command {args.command}")

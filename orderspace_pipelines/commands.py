@@ -87,8 +87,17 @@ def one_sync_per_home() -> Iterator[None]:
         lock.release()
 
 
+def check_shared_database(settings: OrderspaceSettings) -> None:
+    """With `ORDERSPACE_DATABASE_URL` set, connect once before any work, so an unreachable or refusing
+    database is one line (`postgres.DatabaseError`, no password) rather than a run's step tracebacks."""
+    if settings.database_url is not None and settings.database_url.get_secret_value():
+        from orderspace_pipelines import postgres
+
+        postgres.connect(settings.database_url, purpose="preflight").close()
+
+
 def sync_command(*, since: date | None, select: list[str] | None) -> int:
-    OrderspaceSettings.from_env()  # fail early, naming the missing variable
+    check_shared_database(OrderspaceSettings.from_env())  # fail early, naming the problem
     from orderspace_pipelines.definitions import build_resources
     from orderspace_pipelines.defs.sync import run_sync
 
@@ -110,7 +119,7 @@ def _claimed_in_work(path: Path, data_dir: Path) -> bool:
 
 def reconcile_command(*, sweep_days: int, full_cycle: bool) -> int:
     """`reconcile`: run `reconcile_job` in-process; prints what changed and the requests it spent."""
-    OrderspaceSettings.from_env()
+    check_shared_database(OrderspaceSettings.from_env())
     import dagster as dg
 
     from orderspace_pipelines.definitions import build_resources
@@ -138,7 +147,7 @@ def push_command(path: Path) -> int:
     if not path.is_file() and not _claimed_in_work(path, data_dir()):
         print(f"orderspace-pipelines push: no such file: {path}", file=sys.stderr)
         return 2
-    OrderspaceSettings.from_env()
+    check_shared_database(OrderspaceSettings.from_env())  # unreachable: exit 1, nothing done (cli.main)
     from orderspace_pipelines.definitions import build_resources
     from orderspace_pipelines.defs.push_jobs import run_push
 
