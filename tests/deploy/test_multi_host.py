@@ -43,6 +43,7 @@ pytestmark = pytest.mark.deploy
 
 RATE_LIMIT = 3  # requests the sandbox allows per window
 RATE_WINDOW = 2.0  # seconds
+OVERLAP_ROUNDS = 3  # see `_concurrent_pulls`
 BACKFILL_DAYS = 60  # the tiny account's ~60 days of orders: a listing of several pages
 # One multi-asset, so the backfill is one step holding one `orderspace_api` pool slot while host 2's sync
 # holds the other (the pool's limit is 2, counted in Postgres): both hosts call the API at the same moments.
@@ -180,11 +181,39 @@ def test_two_hosts_share_the_budget_the_ledger_and_the_run_storage(
 
 
 def _concurrent_pulls(stack: ServiceStack, url: str, sandbox: SandboxServer, host2: Host, lake: Path) -> None:
-    """A backfill through the UI's API on host 1 and a full sync on host 2, at once; then judge the lake."""
+    """A backfill through the UI's API on host 1 and a full sync on host 2, at once; then judge the lake.
+
+    The two hosts must have pulled at the same time, else the budget was never contended and nothing was
+    proved. Host 2's sync starts as soon as the backfill's run exists, so both start up and pull together;
+    whether their runs overlap still rests on timing (the daemon's launch against a process start, which a
+    quiet machine shortens), so a round whose runs did not overlap is run again, up to `OVERLAP_ROUNDS`.
+    """
     days = {record_date(order["created"]) for order in sandbox.store.all("orders")}
     last = max(day for day in days if day is not None)
+    for attempt in range(1, OVERLAP_ROUNDS + 1):
+        if _pull_round(stack, url, host2, last, attempt):
+            break
+        print(f"round {attempt}: the hosts' runs did not overlap; again")
+    else:
+        raise AssertionError(f"the two hosts' runs never overlapped in {OVERLAP_ROUNDS} rounds")
+    assert_budget_held(sandbox)
+
+    diff = diff_lake(lake, truth_from_store(sandbox.store))
+    assert diff.equal, diff.summary()
+
+
+def _backfill_run(url: str, backfill_id: str) -> dict[str, Any] | None:
+    return next((run for run in runs(url) if run["tags"].get("dagster/backfill") == backfill_id), None)
+
+
+def _pull_round(stack: ServiceStack, url: str, host2: Host, last: date, attempt: int) -> bool:
+    """One backfill on host 1 and one sync on host 2; True when their runs overlapped in time."""
     backfill_id = launch_backfill(url, last - timedelta(days=BACKFILL_DAYS - 1), BACKFILL_DAYS)
-    sync = stack.start("host2-sync", [str(BIN / "orderspace-pipelines"), "sync"], host2.env, cwd=host2.root)
+    wait_for("the backfill's run", lambda: _backfill_run(url, backfill_id), timeout=WAIT_SECONDS,
+             diagnose=stack.logs)  # fmt: skip
+    sync = stack.start(
+        f"host2-sync-{attempt}", [str(BIN / "orderspace-pipelines"), "sync"], host2.env, cwd=host2.root
+    )
 
     assert sync.wait(WAIT_SECONDS) == 0, stack.logs()
     backfill = wait_for("the backfill", lambda: backfill_done(url, backfill_id), timeout=WAIT_SECONDS,
@@ -198,12 +227,7 @@ def _concurrent_pulls(stack: ServiceStack, url: str, sandbox: SandboxServer, hos
     sync_ids = run_ids_printed(sync)
     assert set(sync_ids) <= set(listed), (sync_ids, sorted(listed))  # host 2's runs, in host 1's UI
     assert all(listed[run_id]["status"] == "SUCCESS" for run_id in sync_ids)
-    # The two hosts pulled at the same time (else the budget was never contended and nothing was proved).
-    assert any(overlap(b, listed[s]) for b in backfill_runs for s in sync_ids), (backfill_runs, sync_ids)
-    assert_budget_held(sandbox)
-
-    diff = diff_lake(lake, truth_from_store(sandbox.store))
-    assert diff.equal, diff.summary()
+    return any(overlap(b, listed[s]) for b in backfill_runs for s in sync_ids)
 
 
 def _push_killed_and_resumed_elsewhere(
