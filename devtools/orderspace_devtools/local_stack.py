@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 
@@ -419,6 +419,8 @@ def dev_command(options: DevOptions) -> int:
         "--webhook-retry-base",
         "2",
     ]
+    puller: threading.Thread | None = None
+    code = 0
     try:
         with sandbox_process(*sandbox_args) as sandbox:
             point_environment_at(sandbox, rate_limit=60, rate_window=60.0)
@@ -439,8 +441,20 @@ def dev_command(options: DevOptions) -> int:
                             "a minute); watch it under Runs.",
                             flush=True,
                         )
-                        threading.Thread(target=_first_pull, name="first-pull", daemon=True).start()
-                    return ui.wait()
+                        puller = threading.Thread(target=_first_pull, name="first-pull", daemon=True)
+                        puller.start()
+                    code = ui.wait()
     except KeyboardInterrupt:
         print("Stopped: Dagster, the webhook receiver and the sandbox.", flush=True)
-        return 0
+    if puller is not None and puller.is_alive():
+        _exit_during_first_pull(code)
+    return code
+
+
+def _exit_during_first_pull(code: int) -> NoReturn:
+    """End the process at once while the first pull's thread is still inside native code (pyarrow, DuckDB):
+    interpreter shutdown would tear that thread down mid-call and abort the process (SIGABRT, seen in CI).
+    Every child process is already stopped; the pull's writes are atomic, so nothing is left half-written."""
+    print("The first pull was interrupted; the next `make dev` pulls again.", flush=True)
+    sys.stderr.flush()
+    os._exit(code)
