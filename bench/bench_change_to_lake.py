@@ -35,7 +35,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -51,7 +50,7 @@ from typing import Any
 import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
-from _common import connection_for
+from _common import connection_for, start_receiver
 
 from orderspace_sandbox import SandboxConfig, SandboxServer
 
@@ -65,12 +64,6 @@ def percentile(values: list[float], fraction: float) -> float:
     """Nearest-rank percentile (the same rule as bench_webhook_ack.py)."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _environment(server: SandboxServer, data_dir: Path, home: Path) -> dict[str, str]:
@@ -100,22 +93,8 @@ def _cli(env: dict[str, str], *args: str) -> str:
 
 
 def _start_receiver(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
     with log.open("ab") as out:
-        process = subprocess.Popen(
-            [str(BIN / "orderspace-pipelines"), "webhooks", "serve", "--port", str(port)],
-            env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            httpx.get(f"{base}/healthz", timeout=2)
-            return process, f"{base}/webhooks/orderspace"
-        except httpx.TransportError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the receiver did not start (see {log})") from None
-            time.sleep(0.1)
+        return start_receiver([str(BIN / "orderspace-pipelines")], env, output=out, cwd=ROOT)
 
 
 def _start_daemon(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

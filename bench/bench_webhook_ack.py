@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from _common import start_receiver
 
 from orderspace_pipelines.webhooks.signing import (
     SIGNATURE_HEADER,
@@ -84,25 +84,9 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
 
 
-def _start(data_dir: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+def _start(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     env = os.environ | {"ORDERSPACE_DATA_DIR": str(data_dir)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "orderspace_pipelines.cli", "webhooks", "serve", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            httpx.get(f"{base}/healthz", timeout=2)
-            return process, f"{base}/webhooks/orderspace"
-        except httpx.TransportError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("the receiver did not start") from None
-            time.sleep(0.05)
+    return start_receiver([sys.executable, "-m", "orderspace_pipelines.cli"], env)
 
 
 def main() -> None:

@@ -280,7 +280,7 @@ class Reconciler:
         invoice can be dated weeks ahead: its date says nothing about when it was created)."""
         if self.since is not None:
             return _utc(self.since)
-        pulled = _moment(storage.read_state(self.data_dir).get(f"{endpoint.resource}.created_since"))
+        pulled = storage.read_moment(self.data_dir, f"{endpoint.resource}.created_since")
         if pulled is not None:
             return _utc(pulled)
         days = storage.stored_days(self.data_dir, endpoint.table)
@@ -431,7 +431,7 @@ class Reconciler:
         """W, else (a first reconcile) the pull's own `updated_since` watermark, else None (list whole)."""
         if self.since is not None:
             return _utc(self.since)
-        pulled = _moment(storage.read_state(self.data_dir).get(f"{endpoint.resource}.updated_since"))
+        pulled = storage.read_moment(self.data_dir, f"{endpoint.resource}.updated_since")
         return None if pulled is None else _utc(pulled)
 
     def run(self) -> ReconcileReport:
@@ -447,24 +447,13 @@ class Reconciler:
         return self.report
 
 
-def _moment(value: Any) -> datetime | None:
-    """An ISO 8601 moment from the lake's state (UTC when it names no zone), or None."""
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def _utc(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def saved_since(data_dir: Path) -> datetime | None:
     """W: the previous successful run's start on the server's clock, minus the safety margin."""
-    return _moment(storage.read_state(data_dir).get(STATE_SINCE))
+    return storage.read_moment(data_dir, STATE_SINCE)
 
 
 def save_progress(data_dir: Path, *, since: datetime, sweep: SweepSlice) -> None:

@@ -41,7 +41,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -375,7 +374,7 @@ def _merge_created_since(
 ) -> None:
     """Merge the records created since the watermark (else since `lower`) into their days, by id."""
     report = merge.report
-    since = saved_watermark(merge.data_dir, watermark_key)
+    since = storage.read_moment(merge.data_dir, watermark_key)
     since_text = _utc_text(since or datetime(lower.year, lower.month, lower.day, tzinfo=UTC))
     report.filters["created_since"] = since_text
     resource = merge.spec.resource
@@ -475,18 +474,6 @@ def watermark_from(clock: ServerClock) -> str:
     return (clock.start() - WATERMARK_SAFETY_MARGIN).replace(microsecond=0).isoformat()
 
 
-def saved_watermark(data_dir: Path, key: str) -> datetime | None:
-    """A watermark from the lake's state, or None (none yet, or unreadable: a full load follows)."""
-    value = storage.read_state(data_dir).get(key)
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-
-
 def _utc_text(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -566,7 +553,7 @@ def _refresh_params(
     full_refresh = context.run.tags.get(FULL_REFRESH_TAG, "").lower() == "true"
     since = None
     if not full_refresh and storage.whole_file(lake.root, spec.table).is_file():
-        since = saved_watermark(lake.root, watermark_key)
+        since = storage.read_moment(lake.root, watermark_key)
     if since is not None:
         params = {"updated_since": _utc_text(since)}
         context.log.info(

@@ -20,6 +20,7 @@ import dagster as dg
 from pydantic import Field
 
 from orderspace_pipelines.defs.console import CONSOLE_INFO
+from orderspace_pipelines.defs.pools import ensure_api_pool
 from orderspace_pipelines.defs.resources import ORDERSPACE_API_POOL, LakeResource, OrderspaceResource
 from orderspace_pipelines.warehouse import PushOptions, PushResult, WarehouseFolders, push_file, sha256_of
 from orderspace_pipelines.warehouse.files import work_name
@@ -158,6 +159,7 @@ def run_push(
         tags["warehouse/sha256"] = digest[:16]
 
     def execute(on: dg.DagsterInstance) -> PushResult:
+        ensure_api_pool(on)
         result = warehouse_push_job.execute_in_process(
             run_config=push_run_config(target, digest) | CONSOLE_INFO,
             instance=on,

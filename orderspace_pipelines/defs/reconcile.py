@@ -21,6 +21,7 @@ import dagster as dg
 
 from orderspace_pipelines.defs.console import CONSOLE_INFO
 from orderspace_pipelines.defs.partitions import first_partition_day
+from orderspace_pipelines.defs.pools import ensure_api_pool
 from orderspace_pipelines.defs.pull_assets import WATERMARK_SAFETY_MARGIN, ServerClock
 from orderspace_pipelines.defs.resources import ORDERSPACE_API_POOL, LakeResource, OrderspaceResource
 from orderspace_pipelines.endpoints import PULLED
@@ -140,6 +141,7 @@ def run_reconcile(
         **CONSOLE_INFO,
         "ops": {OP_NAME: {"config": {"sweep_days": sweep_days, "full_cycle": full_cycle}}},
     }
+    ensure_api_pool(instance)
     result = reconcile_job.execute_in_process(
         instance=instance,
         resources=resources,

@@ -21,6 +21,7 @@ from typing import Any
 
 import dagster as dg
 
+from orderspace_pipelines.defs.pools import ensure_api_pool
 from orderspace_pipelines.defs.push_jobs import PUSH_PRIORITY_TAGS, push_run_config, warehouse_push_job
 from orderspace_pipelines.defs.resources import LakeResource
 from orderspace_pipelines.settings import OrderspaceSettings
@@ -116,6 +117,8 @@ def build_warehouse_inbox_sensor(
         folders = WarehouseFolders.under(lake.root).ensure()
         wait = stable_seconds_from_env() if stable_seconds is None else stable_seconds
         requests, cursor, waiting = evaluate_inbox(folders, context.cursor, stable_seconds=wait)
+        if requests:
+            ensure_api_pool(context.instance)  # before the runs' steps claim it (defs/pools.py)
         for request in requests:
             context.log.info(f"launching a push for {request.tags['warehouse/file']} ({request.run_key})")
         skip = None

@@ -32,6 +32,7 @@ from orderspace_pipelines.defs.partitions import (
     last_partition_day,
     range_tags,
 )
+from orderspace_pipelines.defs.pools import ensure_api_pool
 from orderspace_pipelines.defs.pull_assets import PARTITIONED_KEYS, PULL_ASSET_KEYS, PULL_ASSETS
 from orderspace_pipelines.endpoints import INVENTORY_LEVELS, INVENTORY_SNAPSHOTS, PULLED
 
@@ -195,6 +196,7 @@ def run_sync(
         _collect(result, sync)
 
     try:
+        ensure_api_pool(dagster_instance)
         _apply_change_feed(dagster_instance, resource_defs, sync)
         if partitioned:
             materialize(partitioned, _partition_tags(sync, since, until))

@@ -30,7 +30,7 @@ import json
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -270,6 +270,19 @@ def read_state(data_dir: Path) -> dict[str, Any]:
     except (FileNotFoundError, ValueError):
         return {}
     return state if isinstance(state, dict) else {}
+
+
+def read_moment(data_dir: Path, key: str) -> datetime | None:
+    """An ISO 8601 moment saved in the state under `key` (UTC when it names no zone), or None (none yet,
+    or unreadable: the caller falls back to a full load or listing)."""
+    value = read_state(data_dir).get(key)
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def update_state(data_dir: Path, changes: Mapping[str, Any]) -> dict[str, Any]:
