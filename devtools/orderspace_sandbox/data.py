@@ -240,12 +240,12 @@ class _Generator:
     def reference_data(self) -> None:
         new = self.ids.new
         early = self.start - 400 * DAY
-        self.tax_rates = [
+        self.tax_rates: list[dict[str, Any]] = [
             {"id": new("tr"), "name": "Standard", "rate": 20.0},
             {"id": new("tr"), "name": "Reduced", "rate": 5.0},
             {"id": new("tr"), "name": "Zero", "rate": 0.0},
         ]
-        self.payment_terms = [
+        self.payment_terms: list[dict[str, Any]] = [
             {
                 "id": new("pt"),
                 "name": name,
@@ -260,10 +260,10 @@ class _Generator:
                 ("50% Deposit, 60 Days", 60, 50.0, 7),
             ]
         ]
-        self.customer_groups = [
+        self.customer_groups: list[dict[str, Any]] = [
             {"id": new("cg"), "name": name} for name in ("Default", "Independent Retailers", "Distributors")
         ]
-        self.price_lists = [
+        self.price_lists: list[dict[str, Any]] = [
             {"id": new("pl"), "name": "Trade", "currency": "GBP", "conversion_rate": 100},
             {"id": new("pl"), "name": "Euros", "currency": "EUR", "conversion_rate": 117},
             {"id": new("pl"), "name": "US Dollars", "currency": "USD", "conversion_rate": 127},
@@ -278,13 +278,13 @@ class _Generator:
         }  # fmt: skip
         self.categories.append(collections)
         year = self.end_date.year
-        self.seasons = []
+        self.seasons: list[dict[str, Any]] = []
         for season_name in (
             f"Spring / Summer {year}",
             f"Autumn / Winter {year}",
             f"Spring / Summer {year + 1}",
         ):
-            season = {
+            season: dict[str, Any] = {
                 "id": new("ca"),
                 "name": season_name,
                 "description": "",
@@ -294,7 +294,7 @@ class _Generator:
             self.categories.append(season)
             self.seasons.append(season)
         self.categories[-1]["active"] = self.rng.random() < 0.5
-        self.preorder_windows = []
+        self.preorder_windows: list[dict[str, Any]] = []
         for offset, season in zip((30, 120), self.seasons[1:], strict=True):
             deadline = self.end_date + timedelta(days=offset)
             self.preorder_windows.append(
@@ -342,7 +342,7 @@ class _Generator:
                 sizes = sizes[lo : lo + rng.randint(3, 5)]
             season = rng.choice(self.seasons)
             category = garment_categories[category_name]
-            product = {
+            product: dict[str, Any] = {
                 "id": new("pr"),
                 "code": code,
                 "name": f"{first} {garment}",
@@ -365,7 +365,7 @@ class _Generator:
             for colour_code, colour in colours:
                 for size in sizes:
                     unit_price = base_price
-                    variant = {
+                    variant: dict[str, Any] = {
                         "id": new("pv"),
                         "sku": f"{code}-{colour_code}-{'MTR' if size == METRE else size}",
                         "barcode": str(rng.randrange(10**12, 10**13)),

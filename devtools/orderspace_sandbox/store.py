@@ -952,7 +952,7 @@ class Store:
         fields = _body_object(body, "product")
         with self.lock:
             collection = self._collections["products"]
-            product = {
+            product: dict[str, Any] = {
                 "id": "",
                 "code": "",
                 "name": "",
