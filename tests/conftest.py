@@ -114,3 +114,21 @@ def postgres_server() -> Iterator[PostgresServer]:
 def postgres_url(postgres_server: PostgresServer) -> str:
     """A fresh, empty database on the session's server, as a `postgresql://user:password@host:port/db` URL."""
     return postgres_server.create_database()
+
+
+BACKENDS = ["sqlite", "postgres"]
+# Runs a test on both backends of the shared state (push ledger, event store): `@BOTH_BACKENDS` above a test
+# that uses `state_url` (itself or through a fixture).
+BOTH_BACKENDS = pytest.mark.parametrize("state_backend", BACKENDS, indirect=True)
+
+
+@pytest.fixture
+def state_backend(request: pytest.FixtureRequest) -> str:
+    """The shared state's backend: `sqlite` unless a test is parametrized with `BOTH_BACKENDS`."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+def state_url(state_backend: str, request: pytest.FixtureRequest) -> str | None:
+    """`ORDERSPACE_DATABASE_URL` for the shared state: a fresh Postgres database, or None (SQLite files)."""
+    return request.getfixturevalue("postgres_url") if state_backend == "postgres" else None

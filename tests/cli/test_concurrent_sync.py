@@ -18,6 +18,7 @@ import pytest
 
 from orderspace_sandbox import SandboxServer
 from tests.cli.processes import REPO, finish, start, wait_for
+from tests.deploy.deployment import deployment_home
 
 CLI = [sys.executable, "-m", "orderspace_pipelines.cli"]
 WAITING = "waiting for the other `orderspace-pipelines sync`"
@@ -94,10 +95,8 @@ def test_with_postgres_storage_two_syncs_run_together(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    home = tmp_path / "dagster_home"
     monkeypatch.setenv("ORDERSPACE_DATABASE_URL", postgres_url)  # deploy/dagster.yaml reads it
-    home.mkdir()
-    shutil.copy(REPO / "deploy" / "dagster.yaml", home)
+    home = deployment_home(tmp_path)
     env = orderspace_env | {"DAGSTER_HOME": str(home), "ORDERSPACE_DATABASE_URL": postgres_url}
 
     runs = [start([*CLI, "sync"], env, tmp_path / f"sync{n}.log") for n in (1, 2)]

@@ -4,9 +4,6 @@ share nothing but the database, measured from outside the bucket."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -22,6 +19,7 @@ from orderspace_pipelines.client.pg_throttle import LOCK_NAMESPACE, PostgresBudg
 from orderspace_pipelines.client.pg_throttle import MIGRATIONS as BUDGET_MIGRATIONS
 from orderspace_pipelines.postgres import advisory_key
 from orderspace_pipelines.settings import OrderspaceSettings
+from tests.client.shared_hosts import closed_port, host_env, run_workers
 from tests.conftest import connection_for
 from tests.postgres_server import PASSWORD
 
@@ -35,7 +33,7 @@ BUDGET_WORKER = textwrap.dedent(
     import psycopg
     from orderspace_pipelines.client import RequestThrottle
 
-    url, worker, workers, count, limit, window = sys.argv[1:7]
+    worker, workers, url, count, limit, window = sys.argv[1:7]
     throttle = RequestThrottle.on_postgres(url, "contended", limit=int(limit), window_seconds=float(window))
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("INSERT INTO test_ready VALUES (%s)", (worker,))
@@ -60,26 +58,15 @@ def _max_in_sliding_window(times: list[float], window: float) -> int:
     return best
 
 
-def run_workers(postgres_url: str, script: str, args: list[str]) -> None:
+def run_budget_workers(postgres_url: str, script: str, args: list[str]) -> None:
     """WORKERS processes running `script` against one budget; each records its admissions in the database."""
     with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute("CREATE TABLE test_ready (worker TEXT)")
         conn.execute("CREATE TABLE test_admissions (worker TEXT, at TIMESTAMPTZ)")
-    workers = [
-        subprocess.Popen(
-            [sys.executable, "-c", script, postgres_url, f"w{n}", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        for n in range(WORKERS)
-    ]
-    for worker in workers:
-        _, err = worker.communicate(timeout=300)
-        assert worker.returncode == 0, err.decode()
+    run_workers(script, postgres_url, [postgres_url, *args], count=WORKERS)
 
 
 def test_four_processes_never_exceed_the_budget_and_none_starves(postgres_url: str) -> None:
-    run_workers(postgres_url, BUDGET_WORKER, [str(WORKERS), str(PER_WORKER), str(LIMIT), str(WINDOW)])
+    run_budget_workers(postgres_url, BUDGET_WORKER, [str(PER_WORKER), str(LIMIT), str(WINDOW)])
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         rows = conn.execute(
             "SELECT worker, EXTRACT(EPOCH FROM at)::float8 FROM test_admissions ORDER BY at"
@@ -106,7 +93,7 @@ BURST_WORKER = textwrap.dedent(
     from pyrate_limiter import Rate
     from orderspace_pipelines.client.pg_throttle import PostgresBudget
 
-    url, worker, workers, count, limit, interval_ms = sys.argv[1:7]
+    worker, workers, url, count, limit, interval_ms = sys.argv[1:7]
     budget = PostgresBudget(url, "burst", [Rate(int(limit), int(interval_ms))])
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("INSERT INTO test_ready VALUES (%s)", (worker,))
@@ -126,7 +113,7 @@ BURST_WORKER = textwrap.dedent(
 
 def test_window_openings_under_a_stampede_never_admit_too_many(postgres_url: str) -> None:
     # 10 per 1.1 s in the bucket, judged on 1.0 s windows: 100 ms for recording an admission after it.
-    run_workers(postgres_url, BURST_WORKER, [str(WORKERS), "10", "10", "1100"])
+    run_budget_workers(postgres_url, BURST_WORKER, ["10", "10", "1100"])
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         times = [at for (at,) in conn.execute("SELECT EXTRACT(EPOCH FROM at)::float8 FROM test_admissions")]
     assert len(times) == WORKERS * 10
@@ -177,46 +164,13 @@ CLIENT_WORKER = textwrap.dedent(
 )
 
 
-def _host_env(server, postgres_url: str, home: Path, rpm: int) -> dict[str, str]:
-    """A "host" of its own: its temp dir and data dir, nothing shared but the database and the sandbox."""
-    home.mkdir()
-    base = {key: value for key, value in os.environ.items() if not key.startswith("ORDERSPACE_")}
-    conn = connection_for(server, requests_per_minute=rpm)
-    return base | {
-        "TMPDIR": str(home),
-        "ORDERSPACE_DATA_DIR": str(home / "data"),
-        "ORDERSPACE_CLIENT_ID": conn["client_id"],
-        "ORDERSPACE_CLIENT_SECRET": conn["client_secret"],
-        "ORDERSPACE_API_URL": conn["api_url"],
-        "ORDERSPACE_TOKEN_URL": conn["token_url"],
-        "ORDERSPACE_REQUESTS_PER_MINUTE": str(rpm),
-        "ORDERSPACE_RATE_WINDOW_SECONDS": str(conn["rate_window_seconds"]),
-        "ORDERSPACE_DATABASE_URL": postgres_url,
-    }
-
-
 def test_four_clients_on_two_hosts_share_one_budget_and_one_token(
     sandbox_factory, postgres_url: str, tmp_path: Path
 ) -> None:
     server = sandbox_factory(rate_limit=20, rate_window=1.0)
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute("CREATE TABLE test_ready (worker TEXT)")
-    hosts = [_host_env(server, postgres_url, tmp_path / f"host{n}", 20) for n in range(2)]
-    workers = [
-        subprocess.Popen(
-            [sys.executable, "-c", CLIENT_WORKER, f"w{n}", "4"],
-            env=hosts[n % 2],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        for n in range(4)
-    ]
-    results, logs = [], ""
-    for worker in workers:
-        out, err = worker.communicate(timeout=300)
-        logs += out.decode() + err.decode()
-        assert worker.returncode == 0, err.decode()
-        results.append(json.loads(out))
+    hosts = [host_env(server, postgres_url, tmp_path / f"host{n}", 20) for n in range(2)]
+    outputs, logs = run_workers(CLIENT_WORKER, postgres_url, hosts=hosts)
+    results = [json.loads(out) for out in outputs]
     expected = [order["id"] for order in server.store.all("orders")]
     assert all(result["ids"] == expected for result in results)
     stats = server.stats()
@@ -294,7 +248,7 @@ def test_an_unreachable_database_fails_in_one_line_without_the_password(
     postgres_server, sandbox_factory
 ) -> None:
     server = sandbox_factory()
-    closed = postgres_server.url("budgetdb").replace(str(postgres_server.port), str(_closed_port()))
+    closed = postgres_server.url("budgetdb").replace(str(postgres_server.port), str(closed_port()))
     settings = OrderspaceSettings(**connection_for(server), database_url=closed)
     with pytest.raises(postgres.DatabaseError) as caught:
         OrderspaceClient(settings)
@@ -303,11 +257,3 @@ def test_an_unreachable_database_fails_in_one_line_without_the_password(
     assert "ORDERSPACE_DATABASE_URL" in message and "127.0.0.1" in message and "/budgetdb" in message
     assert PASSWORD not in message and PASSWORD not in repr(caught.value)
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
-
-
-def _closed_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])

@@ -4,8 +4,6 @@ never stored, one clear line when the database is unreachable, and the one place
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -25,7 +23,7 @@ from orderspace_pipelines.client.token_store import (
     secret_digest,
 )
 from orderspace_pipelines.settings import OrderspaceSettings
-from tests.client.test_pg_budget import _closed_port, _host_env
+from tests.client.shared_hosts import closed_port, host_env, run_workers
 from tests.conftest import connection_for
 from tests.postgres_server import PASSWORD
 
@@ -115,23 +113,10 @@ def test_four_processes_starting_together_fetch_one_token(
     sandbox_factory, postgres_url: str, tmp_path: Path
 ) -> None:
     server = sandbox_factory()
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute("CREATE TABLE test_ready (worker TEXT)")
-    hosts = [_host_env(server, postgres_url, tmp_path / f"host{n}", 6000) for n in range(2)]
-    workers = [
-        subprocess.Popen(
-            [sys.executable, "-c", TOKEN_WORKER, f"w{n}", "4"],
-            env=hosts[n % 2],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        for n in range(4)
-    ]
-    logs, fetched, shared = "", 0, 0
-    for worker in workers:
-        out, err = worker.communicate(timeout=300)
-        logs += out.decode() + err.decode()
-        assert worker.returncode == 0, err.decode()
+    hosts = [host_env(server, postgres_url, tmp_path / f"host{n}", 6000) for n in range(2)]
+    outputs, logs = run_workers(TOKEN_WORKER, postgres_url, hosts=hosts)
+    fetched, shared = 0, 0
+    for out in outputs:
         _, got, reused = (int(v) for v in out.split())
         fetched, shared = fetched + got, shared + reused
     assert server.stats()["tokens_issued"] == 1
@@ -142,7 +127,7 @@ def test_four_processes_starting_together_fetch_one_token(
 
 
 def test_an_unreachable_database_fails_in_one_line(postgres_server, caplog) -> None:
-    closed = postgres_server.url("tokendb").replace(str(postgres_server.port), str(_closed_port()))
+    closed = postgres_server.url("tokendb").replace(str(postgres_server.port), str(closed_port()))
     caplog.set_level(logging.DEBUG)
     with pytest.raises(postgres.DatabaseError) as caught:
         PostgresTokenStore(closed, "account")

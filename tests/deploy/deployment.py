@@ -26,6 +26,15 @@ START_SECONDS = 240.0  # a ceiling for start-up on a loaded 2-core machine, not 
 CODE_LOCATION = "tests.deploy.paused_location"
 REQUIRED_DAEMONS = frozenset({"SENSOR", "BACKFILL", "QUEUED_RUN_COORDINATOR"})
 
+
+def deployment_home(parent: Path) -> Path:
+    """A fresh $DAGSTER_HOME, `parent/dagster_home`, holding the deployment's dagster.yaml."""
+    home = parent / "dagster_home"
+    home.mkdir()
+    shutil.copy(DEPLOY / "dagster.yaml", home / "dagster.yaml")
+    return home
+
+
 WORKSPACE_STATUS = """
 query Workspace {
   workspaceOrError {

@@ -27,18 +27,11 @@ import yaml
 from orderspace_pipelines.defs.sync import run_sync
 from orderspace_pipelines.settings import OrderspaceSettings, env_name
 from orderspace_sandbox import SandboxServer
+from tests.deploy.deployment import deployment_home
 from tests.postgres_server import PASSWORD
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
-
-
-def deployment_home(tmp_path: Path) -> Path:
-    """A $DAGSTER_HOME holding the deployment's dagster.yaml, as the image has it."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(DEPLOY / "dagster.yaml", home / "dagster.yaml")
-    return home
 
 
 def test_instance_file_runs_on_postgres_and_records_a_run(

@@ -15,6 +15,7 @@ from orderspace_pipelines.settings import OrderspaceSettings
 from orderspace_pipelines.warehouse import PushResult, WarehouseFolders, push_file
 from orderspace_pipelines.warehouse.push import PushOptions
 from orderspace_sandbox import SandboxServer
+from tests.conftest import BOTH_BACKENDS
 
 
 class Quiet:
@@ -30,21 +31,8 @@ class Quiet:
         self.messages.append(msg)
 
 
-LEDGERS = ["sqlite", "postgres"]
 # Runs a test on both ledgers: `@BOTH_LEDGERS` above a test that pushes through `state_url` / `push_env`.
-BOTH_LEDGERS = pytest.mark.parametrize("ledger_backend", LEDGERS, indirect=True)
-
-
-@pytest.fixture
-def ledger_backend(request: pytest.FixtureRequest) -> str:
-    """The push ledger's backend: `sqlite` unless a test is parametrized with `BOTH_LEDGERS`."""
-    return str(getattr(request, "param", "sqlite"))
-
-
-@pytest.fixture
-def state_url(ledger_backend: str, request: pytest.FixtureRequest) -> str | None:
-    """`ORDERSPACE_DATABASE_URL` for the push: a fresh Postgres database, or None (the SQLite ledger)."""
-    return request.getfixturevalue("postgres_url") if ledger_backend == "postgres" else None
+BOTH_LEDGERS = BOTH_BACKENDS
 
 
 @pytest.fixture

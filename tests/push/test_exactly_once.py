@@ -78,7 +78,7 @@ def kill_at(path: Path, env: dict[str, str], point: str, nth: int) -> None:
     assert crashed.returncode == 70, (point, nth, crashed.stderr[-2000:])
 
 
-@pytest.mark.parametrize(("ledger_backend", "kills"), TRIALS_ON_BOTH, indirect=["ledger_backend"])
+@pytest.mark.parametrize(("state_backend", "kills"), TRIALS_ON_BOTH, indirect=["state_backend"])
 def test_killed_anywhere_each_order_gets_exactly_one_dispatch(
     sandbox, push_env, state_url, data_dir, drop, client, kills
 ):

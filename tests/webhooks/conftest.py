@@ -10,6 +10,7 @@ import pytest
 
 from orderspace_pipelines.webhooks.signing import Subscription, key_file_path, save_subscription
 from orderspace_pipelines.webhooks.store import EventStore, open_store
+from tests.conftest import BOTH_BACKENDS
 from tests.webhooks.helpers import TEST_KEY, Receiver, start_receiver
 
 
@@ -24,33 +25,20 @@ def hook_dir(tmp_path: Path) -> Path:
     return data_dir
 
 
-STORES = ["sqlite", "postgres"]
-# Runs a test on both event stores: `@BOTH_STORES` above a test that uses `receiver`/`store`/`events_url`.
-BOTH_STORES = pytest.mark.parametrize("store_backend", STORES, indirect=True)
+# Runs a test on both event stores: `@BOTH_STORES` above a test that uses `receiver`/`store`/`state_url`.
+BOTH_STORES = BOTH_BACKENDS
 
 
 @pytest.fixture
-def store_backend(request: pytest.FixtureRequest) -> str:
-    """The event store's backend: `sqlite` unless a test is parametrized with `BOTH_STORES`."""
-    return str(getattr(request, "param", "sqlite"))
-
-
-@pytest.fixture
-def events_url(store_backend: str, request: pytest.FixtureRequest) -> str | None:
-    """`ORDERSPACE_DATABASE_URL` for the event store: a fresh Postgres database, or None (SQLite)."""
-    return request.getfixturevalue("postgres_url") if store_backend == "postgres" else None
-
-
-@pytest.fixture
-def receiver(hook_dir: Path, events_url: str | None) -> Iterator[Receiver]:
-    running = start_receiver(hook_dir, key_file_path(hook_dir), events_url)
+def receiver(hook_dir: Path, state_url: str | None) -> Iterator[Receiver]:
+    running = start_receiver(hook_dir, key_file_path(hook_dir), state_url)
     yield running
     running.stop()
 
 
 @pytest.fixture
-def store(hook_dir: Path, events_url: str | None) -> Iterator[EventStore]:
+def store(hook_dir: Path, state_url: str | None) -> Iterator[EventStore]:
     """The receiver's store, opened by the test as the applier would (a second connection)."""
-    opened = open_store(hook_dir, events_url)
+    opened = open_store(hook_dir, state_url)
     yield opened
     opened.close()

@@ -63,10 +63,10 @@ def _post_in_background(url: str, body: bytes) -> tuple[threading.Thread, list[o
 @BOTH_STORES
 @pytest.mark.parametrize("point", ["delivery.parsed", "delivery.committed"])
 def test_killed_mid_delivery_no_200_no_partial_delivery_retry_stored_once(
-    hook_dir: Path, tmp_path: Path, point: str, events_url: str | None
+    hook_dir: Path, tmp_path: Path, point: str, state_url: str | None
 ) -> None:
     body = body_of(mixed_events(50))
-    process, url, port_file = _start(hook_dir, tmp_path, point, events_url)
+    process, url, port_file = _start(hook_dir, tmp_path, point, state_url)
     try:
         thread, outcome = _post_in_background(url, body)
         _wait_for(Path(f"{port_file}.paused"), process, f"the delivery reached {point} ({outcome})")
@@ -78,14 +78,14 @@ def test_killed_mid_delivery_no_200_no_partial_delivery_retry_stored_once(
             process.kill()
     assert len(outcome) == 1 and isinstance(outcome[0], httpx.HTTPError), outcome  # no answer at all, no 200
 
-    with open_store(hook_dir, events_url) as store:
+    with open_store(hook_dir, state_url) as store:
         stats = store.stats()
         # Killed before the commit: nothing. After it: the whole delivery. Never a part.
         expected = (0, 0) if point == "delivery.parsed" else (1, 50)
         assert (stats.deliveries, stats.events) == expected
 
     # Orderspace retries the same body against the restarted receiver: stored once, all 50, in order.
-    process, url, _ = _start(hook_dir, tmp_path, database_url=events_url)
+    process, url, _ = _start(hook_dir, tmp_path, database_url=state_url)
     try:
         response = httpx.post(url, content=body, headers=signed_headers(body), timeout=60)
     finally:
@@ -93,8 +93,8 @@ def test_killed_mid_delivery_no_200_no_partial_delivery_retry_stored_once(
         assert process.wait(timeout=30) == 0
     assert response.status_code == 200
     assert response.json()["duplicate"] is (point == "delivery.committed")
-    with open_store(hook_dir, events_url) as store:
+    with open_store(hook_dir, state_url) as store:
         stats = store.stats()
         assert (stats.deliveries, stats.events) == (1, 50)
         assert [e.index for e in store.pending(100)] == list(range(50))
-    assert store_path(hook_dir).exists() == (events_url is None)  # the Postgres store leaves no file
+    assert store_path(hook_dir).exists() == (state_url is None)  # the Postgres store leaves no file

@@ -27,10 +27,10 @@ Opener = Callable[[], EventStore]
 
 
 @pytest.fixture
-def opener(tmp_path: Path, events_url: str | None) -> Opener:
+def opener(tmp_path: Path, state_url: str | None) -> Opener:
     """Opens the test's store (SQLite under tmp_path, or the test's Postgres database); each call a new
     connection, as another process would have."""
-    return lambda: open_store(tmp_path, events_url)
+    return lambda: open_store(tmp_path, state_url)
 
 
 def _add(store: EventStore, events: list[dict]) -> int:
