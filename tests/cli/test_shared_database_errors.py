@@ -3,23 +3,17 @@ command that works with it: no traceback, no password, nothing done. Real proces
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.client.shared_hosts import closed_port
 from tests.postgres_server import PASSWORD, PostgresServer
 
 CLI = [sys.executable, "-m", "orderspace_pipelines.cli"]
 CLOSED_PASSWORD = "never-shown-7d41"
-
-
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])  # closed again once the probe is gone: nothing listens there
 
 
 def _run(args: list[str], env: dict[str, str], url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -38,7 +32,7 @@ def test_an_unreachable_database_is_one_line_and_nothing_is_done(
     command: list[str], orderspace_env: dict[str, str], tmp_path: Path
 ) -> None:
     (tmp_path / "dispatches.csv").write_text("order_number,sku,quantity\n")
-    url = f"postgresql://orderspace:{CLOSED_PASSWORD}@127.0.0.1:{_closed_port()}/lake"
+    url = f"postgresql://orderspace:{CLOSED_PASSWORD}@127.0.0.1:{closed_port()}/lake"
     done = _run(command, orderspace_env, url, tmp_path)
     assert done.returncode == 1, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]

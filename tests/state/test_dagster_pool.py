@@ -16,6 +16,7 @@ from dagster._core.instance.ref import InstanceRef
 from orderspace_pipelines.commands import DEFAULT_DAGSTER_YAML
 from orderspace_pipelines.defs.pools import api_pool_exists, ensure_api_pool
 from orderspace_pipelines.defs.resources import ORDERSPACE_API_POOL
+from tests.deploy.deployment import deployment_home
 from tests.postgres_server import PostgresServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,10 +27,8 @@ ROUNDS = 4
 def postgres_home(tmp_path: Path, name: str, url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A $DAGSTER_HOME with the deployment's dagster.yaml, its storage in the database at `url`."""
     monkeypatch.setenv("ORDERSPACE_DATABASE_URL", url)  # deploy/dagster.yaml reads it when the instance loads
-    home = tmp_path / name
-    home.mkdir()
-    shutil.copy(REPO / "deploy" / "dagster.yaml", home)
-    return home
+    (tmp_path / name).mkdir()
+    return deployment_home(tmp_path / name)
 
 
 def instance_at(home: Path) -> dg.DagsterInstance:
