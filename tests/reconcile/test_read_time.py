@@ -27,6 +27,8 @@ from orderspace_pipelines.endpoints import ENDPOINTS
 from orderspace_pipelines.lake import reconcile as lake_reconcile
 from orderspace_pipelines.lake.changes import ApplyReport, apply_pending
 from orderspace_pipelines.lake.reconcile import stored_keys, tombstoned
+from orderspace_pipelines.lake.schemas import RESOURCES
+from orderspace_pipelines.lake.sweep import PartitionedLanding
 from orderspace_pipelines.reconcile import DEFAULT_SWEEP_DAYS, Reconciler, plan_slice, saved_since
 from orderspace_pipelines.settings import OrderspaceSettings
 from orderspace_pipelines.webhooks.events import parse_delivery
@@ -61,6 +63,20 @@ def test_an_event_applied_between_the_read_and_the_write_survives(tmp_path: Path
     assert stored["_loaded_at"] == feed.clock  # still stamped with the event's receipt
     assert written.skipped == 1
     assert written.changed == {}
+
+
+def test_a_pull_that_started_after_the_read_and_wrote_before_the_write_survives(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    feed = Feed(data_dir)
+    read_at = feed.clock  # reconcile reads or_a (new)...
+    pull = PartitionedLanding(
+        data_dir, RESOURCES["orders"], start=None, end=None, loaded_at=read_at + timedelta(seconds=1)
+    )
+    pull.add_page([order("or_a", DAY, status="cancelled")])  # ...a pull starts later, reads it cancelled
+    pull.finish()
+    written = lake_reconcile.write(data_dir, ORDERS, [order("or_a", DAY, status="new")], [], at=read_at)
+    assert _by_id(data_dir, "orders")["or_a"]["status"] == "cancelled"
+    assert written.skipped == 1
 
 
 @pytest.mark.parametrize(
