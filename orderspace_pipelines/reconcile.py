@@ -39,11 +39,16 @@ webhook lost the lake is stale by at most:
 - C * T + one run, for everything else (deleted closed orders, paid invoices, products; any change to a closed
   record the filters above cannot see).
 
-How it orders against webhook events: its writes are change events received at the moment of writing,
-applied by the same applier, so the applier's rules hold (a tombstoned id never comes back; a record whose
-only-growing fields show it older than the stored state is skipped). A webhook event applied between
-reconcile's read and its write can be overwritten by the older state it read (where no such field tells);
-the next run, or the next event for that record, puts it right.
+How it orders against webhook events and pulls: its writes are change events applied by the same applier,
+so the applier's rules hold (a tombstoned id never comes back; a record whose only-growing fields show it
+older than the stored state is skipped). Each event carries the moment its record was READ, taken on the
+lake's clock just before the request that returned it (a page of a listing, a GET; for an id a listing
+lacked, this run's first request for the resource, earlier still), not the moment of writing. The applier
+(rule 6 in `lake.changes`) leaves alone a stored record with a row loaded after that read (a webhook event
+received, or a pull started, after it) and never removes or tombstones such a record, so an event applied
+between reconcile's read and its write survives it. Such records are counted as skipped; the next run reads
+them again. Reconcile-written rows carry the read time as `_loaded_at`. Stored ids are also read before the
+listings that decide what vanished, so a record created after a listing is never in its vanished set.
 """
 
 from __future__ import annotations
@@ -114,11 +119,23 @@ class ReconcileReport:
 
 
 class _Fetcher:
-    """Lists and single fetches through one client, counting requests per purpose."""
+    """Lists and single fetches through one client, counting requests per purpose and noting when each
+    record was read: `read_at[(resource, id)]` (the later read wins, as in `_merge`), taken just before the
+    request that returned it, and `first_read[resource]`, just before this run's first request for it."""
 
-    def __init__(self, client: OrderspaceClient, report: ReconcileReport) -> None:
+    def __init__(
+        self, client: OrderspaceClient, report: ReconcileReport, now: Callable[[], datetime]
+    ) -> None:
         self.client = client
         self.report = report
+        self.now = now
+        self.read_at: dict[tuple[str, str], datetime] = {}
+        self.first_read: dict[str, datetime] = {}
+
+    def _stamp(self, resource: str) -> datetime:
+        at = self.now()
+        self.first_read.setdefault(resource, at)
+        return at
 
     def _count(self, what: str, before: int) -> None:
         spent = self.client.stats.requests - before
@@ -126,7 +143,17 @@ class _Fetcher:
 
     def listing(self, what: str, resource: str, **filters: Any) -> list[dict[str, Any]]:
         before = self.client.stats.requests
-        records = list(self.client.iter_records(resource, **filters))
+        records: list[dict[str, Any]] = []
+        pages = self.client.iter_pages(resource, **filters)
+        while True:
+            at = self._stamp(resource)  # the next page's request is sent in `next`
+            page = next(pages, None)
+            if page is None:
+                break
+            for record in page.records:
+                if isinstance(record, dict) and record.get("id") is not None:
+                    self.read_at[(resource, str(record["id"]))] = at
+            records += page.records
         self._count(what, before)
         return records
 
@@ -137,6 +164,7 @@ class _Fetcher:
         before = self.client.stats.requests
         singular = ENDPOINTS[resource].singular
         for rid in sorted(set(ids)):
+            self.read_at[(resource, rid)] = self._stamp(resource)
             try:
                 body = self.client.request("GET", f"{resource}/{rid}")
             except NotFoundError:
@@ -155,7 +183,7 @@ def _ids(records: Iterable[Mapping[str, Any]], key: str = "id") -> set[str]:
 
 
 def _merge(*lists: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Records by id; a later list's copy wins (they were fetched later)."""
+    """Records by id; a later list's copy wins (pass them in the order they were fetched)."""
     out: dict[str, dict[str, Any]] = {}
     for records in lists:
         for record in records:
@@ -272,7 +300,7 @@ class Reconciler:
             slice=(sweep.start, sweep.end), cycle_start=sweep.cycle_start, cycle_runs=sweep.cycle_runs
         )
         self.report.since = None if since is None else _utc(since)
-        self.fetch = _Fetcher(client, self.report)
+        self.fetch = _Fetcher(client, self.report, now)
 
     def _since_filter(self, endpoint: Endpoint) -> str:
         """`created_since` for new records: W; on a first run the pull's own watermark for the list if it
@@ -288,11 +316,18 @@ class Reconciler:
         return _utc(datetime(newest.year, newest.month, newest.day, tzinfo=UTC) - timedelta(seconds=1))
 
     def _write(self, endpoint: Endpoint, fresh: Mapping[str, Mapping[str, Any]], gone: set[str]) -> list[str]:
-        """Write what differs; returns the ids of the records that changed."""
+        """Write what differs, each record with the time it was read (an id a listing lacked: this run's
+        first read of the resource); returns the ids of the records that changed."""
         upserts = lake.changed(self.data_dir, endpoint, fresh.values())
-        self.report.written.add(
-            lake.write(self.data_dir, endpoint, upserts, gone, at=self.now(), database_url=self.database_url)
+        resource = endpoint.resource
+        read_at = {
+            rid: at for rid in (*fresh, *gone) if (at := self.fetch.read_at.get((resource, rid))) is not None
+        }
+        first = self.fetch.first_read.get(resource) or self.now()
+        written = lake.write(
+            self.data_dir, endpoint, upserts, gone, at=first, read_at=read_at, database_url=self.database_url
         )
+        self.report.written.add(written)
         return [str(record["id"]) for record in upserts]
 
     def _slice_listing(self, endpoint: Endpoint) -> tuple[list[dict[str, Any]], set[str]]:
@@ -344,7 +379,7 @@ class Reconciler:
             "invoices created_since", "invoices", created_since=self._since_filter(endpoint)
         )
         swept, in_slice = self._slice_listing(endpoint)
-        fresh = _merge(swept, new, unpaid)
+        fresh = _merge(unpaid, new, swept)  # in the order they were read: the later copy wins
         suspects = (stored_unpaid - _ids(unpaid)) | (in_slice - _ids(swept))
         found, gone = self._recheck(endpoint, suspects - set(fresh))
         fresh.update(_merge(found))
@@ -358,7 +393,7 @@ class Reconciler:
             "dispatches created_since", "dispatches", created_since=self._since_filter(endpoint)
         )
         swept, in_slice = self._slice_listing(endpoint)
-        fresh = _merge(swept, new)
+        fresh = _merge(new, swept)  # in the order they were read: the later copy wins
         changed = self._write(endpoint, fresh, in_slice - _ids(swept))
         return {str(fresh[rid]["order_id"]) for rid in changed if fresh[rid].get("order_id")}
 
@@ -373,7 +408,7 @@ class Reconciler:
             open_orders += self.fetch.listing("orders by open status", "orders", status=status)
         new = self.fetch.listing("orders created_since", "orders", created_since=self._since_filter(endpoint))
         swept, in_slice = self._slice_listing(endpoint)
-        fresh = _merge(swept, new, open_orders)
+        fresh = _merge(open_orders, new, swept)  # in the order they were read: the later copy wins
         gone = in_slice - _ids(swept)
         found, gone_too = self._recheck(endpoint, (stored_open | touched) - set(fresh) - gone)
         fresh.update(_merge(found))
@@ -407,21 +442,23 @@ class Reconciler:
             what, filters = "inventory_levels updated_since", {"updated_since": since}
         else:
             what, filters = "inventory_levels (whole)", {}
+        read_at = self.now()  # just before the listing's first request (see `lake.reconcile.land_whole`)
         listed = self.fetch.listing(what, "inventory_levels", **filters)
         self.report.written.add(
             lake.land_whole(
-                self.data_dir, endpoint, listed, at=self.now(), merge=merge, database_url=self.database_url
+                self.data_dir, endpoint, listed, at=read_at, merge=merge, database_url=self.database_url
             )
         )
 
     def reference_tables(self) -> None:
         for resource in REFERENCE_RESOURCES:
+            read_at = self.now()  # just before the listing's first request
             listed = self.fetch.listing(f"{resource} (whole)", resource)
             written = lake.land_whole(
                 self.data_dir,
                 ENDPOINTS[resource],
                 listed,
-                at=self.now(),
+                at=read_at,
                 merge=False,
                 database_url=self.database_url,
             )

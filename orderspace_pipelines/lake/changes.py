@@ -21,12 +21,22 @@ Ordering rules (also in the README's change-feed section):
    total (a guess: the payload says nothing about the invoice's paid state). A payment for an invoice the
    lake does not hold is skipped and counted (the invoice's own event or the pull brings it with its
    payments).
+6. Reconcile's own events (`seq == RECONCILE_SEQ`, built by `lake.reconcile.write`) are not received: they
+   carry, as `received_at`, the moment reconcile READ the record from the API (taken just before the request
+   that returned it), on the lake's clock (the one receipt times and pulls' starts are taken on). Such an
+   event leaves alone a stored record with any row (parent or child) whose `_loaded_at` is later than that
+   read: an event or a pull landed it after the read, so it is at least as new (`newer_kept`). Likewise a
+   removal by reconcile is not done, nor tombstoned, when the record has a row loaded after the listing
+   that missed it was read (`removals_kept`): it may have been created or changed since. The next run
+   reads again. Webhook events (rules 1-5) never look at `_loaded_at`.
 
-Rows from an event get `_loaded_at` = the event's receipt time, so applying the same events twice gives the
-same files. Each touched partition (or whole table) is rewritten atomically through `lake.storage`, under
-the lake's table lock (`storage.table_locks`) held across read-modify-write, the same lock the pull takes:
-an apply and a pull never overwrite each other's work. Events are marked applied only after the writes and
-tombstones are durable; a crash in between means they are applied again, which changes nothing.
+Rows from an event get `_loaded_at` = the event's receipt time (for reconcile's, the time it read the
+record: like a pull's rows, whose `_loaded_at` is the pull's start, before its listing), so applying the
+same events twice gives the same files. Each touched partition (or whole table) is rewritten atomically
+through `lake.storage`, under the lake's table lock (`storage.table_locks`) held across read-modify-write,
+the same lock the pull takes: an apply and a pull never overwrite each other's work. Events are marked
+applied only after the writes and tombstones are durable; a crash in between means they are applied again,
+which changes nothing.
 """
 
 from __future__ import annotations
@@ -53,6 +63,9 @@ from orderspace_pipelines.lake.tombstones import TombstoneLookup, Tombstones, op
 log = logging.getLogger(__name__)
 
 APPLIER_LOCK = "_change_feed"  # the lake lock one applier holds for its whole run
+# The `seq` of reconcile's own events (`lake.reconcile.ReconcileEvent`; the store's seqs start at 1): their
+# `received_at` is when reconcile read the record (rule 6), and tombstones record 0 = removed by reconcile.
+RECONCILE_SEQ = 0
 
 # Webhook resource -> the lake's resource spec (the list endpoint's name).
 SPEC_OF: dict[str, str] = {
@@ -98,6 +111,8 @@ class ApplyReport:
     superseded: int = 0  # events replaced by a later one for the same id in the batch
     unplaced: int = 0  # records without a usable partition date, payments for unknown invoices
     unknown: int = 0  # event types the applier does not know
+    newer_kept: int = 0  # reconcile's records not written: the stored one was loaded after reconcile read it
+    removals_kept: int = 0  # reconcile's removals not done: the record was loaded after the listing's read
     last_received_at: datetime | None = None
     seqs: list[int] = field(default_factory=list)
     coercions: CoercionLog = field(default_factory=CoercionLog)
@@ -217,6 +232,50 @@ def _stored_record(spec: ResourceSpec, tables: Mapping[str, pa.Table | None], re
     return record
 
 
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _newest_loaded(spec: ResourceSpec, stored: Mapping[str, pa.Table | None]) -> dict[str, datetime]:
+    """Per stored record: the latest `_loaded_at` of its rows (parent and children) in `stored`."""
+    newest: dict[str, datetime] = {}
+    for table, data in stored.items():
+        key = _key_of(spec, table)
+        if data is None or not data.num_rows or not {key, LOADED_AT} <= set(data.column_names):
+            continue
+        grouped = data.select([key, LOADED_AT]).group_by(key).aggregate([(LOADED_AT, "max")])
+        keys, stamps = grouped.column(key).to_pylist(), grouped.column(f"{LOADED_AT}_max").to_pylist()
+        for record_id, loaded in zip(keys, stamps, strict=True):
+            if record_id is None or not isinstance(loaded, datetime):
+                continue
+            rid, moment = str(record_id), _aware(loaded)
+            if rid not in newest or moment > newest[rid]:
+                newest[rid] = moment
+    return newest
+
+
+def _landed_after_read(
+    spec: ResourceSpec, events: Mapping[str, EventLike], stored: Mapping[str, pa.Table | None]
+) -> set[str]:
+    """Ids of reconcile's events (rule 6) whose stored record has a row loaded after reconcile read it."""
+    mine = {rid: event for rid, event in events.items() if event.seq == RECONCILE_SEQ}
+    if not mine:
+        return set()
+    newest = _newest_loaded(spec, stored)
+    return {rid for rid, event in mine.items() if rid in newest and newest[rid] > _aware(event.received_at)}
+
+
+def _keep_landed(
+    upserts: dict[str, EventLike], deletes: dict[str, EventLike], ids: set[str], report: ApplyReport
+) -> None:
+    """Drop reconcile's upserts and removals of `ids` (stored rows loaded after its read), counted."""
+    for rid in ids:
+        if upserts.pop(rid, None) is not None:
+            report.newer_kept += 1
+        if deletes.pop(rid, None) is not None:
+            report.removals_kept += 1
+
+
 def _arrow(table: str, rows_by_time: list[tuple[datetime, list[Row]]], report: ApplyReport) -> pa.Table:
     """Rows stamped with their event's receipt time as `_loaded_at` (so a re-apply writes the same)."""
     spec = table_spec(table)
@@ -316,6 +375,28 @@ def _drop_stale(
             del target[record_id]
 
 
+def _keep_landed_since_read(
+    spec: ResourceSpec,
+    upserts: dict[str, EventLike],
+    deletes: dict[str, EventLike],
+    target: dict[str, date],
+    where: Mapping[str, date],
+    cache: Mapping[date, Mapping[str, pa.Table | None]],
+    report: ApplyReport,
+) -> None:
+    """Rule 6 for a date-partitioned table: reconcile's events for records stored with a row loaded after
+    reconcile read them are dropped (`target` and `deletes`), each stored day's stamps read once."""
+    by_day: dict[date, dict[str, EventLike]] = {}
+    for rid, event in [*upserts.items(), *deletes.items()]:
+        if event.seq == RECONCILE_SEQ and rid in where:
+            by_day.setdefault(where[rid], {})[rid] = event
+    for day, events in by_day.items():
+        landed = _landed_after_read(spec, events, cache[day])
+        for rid in landed:
+            target.pop(rid, None)
+        _keep_landed(upserts, deletes, landed, report)
+
+
 def _event_rows(
     spec: ResourceSpec, tables: Sequence[str], events: Iterable[EventLike]
 ) -> dict[str, list[tuple[datetime, list[Row]]]]:
@@ -367,6 +448,7 @@ def _apply_partitioned(
         cache = {
             day: {table: storage.read_partition(data_dir, table, day) for table in tables} for day in days
         }
+        _keep_landed_since_read(spec, upserts, deletes, target, where, cache, report)
         _drop_stale(spec, resource, upserts, target, where, cache, report)
         changes: dict[date, dict[str, pa.Table]] = {}
         for day in days:
@@ -455,6 +537,7 @@ def _apply_whole(
     locked = [*tables, INVENTORY_LEVELS] if resource == "product" else tables
     with storage.table_locks(data_dir, locked):
         old = {table: _read_whole(data_dir, table) for table in tables}
+        _keep_landed(upserts, deletes, _landed_after_read(spec, {**upserts, **deletes}, old), report)
         for record_id in list(upserts):
             stored = _stored_record(spec, old, record_id)
             if stored is not None and is_older(resource, upserts[record_id].record, stored):
@@ -587,6 +670,8 @@ def _merge_reports(total: ApplyReport, part: ApplyReport) -> None:
     total.superseded += part.superseded
     total.unplaced += part.unplaced
     total.unknown += part.unknown
+    total.newer_kept += part.newer_kept
+    total.removals_kept += part.removals_kept
     total.seqs.extend(part.seqs)
     if part.last_received_at is not None and (
         total.last_received_at is None or part.last_received_at > total.last_received_at
@@ -609,15 +694,8 @@ def _only(table: pa.Table | None, key: str, ids: set[str], keep: bool) -> pa.Tab
 
 def _fresh_ids(spec: ResourceSpec, stored: Mapping[str, pa.Table | None], since: datetime) -> set[str]:
     """Ids of the stored records with any row (parent or child) loaded after `since`."""
-    moment = pa.scalar(since, type=pa.timestamp("us", tz="UTC"))
-    found: set[str] = set()
-    for table, data in stored.items():
-        key = _key_of(spec, table)
-        if data is None or key not in data.column_names or LOADED_AT not in data.column_names:
-            continue
-        newer = data.filter(pc.fill_null(pc.greater(data.column(LOADED_AT), moment), False))
-        found.update(str(value) for value in newer.column(key).to_pylist() if value is not None)
-    return found
+    moment = _aware(since)
+    return {rid for rid, loaded in _newest_loaded(spec, stored).items() if loaded > moment}
 
 
 def _may_hold_newer(path: Path, since: datetime) -> bool:
@@ -657,6 +735,13 @@ def _key_stamps(spec: ResourceSpec, paths: Mapping[str, Path]) -> dict[str, pa.T
         except (FileNotFoundError, KeyError, pa.ArrowInvalid):
             stamps[table] = None
     return stamps
+
+
+def loaded_since(data_dir: Path, spec: ResourceSpec, since: datetime) -> set[str]:
+    """Ids of a whole table's records (`spec` not date-partitioned) with a stored row, the record's or a
+    child's, loaded after `since`. Reads only the key and `_loaded_at` columns."""
+    paths = {table: storage.whole_file(Path(data_dir), table) for table in _tables_of(spec)}
+    return _fresh_ids(spec, _key_stamps(spec, paths), since)
 
 
 class PullGuard:
@@ -752,10 +837,8 @@ class PullGuard:
         """
         if self.resource is None:
             return set(), set()
-        names = _tables_of(self.spec)
-        stored = _key_stamps(self.spec, {t: storage.whole_file(self.data_dir, t) for t in names})
         dead = self.tombstones.deleted(self.resource, pulled_ids)
-        return _fresh_ids(self.spec, stored, self.since) - dead, dead
+        return loaded_since(self.data_dir, self.spec, self.since) - dead, dead
 
     def _pull_wins(
         self, record_id: str, pulled: Mapping[str, pa.Table | None], stored: Mapping[str, pa.Table | None]
@@ -768,10 +851,12 @@ class PullGuard:
 
 __all__ = [
     "INVENTORY_LEVELS",
+    "RECONCILE_SEQ",
     "ApplyReport",
     "PullGuard",
     "Tombstones",
     "apply_events",
     "apply_pending",
     "is_older",
+    "loaded_since",
 ]

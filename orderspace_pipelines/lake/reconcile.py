@@ -8,11 +8,18 @@ No HTTP here (`orderspace_pipelines.reconcile` fetches). Three jobs:
   a date-partitioned table the day it is stored in) differ from the lake's or are missing from it. Both
   sides go through the pull's own flattening, so only real differences count (`_loaded_at` aside);
 - `write`: lands the changed records and removes the vanished ones through the change feed's applier
-  (`lake.changes.apply_events`), as if they were webhook events received now: the same partition logic
-  (a record found by id in any day, its child rows replaced, atomic writes), the same per-table lake locks
-  as pulls and event applies, and the same tombstones, so a removed record stays removed whatever stale
-  event or listing comes later. Inventory levels (whose change events carry only the levels) and the
-  reference tables (no events at all) are landed with the pull's `WholeLanding` instead.
+  (`lake.changes.apply_events`) as `ReconcileEvent`s: the same partition logic (a record found by id in any
+  day, its child rows replaced, atomic writes), the same per-table lake locks as pulls and event applies,
+  and the same tombstones, so a removed record stays removed whatever stale event or listing comes later.
+  Inventory levels (whose change events carry only the levels) and the reference tables (no events at all)
+  are landed with the pull's `WholeLanding` instead (`land_whole`).
+
+Reconcile reads the API at R and writes at W, later. Its events carry R, the moment the record was read
+(taken just before the request that returned it), not W: the applier's rule 6 (`lake.changes`) leaves alone
+a stored record with a row loaded after R (an event or a pull landed a state at least as new), and does not
+remove or tombstone such a record. So reconcile-written rows get `_loaded_at` = R, the time of the read (as
+a pull's rows get the pull's start, before its listing). `land_whole` lands with `loaded_at` = R too, so the
+pull's `PullGuard` keeps what the change feed applied after R.
 """
 
 from __future__ import annotations
@@ -31,20 +38,20 @@ from pydantic import SecretStr
 
 from orderspace_pipelines.endpoints import Endpoint
 from orderspace_pipelines.lake import storage
-from orderspace_pipelines.lake.changes import SPEC_OF, ApplyReport, apply_events
+from orderspace_pipelines.lake.changes import RECONCILE_SEQ, SPEC_OF, ApplyReport, apply_events, loaded_since
 from orderspace_pipelines.lake.flatten import Row, rows_to_arrow, split_record
 from orderspace_pipelines.lake.schemas import LOADED_AT, PARTITION_COLUMN, table_spec
 from orderspace_pipelines.lake.sweep import WholeLanding, day_of
 from orderspace_pipelines.lake.tombstones import open_tombstones
 
 SINGULAR_OF = {resource: singular for singular, resource in SPEC_OF.items()}
-RECONCILE_SEQ = 0  # the `seq` of reconcile's own events (tombstones record it: 0 = removed by reconcile)
 _DAY = "_day"
 
 
 @dataclass
 class ReconcileEvent:
-    """A fresh API record (or a vanished id) in the shape the change-feed applier takes (`EventLike`)."""
+    """A fresh API record (or a vanished id) in the shape the change-feed applier takes (`EventLike`);
+    `received_at` is when reconcile read it (rule 6 of `lake.changes`), `seq` is `RECONCILE_SEQ`."""
 
     event_type: str
     resource: str
@@ -63,7 +70,9 @@ class WriteReport:
     changed: dict[str, int] = field(default_factory=dict)
     removed: dict[str, int] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)
-    skipped: int = 0  # records the applier left alone (tombstoned, or an older state than the stored one)
+    # records and removals the applier left alone: tombstoned, an older state than the stored one, or a
+    # stored record loaded after reconcile read it
+    skipped: int = 0
 
     def add(self, other: WriteReport) -> None:
         for mine, theirs in (
@@ -256,18 +265,27 @@ def write(
     removed: Iterable[str],
     *,
     at: datetime,
+    read_at: Mapping[str, datetime] | None = None,
     database_url: SecretStr | str | None = None,
 ) -> WriteReport:
     """Land `upserts` (fresh records) and remove `removed` ids (gone from the account) with their child
-    rows, through the change feed's applier: atomic, under the tables' locks, removals tombstoned."""
+    rows, through the change feed's applier: atomic, under the tables' locks, removals tombstoned.
+
+    `at`: when the records were read from the API (no later than the first request that returned any of
+    them, nor than the listing that missed a removed id); `read_at`: a record's (or removed id's) own read
+    time where known. A stored record loaded after its read time is left alone (see the module docstring).
+    """
     singular = SINGULAR_OF[endpoint.resource]
-    events = [
-        ReconcileEvent(f"{singular}.updated", singular, str(record[endpoint.key]), dict(record), at)
-        for record in upserts
-    ]
+    when = read_at or {}
+    events = []
+    for record in upserts:
+        rid = str(record[endpoint.key])
+        events.append(ReconcileEvent(f"{singular}.updated", singular, rid, dict(record), when.get(rid, at)))
     gone = sorted(set(removed))
     events += [
-        ReconcileEvent(f"{singular}.deleted", singular, rid, {endpoint.key: rid, "deleted": True}, at)
+        ReconcileEvent(
+            f"{singular}.deleted", singular, rid, {endpoint.key: rid, "deleted": True}, when.get(rid, at)
+        )
         for rid in gone
     ]
     if not events:
@@ -277,8 +295,8 @@ def write(
 
 
 def _write_report(endpoint: Endpoint, report: ApplyReport, *, upserts: int, removed: int) -> WriteReport:
-    skipped = report.tombstoned_skipped + report.stale_skipped + report.unplaced
-    out = WriteReport(rows=dict(report.rows), skipped=skipped)
+    skipped = report.tombstoned_skipped + report.stale_skipped + report.unplaced + report.newer_kept
+    out = WriteReport(rows=dict(report.rows), skipped=skipped + report.removals_kept)
     if upserts - skipped > 0:
         out.changed[endpoint.table] = upserts - skipped
     if report.removed.get(endpoint.table) or removed:
@@ -300,10 +318,18 @@ def land_whole(
     `merge=True`: `records` are some of the table's records (an `updated_since` listing); the changed ones
     replace the rows with their key, the others stay. `merge=False`: `records` are the whole table, and
     stored keys it lacks are removed. No snapshot is added (the inventory history is the pull's).
+
+    `at`: when the listing was read (just before its first request). It is the landing's `loaded_at`, so
+    the pull's `PullGuard` keeps the records the change feed landed after it (neither overwritten nor
+    removed), and those are not counted as removed.
     """
     fresh = changed(data_dir, endpoint, records)
     listed = {str(record.get(endpoint.key)) for record in records}
     gone = set() if merge else stored_keys(data_dir, endpoint) - listed
+    if endpoint.resource in SINGULAR_OF and (fresh or gone):  # the change feed writes this table
+        landed = loaded_since(data_dir, endpoint, at)  # kept as stored by the landing's `PullGuard`
+        fresh = [record for record in fresh if str(record.get(endpoint.key)) not in landed]
+        gone -= landed
     out = WriteReport()
     if not fresh and not gone:
         return out

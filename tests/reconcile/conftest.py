@@ -77,20 +77,32 @@ class SandboxHttp:
     def records(self, resource: str) -> list[dict[str, Any]]:
         return list(self.http.get(f"/_sandbox/records/{resource}").json()[resource])
 
+    def _token(self) -> str:
+        return str(
+            self.http.post(
+                "/oauth/token",
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": self.server.config.client_id,
+                    "client_secret": self.server.config.client_secret,
+                },
+            ).json()["access_token"]
+        )
+
     def delete(self, resource: str, record_id: str) -> None:
         """DELETE through the API itself (a token first), as a user of the real API would."""
-        token = self.http.post(
-            "/oauth/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": self.server.config.client_id,
-                "client_secret": self.server.config.client_secret,
-            },
-        ).json()["access_token"]
         response = self.http.delete(
-            f"/v1/{resource}/{record_id}", headers={"Authorization": f"Bearer {token}"}
+            f"/v1/{resource}/{record_id}", headers={"Authorization": f"Bearer {self._token()}"}
         )
         assert response.status_code == 200, response.text
+
+    def send(self, method: str, path: str, body: dict[str, Any]) -> Any:
+        """POST or PUT `body` to the API's `path` (e.g. `customers/cu_1`); the response's JSON."""
+        response = self.http.request(
+            method, f"/v1/{path}", json=body, headers={"Authorization": f"Bearer {self._token()}"}
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
 
     def close(self) -> None:
         self.http.close()
