@@ -20,7 +20,8 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from types import FrameType
+from typing import Any, NoReturn, TextIO
 
 import httpx
 
@@ -91,15 +92,12 @@ def sandbox_process(*args: str, timeout: float = 120.0) -> Iterator[SandboxProce
         ready = Path(tmp) / "ready.json"
         command = [sys.executable, "-m", "orderspace_sandbox", *args, "--ready-file", str(ready)]
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while not ready.exists():
-            if process.poll() is not None:
-                raise RuntimeError(f"the sandbox exited with code {process.returncode} before it was ready")
-            if time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"the sandbox was not ready after {timeout:.0f} s")
-            time.sleep(0.05)
-        time.sleep(0.05)  # the file is written in one go, but give the writer a moment to close it
+        try:
+            _wait_until_ready(process, ready, timeout)
+        except BaseException:  # a RuntimeError, or a stop signal (KeyboardInterrupt) while it starts
+            process.kill()
+            process.wait()
+            raise
         info = json.loads(ready.read_text())
         handle = SandboxProcess(
             process=process,
@@ -111,6 +109,18 @@ def sandbox_process(*args: str, timeout: float = 120.0) -> Iterator[SandboxProce
             yield handle
         finally:
             handle.stop()
+
+
+def _wait_until_ready(process: subprocess.Popen, ready: Path, timeout: float) -> None:
+    """Wait for the sandbox's ready file; RuntimeError when it exits first or is not ready in `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not ready.exists():
+        if process.poll() is not None:
+            raise RuntimeError(f"the sandbox exited with code {process.returncode} before it was ready")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the sandbox was not ready after {timeout:.0f} s")
+        time.sleep(0.05)
+    time.sleep(0.05)  # the file is written in one go, but give the writer a moment to close it
 
 
 def point_environment_at(sandbox: SandboxProcess, *, rate_limit: int, rate_window: float) -> None:
@@ -317,18 +327,52 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _stop(process: subprocess.Popen, name: str, *, timeout: float) -> None:
-    """SIGINT to `process` (by its PID), then SIGKILL to its process group if it has not exited."""
+# How long what is left of a child's process group gets between SIGTERM and SIGKILL (a run worker marks its
+# run failed in that time); a bound, not a wait: an empty group ends the stop at once.
+GROUP_GRACE_SECONDS = 10.0
+
+
+def _say(message: str, *, file: TextIO | None = None) -> None:
+    """Print one line; after a SIGHUP the terminal may be gone (EIO), which must not stop the stop."""
+    with contextlib.suppress(OSError):
+        print(message, file=file or sys.stdout, flush=True)
+
+
+def _stop(process: subprocess.Popen, name: str, *, timeout: float, own_group: bool = False) -> None:
+    """SIGINT to `process` (by its PID), then SIGKILL to its process group if it has not exited.
+
+    `own_group`: the process leads its own process group (started with setsid); once it has exited, what is
+    left of that group (grandchildren its own stop missed) gets SIGTERM, then SIGKILL."""
     if process.poll() is None:
         process.send_signal(signal.SIGINT)
     try:
         process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        print(f"{name} did not stop within {timeout:.0f} s; killing it", file=sys.stderr, flush=True)
+        _say(f"{name} did not stop within {timeout:.0f} s; killing it", file=sys.stderr)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.kill()
         process.wait()
+    if own_group:
+        _end_group(process.pid, timeout=GROUP_GRACE_SECONDS)
+
+
+def _end_group(pgid: int, *, timeout: float) -> None:
+    """SIGTERM to what is left of process group `pgid`, SIGKILL if some of it outlives `timeout`. (Linux
+    does not give a new process a PID still in use as a group id, so this reaches that group only.)"""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return  # nothing is left of it
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 @contextmanager
@@ -374,7 +418,7 @@ def dagster_dev(port: int) -> Iterator[subprocess.Popen]:
     try:
         yield ui
     finally:
-        _stop(ui, "dagster dev", timeout=60)
+        _stop(ui, "dagster dev", timeout=60, own_group=True)
 
 
 def _print_dev_summary(
@@ -396,6 +440,32 @@ def _print_dev_summary(
     print("=" * 72, flush=True)
 
 
+# What stops the dev stack: Ctrl-C, SIGTERM (kill, systemd, docker, supervisors), SIGHUP (terminal closed).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _stop_on_signals() -> None:
+    """Make each of `STOP_SIGNALS` raise KeyboardInterrupt in the main thread, as Ctrl-C does, so that one
+    `except` stops every child in order. A signal ignored at start stays ignored (SIGINT in a shell's
+    background job, SIGHUP under `nohup`); SIGTERM always stops the stack. Once one has arrived, all three are
+    ignored: a second signal (another Ctrl-C, a supervisor's SIGTERM after a SIGHUP) must not cut the stop
+    short, and each child's stop is bounded (`_stop` kills what does not stop in time)."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        _ignore_stop_signals()
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for signum in STOP_SIGNALS:
+        if signum == signal.SIGTERM or signal.getsignal(signum) not in (signal.SIG_IGN, None):
+            signal.signal(signum, stop)
+
+
+def _ignore_stop_signals() -> None:
+    """From here on the stack is stopping: `STOP_SIGNALS` are ignored (the stop of every child is bounded)."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+
+
 def dev_command(options: DevOptions) -> int:
     """The Dagster UI with its daemon (schedules and sensors live) against a fresh sandbox account, whose
     activity mode sends its changes as webhooks to the receiver, registered before Dagster starts.
@@ -403,12 +473,18 @@ def dev_command(options: DevOptions) -> int:
     The sandbox is the demo's account (seed 42, the sandbox's fixed end date): the same ids, order numbers,
     SKUs and timestamps in every session, so the samples match it and a lake pulled by an earlier session
     (or the demo) stays consistent with it; a moving end date would shift every record's creation day and
-    land the same record in two date partitions. Every child process is stopped on Ctrl-C.
+    land the same record in two date partitions.
+
+    Ctrl-C (SIGINT), SIGTERM (`kill`, systemd, docker, supervisors) and SIGHUP (the terminal closed) all stop
+    the stack the same way: Dagster (and what is left of its process group), the receiver, then the sandbox,
+    then one "Stopped: ..." line (see `_stop_on_signals`). The exit code is then 0 whichever signal it was:
+    the stop was asked for and done, and a supervisor counts 0 as a clean stop (systemd would log 143 as a
+    failure unless told `SuccessExitStatus=143`). Otherwise it is dagster dev's own exit code.
     """
     root = data_dir()
     kept_ledger = _prepare_dev_data_dir(root)
     home = ensure_dagster_home(root / "dagster_home")
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops the stack like Ctrl-C
+    _stop_on_signals()
     webhook_port = options.webhook_port or _free_port()
     sandbox_args = ["--port", "0", "--scale", options.scale, "--seed", "42"]
     # Plain http to 127.0.0.1 (the real API wants https); retries after 2, 4, 6... s, not 30, 60...
@@ -444,8 +520,9 @@ def dev_command(options: DevOptions) -> int:
                         puller = threading.Thread(target=_first_pull, name="first-pull", daemon=True)
                         puller.start()
                     code = ui.wait()
+                    _ignore_stop_signals()  # dagster dev ended by itself: stop the rest
     except KeyboardInterrupt:
-        print("Stopped: Dagster, the webhook receiver and the sandbox.", flush=True)
+        _say("Stopped: Dagster, the webhook receiver and the sandbox.")
     if puller is not None and puller.is_alive():
         _exit_during_first_pull(code)
     return code
@@ -455,6 +532,7 @@ def _exit_during_first_pull(code: int) -> NoReturn:
     """End the process at once while the first pull's thread is still inside native code (pyarrow, DuckDB):
     interpreter shutdown would tear that thread down mid-call and abort the process (SIGABRT, seen in CI).
     Every child process is already stopped; the pull's writes are atomic, so nothing is left half-written."""
-    print("The first pull was interrupted; the next `make dev` pulls again.", flush=True)
-    sys.stderr.flush()
+    _say("The first pull was interrupted; the next `make dev` pulls again.")
+    with contextlib.suppress(OSError):
+        sys.stderr.flush()
     os._exit(code)

@@ -1,5 +1,6 @@
 """`orderspace-pipelines dev` as a real process: the sandbox (activity mode) sends signed webhooks to the
-receiver, the change-feed sensor in `dagster dev` applies them to the lake, and Ctrl-C stops every child.
+receiver, the change-feed sensor in `dagster dev` applies them to the lake, and Ctrl-C stops every child;
+SIGTERM and SIGHUP during the first pull stop it the same way.
 
 Observed through Dagster's GraphQL (the webserver the stack started) and the lake's files. The waits below
 are give-up limits for a loaded machine, not timed assertions.
@@ -7,6 +8,7 @@ are give-up limits for a loaded machine, not timed assertions.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -17,13 +19,17 @@ import time
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import pyarrow.parquet as pq
+import pytest
 
 CLI = [sys.executable, "-m", "orderspace_pipelines.cli"]
 GIVE_UP_SECONDS = 900.0
+STOPPED = "Stopped: Dagster, the webhook receiver and the sandbox."
+# A step of the first pull logging (its run's console lines name the ephemeral job and the pull_* step).
+FIRST_PULL_STEP = "__ephemeral_asset_job__ - "
 
 SENSOR_RUNS = """
 query { runsOrError(filter: {pipelineName: "change_feed_job", statuses: [SUCCESS]}) {
@@ -51,15 +57,18 @@ def _children() -> dict[int, list[int]]:
     """Every live process's children, from /proc (pid -> child pids)."""
     tree: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        tree.setdefault(parent, []).append(int(entry.name))
+        parent = _parent(int(entry.name)) if entry.name.isdigit() else None
+        if parent is not None:
+            tree.setdefault(parent, []).append(int(entry.name))
     return tree
+
+
+def _parent(pid: int) -> int | None:
+    """The process's parent pid, None when it is gone."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return None
 
 
 def _descendants(pid: int) -> set[tuple[int, str]]:
@@ -134,20 +143,60 @@ def _lake_loaded_at(data_dir: Path) -> set[datetime]:
     return stamps
 
 
-def test_dev_stack_flows_webhooks_into_the_lake_and_stops_every_child(tmp_path: Path) -> None:
-    ui_port = _free_port()
-    data_dir = tmp_path / "data"
+def _start_dev(tmp_path: Path, ui_port: int, activity: str) -> tuple[subprocess.Popen[bytes], IO[str]]:
+    """`orderspace-pipelines dev` with its own data dir, DAGSTER_HOME and throttle; output in dev.log."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("ORDERSPACE_")}
     env |= {
-        "ORDERSPACE_DATA_DIR": str(data_dir),
+        "ORDERSPACE_DATA_DIR": str(tmp_path / "data"),
         "DAGSTER_HOME": str(tmp_path / "dagster_home"),
         "ORDERSPACE_THROTTLE_DB": str(tmp_path / "throttle.sqlite"),
     }
     log = (tmp_path / "dev.log").open("w")
     command = [*CLI, "dev", "--scale", "tiny", "--port", str(ui_port), "--webhook-port", "0"]
     dev = subprocess.Popen(
-        [*command, "--activity", "120"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path
+        [*command, "--activity", activity], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path
     )
+    return dev, log
+
+
+def _stop_dev(dev: subprocess.Popen[bytes], signum: int, seen: set[tuple[int, str]]) -> int:
+    """Send `signum` to the stack's process (if it still runs); its exit code. Its tree is watched until it
+    exits (a step starting meanwhile may start a process), into `seen`."""
+    if dev.poll() is None:
+        dev.send_signal(signum)
+    deadline = time.monotonic() + 180  # a give-up limit: each child's stop is bounded in local_stack
+    while dev.poll() is None and time.monotonic() < deadline:
+        seen |= _descendants(dev.pid)
+        time.sleep(0.2)
+    return dev.wait(timeout=1)
+
+
+def _left_running(seen: set[tuple[int, str]]) -> list[bytes]:
+    """Command lines of the processes in `seen` still running, after a grace for init to reap orphans."""
+    left = {(pid, start) for pid, start in seen if _start_time(pid) == start}
+    grace = time.monotonic() + 30
+    while left and time.monotonic() < grace:  # an orphan reparented to init may take a moment to be reaped
+        time.sleep(0.5)
+        left = {(pid, start) for pid, start in left if _start_time(pid) == start}
+    return [Path(f"/proc/{pid}/cmdline").read_bytes() for pid, _ in left]
+
+
+def _kill_leftovers(dev: subprocess.Popen[bytes], seen: set[tuple[int, str]]) -> None:
+    """SIGKILL whatever of the stack still runs (a failed test must not leak processes)."""
+    if dev.poll() is None:
+        seen |= _descendants(dev.pid)
+        dev.kill()
+        dev.wait()
+    for pid, start in seen:
+        if _start_time(pid) == start:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_dev_stack_flows_webhooks_into_the_lake_and_stops_every_child(tmp_path: Path) -> None:
+    ui_port = _free_port()
+    data_dir = tmp_path / "data"
+    dev, log = _start_dev(tmp_path, ui_port, activity="120")
     seen: set[tuple[int, str]] = set()
     try:
         deadline = time.monotonic() + GIVE_UP_SECONDS
@@ -179,20 +228,42 @@ def test_dev_stack_flows_webhooks_into_the_lake_and_stops_every_child(tmp_path: 
         assert any(b"dagster" in name and b" dev " in name for name in names), names
         assert any(b"webhooks serve" in name for name in names), names
         assert any(b"orderspace_sandbox" in name for name in names), names
+        code = _stop_dev(dev, signal.SIGINT, seen)  # what Ctrl-C sends the stack's own process
+        assert code == 0, (tmp_path / "dev.log").read_text()[-4000:]
+        assert not _left_running(seen)
+        assert STOPPED in (tmp_path / "dev.log").read_text()
     finally:
-        if dev.poll() is None:
-            dev.send_signal(signal.SIGINT)  # what Ctrl-C sends the stack's own process
-        try:
-            code = dev.wait(timeout=180)
-        finally:
-            if dev.poll() is None:
-                dev.kill()
-            log.close()
-    assert code == 0, (tmp_path / "dev.log").read_text()[-4000:]
-    left = {(pid, start) for pid, start in seen if _start_time(pid) == start}
-    grace = time.monotonic() + 30
-    while left and time.monotonic() < grace:  # an orphan reparented to init may take a moment to be reaped
-        time.sleep(0.5)
-        left = {(pid, start) for pid, start in left if _start_time(pid) == start}
-    assert not left, [Path(f"/proc/{pid}/cmdline").read_bytes() for pid, _ in left]
-    assert "Stopped: Dagster, the webhook receiver and the sandbox." in (tmp_path / "dev.log").read_text()
+        _kill_leftovers(dev, seen)
+        log.close()
+
+
+def _first_pull_underway(tmp_path: Path, dev: subprocess.Popen[bytes], seen: set[tuple[int, str]]) -> bool:
+    """A step of the first pull has logged, and dagster dev has started its own children (grandchildren of
+    the stack's process); the tree so far goes into `seen`."""
+    seen |= _descendants(dev.pid)
+    output = (tmp_path / "dev.log").read_text()
+    if "a first full pull runs now" not in output or FIRST_PULL_STEP not in output:
+        return False
+    return any(_parent(pid) not in (dev.pid, None) for pid, _ in seen)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_signal_during_the_first_pull_stops_the_whole_tree(tmp_path: Path, signum: signal.Signals) -> None:
+    """`kill` (SIGTERM) or a closed terminal (SIGHUP) while the first pull runs: every child and grandchild
+    stops, the "Stopped" line is printed and the exit code is 0, as after Ctrl-C (dev_command's docstring)."""
+    dev, log = _start_dev(tmp_path, _free_port(), activity="6")
+    seen: set[tuple[int, str]] = set()
+    try:
+        deadline = time.monotonic() + GIVE_UP_SECONDS
+        while not _first_pull_underway(tmp_path, dev, seen):
+            assert dev.poll() is None, (tmp_path / "dev.log").read_text()[-4000:]
+            assert time.monotonic() < deadline, "gave up waiting for the first pull"
+            time.sleep(0.2)
+        code = _stop_dev(dev, signum, seen)
+        output = (tmp_path / "dev.log").read_text()
+        assert code == 0, output[-4000:]
+        assert STOPPED in output, output[-4000:]
+        assert not _left_running(seen)
+    finally:
+        _kill_leftovers(dev, seen)
+        log.close()
