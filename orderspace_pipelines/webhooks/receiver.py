@@ -11,7 +11,12 @@ Order of checks, each ending the request with nothing stored:
    then 200 `{"delivery": id, "events": n, "duplicate": bool}`. A store failure answers 503.
 
 Every delivery is logged with its count, types, outcome and delivery id; never the key, never a payload.
-`GET /healthz` answers 200 `{"status": "ok", "key": bool}` for load balancers and deployments.
+Two probes for deployments:
+- `GET /healthz` (liveness: the process answers) is always 200 `{"status": "ok", "key": bool}`;
+- `GET /readyz` (readiness: a delivery would be stored now) is 200 `{"status": "ready", "key": true, "store":
+  "ok"}` when the signing key is there and the event store answers a query, else 503 with `"status": "not
+  ready"` and what is missing. A load balancer or a compose health check sends deliveries only when ready;
+  restarting the receiver would not bring back a database that is down, hence two probes.
 """
 
 from __future__ import annotations
@@ -102,6 +107,26 @@ def _check_signature(key: str, body: bytes, signature: str | None) -> None:
         raise _Refused(401, f"the {SIGNATURE_HEADER} header does not match the body")
 
 
+def _has_key(keys: KeySource) -> bool:
+    try:
+        return keys.current() is not None
+    except KeyFileError:
+        return False
+
+
+def _store_answers(store: EventStore) -> bool:
+    """Whether the event store answers a query now (readiness); a failure is logged, redacted."""
+    try:
+        store.last_delivery_at()
+    except StoreError as error:  # its message names the store, never the password
+        log.warning("not ready: the event store did not answer: %s", error)
+        return False
+    except Exception as error:
+        log.warning("not ready: the event store did not answer (%s)", type(error).__name__)
+        return False
+    return True
+
+
 def _parsed(body: bytes) -> list[ParsedEvent]:
     """The delivery's events; 400 or 422 naming the problem."""
     try:
@@ -167,15 +192,19 @@ def create_app(
         return await _deliver(request, store, keys, max_body_bytes)
 
     async def healthz(request: Request) -> JSONResponse:
-        try:
-            has_key = keys.current() is not None
-        except KeyFileError:
-            has_key = False
-        return JSONResponse({"status": "ok", "key": has_key})
+        return JSONResponse({"status": "ok", "key": _has_key(keys)})
+
+    async def readyz(request: Request) -> JSONResponse:
+        has_key, store_ok = _has_key(keys), await run_in_threadpool(_store_answers, store)
+        ready = has_key and store_ok
+        status = "ready" if ready else "not ready"
+        body = {"status": status, "key": has_key, "store": "ok" if store_ok else "down"}
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     return Starlette(
         routes=[
             Route(WEBHOOK_PATH, receive, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
         ]
     )

@@ -254,6 +254,12 @@ def test_the_compose_services_run_from_their_commands_and_launch_a_run(
         "DAGSTER_CODE_SERVER_HOST": "127.0.0.1",
         "DAGSTER_CODE_SERVER_PORT": str(ports["4000"]),
     }
+    # A deployment's one-off step: the receiver is ready (`/readyz`) once the signing key is stored.
+    register = subprocess.run(
+        ["orderspace-pipelines", "webhooks", "register", "https://hooks.example.test/webhooks/orderspace"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert register.returncode == 0, register.stderr[-2000:]
     started: dict[str, subprocess.Popen[bytes]] = {}
     try:
         for name in ("code-server", "webserver", "daemon", "webhooks"):

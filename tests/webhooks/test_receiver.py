@@ -7,14 +7,23 @@ import json
 import logging
 
 import httpx
+import psycopg
 import pytest
 
 from orderspace_pipelines.webhooks.events import RESOURCES
-from orderspace_pipelines.webhooks.signing import SIGNATURE_HEADER, sign
+from orderspace_pipelines.webhooks.signing import SIGNATURE_HEADER, key_file_path, sign
 from orderspace_pipelines.webhooks.store import EventStore
-from tests.postgres_server import PASSWORD
+from tests.postgres_server import PASSWORD, PostgresServer
 from tests.webhooks.conftest import BOTH_STORES
-from tests.webhooks.helpers import TEST_KEY, Receiver, body_of, event, mixed_events, signed_headers
+from tests.webhooks.helpers import (
+    TEST_KEY,
+    Receiver,
+    body_of,
+    event,
+    mixed_events,
+    signed_headers,
+    start_receiver,
+)
 
 
 def _counts(store: EventStore) -> tuple[int, int]:
@@ -202,3 +211,39 @@ def test_no_key_yet_is_503_so_orderspace_retries(receiver: Receiver, store: Even
 
 def test_healthz(receiver: Receiver) -> None:
     assert httpx.get(f"{receiver.base}/healthz").json() == {"status": "ok", "key": True}
+
+
+@BOTH_STORES
+def test_readyz_is_200_with_a_key_and_a_store_that_answers(receiver: Receiver) -> None:
+    response = httpx.get(f"{receiver.base}/readyz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready", "key": True, "store": "ok"}
+
+
+def test_readyz_is_503_without_a_key_while_healthz_stays_200(receiver: Receiver, hook_dir) -> None:
+    (hook_dir / "webhooks" / "signing_key.json").unlink()
+    response = httpx.get(f"{receiver.base}/readyz")
+    assert response.status_code == 503
+    assert response.json() == {"status": "not ready", "key": False, "store": "ok"}
+    assert httpx.get(f"{receiver.base}/healthz").status_code == 200
+
+
+def test_readyz_is_503_when_the_postgres_store_is_gone_and_says_so_without_the_password(
+    hook_dir, postgres_server: PostgresServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = postgres_server.create_database("readyz")
+    receiver = start_receiver(hook_dir, key_file_path(hook_dir), url)
+    try:
+        assert httpx.get(f"{receiver.base}/readyz").status_code == 200
+        name = url.rsplit("/", 1)[1]
+        with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')  # the receiver's connection is cut too
+        with caplog.at_level(logging.WARNING):
+            response = httpx.get(f"{receiver.base}/readyz")
+        assert response.status_code == 503
+        assert response.json() == {"status": "not ready", "key": True, "store": "down"}
+        assert httpx.get(f"{receiver.base}/healthz").status_code == 200  # alive: a restart would not help
+        assert "not ready: the event store did not answer" in caplog.text
+        assert PASSWORD not in caplog.text
+    finally:
+        receiver.stop()
