@@ -519,13 +519,28 @@ def dev_command(options: DevOptions) -> int:
                         )
                         puller = threading.Thread(target=_first_pull, name="first-pull", daemon=True)
                         puller.start()
-                    code = ui.wait()
+                    code = _wait_for_exit(ui)
                     _ignore_stop_signals()  # dagster dev ended by itself: stop the rest
     except KeyboardInterrupt:
         _say("Stopped: Dagster, the webhook receiver and the sandbox.")
     if puller is not None and puller.is_alive():
         _exit_during_first_pull(code)
     return code
+
+
+def _wait_for_exit(process: subprocess.Popen) -> int:
+    """`process.wait()` in half-second slices, so the main thread runs Python code at least that often.
+
+    A signal sent to this process may be taken by any of its threads (the first pull's, DuckDB's, pyarrow's
+    pools); Python runs the handler in the main thread, and only when that thread next runs Python code. A
+    main thread blocked in one long waitpid() would not do so until dagster dev exited. CI once saw the stack
+    sleep through a SIGTERM for 3 minutes during the first pull (not reproduced on demand since; the test
+    now reports each thread's signal state if it happens again), so the main thread never blocks for long."""
+    while True:
+        try:
+            return process.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def _exit_during_first_pull(code: int) -> NoReturn:

@@ -168,7 +168,24 @@ def _stop_dev(dev: subprocess.Popen[bytes], signum: int, seen: set[tuple[int, st
     while dev.poll() is None and time.monotonic() < deadline:
         seen |= _descendants(dev.pid)
         time.sleep(0.2)
+    assert dev.poll() is not None, f"still running 180 s after signal {signum}:\n{_thread_states(dev.pid)}"
     return dev.wait(timeout=1)
+
+
+def _thread_states(pid: int) -> str:
+    """Each thread of `pid`: its name, state, kernel wait channel and signal masks (pending, blocked,
+    caught), to tell a signal that went to another thread from one that was blocked or never caught."""
+    lines = []
+    for task in sorted(Path(f"/proc/{pid}/task").iterdir(), key=lambda path: int(path.name)):
+        with contextlib.suppress(OSError):
+            fields = dict(
+                line.split(":", 1) for line in (task / "status").read_text().splitlines() if ":" in line
+            )
+            wanted = ("Name", "State", "SigPnd", "ShdPnd", "SigBlk", "SigCgt")
+            wchan = (task / "wchan").read_text()
+            states = " ".join(f"{key}={fields.get(key, '').strip()}" for key in wanted)
+            lines.append(f"{task.name}: {states} wchan={wchan}")
+    return "\n".join(lines)
 
 
 def _left_running(seen: set[tuple[int, str]]) -> list[bytes]:
