@@ -236,12 +236,17 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _newest_loaded(spec: ResourceSpec, stored: Mapping[str, pa.Table | None]) -> dict[str, datetime]:
-    """Per stored record: the latest `_loaded_at` of its rows (parent and children) in `stored`."""
+def _newest_loaded(
+    spec: ResourceSpec, stored: Mapping[str, pa.Table | None], ids: set[str]
+) -> dict[str, datetime]:
+    """Per stored record of `ids`: the latest `_loaded_at` of its rows (parent and children) in `stored`."""
     newest: dict[str, datetime] = {}
     for table, data in stored.items():
         key = _key_of(spec, table)
         if data is None or not data.num_rows or not {key, LOADED_AT} <= set(data.column_names):
+            continue
+        data = _only(data, key, ids, keep=True)  # only the records asked about, not the whole table
+        if data is None or not data.num_rows:
             continue
         grouped = data.select([key, LOADED_AT]).group_by(key).aggregate([(LOADED_AT, "max")])
         keys, stamps = grouped.column(key).to_pylist(), grouped.column(f"{LOADED_AT}_max").to_pylist()
@@ -261,7 +266,7 @@ def _landed_after_read(
     mine = {rid: event for rid, event in events.items() if event.seq == RECONCILE_SEQ}
     if not mine:
         return set()
-    newest = _newest_loaded(spec, stored)
+    newest = _newest_loaded(spec, stored, set(mine))
     return {rid for rid, event in mine.items() if rid in newest and newest[rid] > _aware(event.received_at)}
 
 
