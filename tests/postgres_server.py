@@ -11,7 +11,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -21,6 +20,7 @@ from pathlib import Path
 import psycopg
 
 from orderspace_pipelines.postgres import MIGRATIONS_TABLE
+from tests.ports import free_port
 
 SUPERUSER = "orderspace"
 # A test-only password; tests assert it never reaches logs, files or exception text.
@@ -39,12 +39,6 @@ def server_binaries() -> Path:
             "(`.ci/run` does this where it is missing)"
         )
     return Path(candidates[-1]).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -91,7 +85,7 @@ class PostgresServer:
         os.chmod(root, 0o755)
         if run_as:
             shutil.chown(root, user=run_as, group=run_as)
-        server = cls(root=root, port=_free_port(), run_as=run_as)
+        server = cls(root=root, port=free_port(), run_as=run_as)
         pwfile = root / "pwfile"
         pwfile.write_text(PASSWORD + "\n")
         if run_as:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -24,6 +23,8 @@ from typing import IO, Any
 import httpx
 import pyarrow.parquet as pq
 import pytest
+
+from tests.ports import free_port
 
 CLI = [sys.executable, "-m", "orderspace_pipelines.cli"]
 GIVE_UP_SECONDS = 900.0
@@ -45,12 +46,6 @@ ORDERS_OBSERVATION = """
 query { assetOrError(assetKey: {path: ["orders"]}) { __typename ... on Asset {
   assetObservations(limit: 1) { runId metadataEntries { label ... on IntMetadataEntry { intValue } } } } } }
 """
-
-
-def _free_port() -> int:
-    with closing(socket.socket()) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _children() -> dict[int, list[int]]:
@@ -211,7 +206,7 @@ def _kill_leftovers(dev: subprocess.Popen[bytes], seen: set[tuple[int, str]]) ->
 
 
 def test_dev_stack_flows_webhooks_into_the_lake_and_stops_every_child(tmp_path: Path) -> None:
-    ui_port = _free_port()
+    ui_port = free_port()
     data_dir = tmp_path / "data"
     dev, log = _start_dev(tmp_path, ui_port, activity="120")
     seen: set[tuple[int, str]] = set()
@@ -268,7 +263,7 @@ def _first_pull_underway(tmp_path: Path, dev: subprocess.Popen[bytes], seen: set
 def test_a_signal_during_the_first_pull_stops_the_whole_tree(tmp_path: Path, signum: signal.Signals) -> None:
     """`kill` (SIGTERM) or a closed terminal (SIGHUP) while the first pull runs: every child and grandchild
     stops, the "Stopped" line is printed and the exit code is 0, as after Ctrl-C (dev_command's docstring)."""
-    dev, log = _start_dev(tmp_path, _free_port(), activity="6")
+    dev, log = _start_dev(tmp_path, free_port(), activity="6")
     seen: set[tuple[int, str]] = set()
     try:
         deadline = time.monotonic() + GIVE_UP_SECONDS

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.client.shared_hosts import closed_port
+from tests.ports import free_port
 from tests.postgres_server import PASSWORD, PostgresServer
 
 CLI = [sys.executable, "-m", "orderspace_pipelines.cli"]
@@ -32,7 +32,7 @@ def test_an_unreachable_database_is_one_line_and_nothing_is_done(
     command: list[str], orderspace_env: dict[str, str], tmp_path: Path
 ) -> None:
     (tmp_path / "dispatches.csv").write_text("order_number,sku,quantity\n")
-    url = f"postgresql://orderspace:{CLOSED_PASSWORD}@127.0.0.1:{closed_port()}/lake"
+    url = f"postgresql://orderspace:{CLOSED_PASSWORD}@127.0.0.1:{free_port()}/lake"
     done = _run(command, orderspace_env, url, tmp_path)
     assert done.returncode == 1, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]

@@ -1,10 +1,9 @@
 """Client processes on two "hosts" that share nothing but PostgreSQL and the sandbox (the Postgres budget and
-token store tests), and a port where no database listens."""
+token store tests)."""
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -64,10 +63,3 @@ def run_workers(
         assert worker.returncode == 0, err.decode()
         outputs.append(out)
     return outputs, logs
-
-
-def closed_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on (bound once, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])

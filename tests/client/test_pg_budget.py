@@ -19,8 +19,9 @@ from orderspace_pipelines.client.pg_throttle import LOCK_NAMESPACE, PostgresBudg
 from orderspace_pipelines.client.pg_throttle import MIGRATIONS as BUDGET_MIGRATIONS
 from orderspace_pipelines.postgres import advisory_key
 from orderspace_pipelines.settings import OrderspaceSettings
-from tests.client.shared_hosts import closed_port, host_env, run_workers
+from tests.client.shared_hosts import host_env, run_workers
 from tests.conftest import connection_for
+from tests.ports import free_port
 from tests.postgres_server import PASSWORD
 
 LIMIT, WINDOW, WORKERS, PER_WORKER = 30, 2.0, 4, 25
@@ -248,7 +249,7 @@ def test_an_unreachable_database_fails_in_one_line_without_the_password(
     postgres_server, sandbox_factory
 ) -> None:
     server = sandbox_factory()
-    closed = postgres_server.url("budgetdb").replace(str(postgres_server.port), str(closed_port()))
+    closed = postgres_server.url("budgetdb").replace(str(postgres_server.port), str(free_port()))
     settings = OrderspaceSettings(**connection_for(server), database_url=closed)
     with pytest.raises(postgres.DatabaseError) as caught:
         OrderspaceClient(settings)

@@ -23,8 +23,9 @@ from orderspace_pipelines.client.token_store import (
     secret_digest,
 )
 from orderspace_pipelines.settings import OrderspaceSettings
-from tests.client.shared_hosts import closed_port, host_env, run_workers
+from tests.client.shared_hosts import host_env, run_workers
 from tests.conftest import connection_for
+from tests.ports import free_port
 from tests.postgres_server import PASSWORD
 
 SECRET = "client-secret-never-stored"
@@ -127,7 +128,7 @@ def test_four_processes_starting_together_fetch_one_token(
 
 
 def test_an_unreachable_database_fails_in_one_line(postgres_server, caplog) -> None:
-    closed = postgres_server.url("tokendb").replace(str(postgres_server.port), str(closed_port()))
+    closed = postgres_server.url("tokendb").replace(str(postgres_server.port), str(free_port()))
     caplog.set_level(logging.DEBUG)
     with pytest.raises(postgres.DatabaseError) as caught:
         PostgresTokenStore(closed, "account")

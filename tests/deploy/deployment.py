@@ -19,7 +19,8 @@ from typing import Any
 import httpx
 
 from orderspace_sandbox import SandboxServer
-from tests.deploy.services import BIN, REPO, ServiceStack, free_port, graphql, wait_for
+from tests.deploy.services import BIN, REPO, ServiceStack, graphql, wait_for
+from tests.ports import free_port
 
 DEPLOY = REPO / "deploy"  # dagster.yaml and workspace.yaml, as the image ships them
 START_SECONDS = 240.0  # a ceiling for start-up on a loaded 2-core machine, not a speed assertion

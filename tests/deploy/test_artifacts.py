@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from orderspace_pipelines.defs.sync import run_sync
 from orderspace_pipelines.settings import OrderspaceSettings, env_name
 from orderspace_sandbox import SandboxServer
 from tests.deploy.deployment import deployment_home
+from tests.ports import free_port
 from tests.postgres_server import PASSWORD
 
 REPO = Path(__file__).resolve().parents[2]
@@ -201,12 +201,6 @@ def docker_includes(path: str) -> bool:
 
 
 # --- the compose services started from their own commands, as processes (no Docker daemon here) ----------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def localized(args: list[str], home: Path, ports: dict[str, int]) -> list[str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from orderspace_pipelines.commands import DEFAULT_DAGSTER_YAML
 from orderspace_pipelines.defs.partitions import last_partition_day
 from orderspace_pipelines.lake import lake_connection
 from orderspace_pipelines.lake.flatten import record_date
+from tests.ports import free_port
 
 RANGE_DAYS = 120
 WAIT_SECONDS = 600  # a generous ceiling on a loaded machine, not a speed assertion
@@ -68,12 +68,6 @@ query PartitionStatus($assetKey: AssetKeyInput!) {
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _graphql(url: str, query: str, variables: dict[str, Any]) -> dict[str, Any]:
     response = httpx.post(url, json={"query": query, "variables": variables}, timeout=60)
     response.raise_for_status()
@@ -88,7 +82,7 @@ def dagster_dev(orderspace_env: dict[str, str], tmp_path: Path):
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copyfile(DEFAULT_DAGSTER_YAML, home / "dagster.yaml")
-    port = _free_port()
+    port = free_port()
     env = {**orderspace_env, "DAGSTER_HOME": str(home)}
     log = (tmp_path / "dagster-dev.log").open("w")
     dagster = str(Path(sys.executable).with_name("dagster"))

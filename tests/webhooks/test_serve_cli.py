@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,20 +14,15 @@ import httpx
 import pytest
 
 from orderspace_pipelines.webhooks.store import SqliteEventStore, store_path
+from tests.ports import free_port
 from tests.webhooks.helpers import TEST_KEY, body_of, mixed_events, signed_headers
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_serve_receives_logs_and_stops_gracefully(hook_dir: Path, stop: signal.Signals) -> None:
-    port = _free_port()
+    port = free_port()
     env = os.environ | {"ORDERSPACE_DATA_DIR": str(hook_dir)}
     process = subprocess.Popen(
         [sys.executable, "-m", "orderspace_pipelines.cli", "webhooks", "serve", "--port", str(port)],
