@@ -550,4 +550,15 @@ def _exit_during_first_pull(code: int) -> NoReturn:
     _say("The first pull was interrupted; the next `make dev` pulls again.")
     with contextlib.suppress(OSError):
         sys.stderr.flush()
+    _kill_own_children()
     os._exit(code)
+
+
+def _kill_own_children() -> None:
+    """SIGKILL this process's remaining children: the first pull's compute-log followers (`tail -F`, started
+    by Dagster in the pull's thread), which would outlive an `os._exit` (seen in CI after a SIGHUP)."""
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        with contextlib.suppress(OSError):
+            for pid in (task / "children").read_text().split():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
